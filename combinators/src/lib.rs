@@ -1,0 +1,1 @@
+//! cfutures-combinators (coming soon).

@@ -1,0 +1,156 @@
+//! How cfutures blocks a thread: spin briefly, then yield, then park.
+//!
+//! On the small virtual machines this project runs on, waking a parked thread on another
+//! CPU costs tens of microseconds, so a waiter that parks at once makes every hand-off slow.
+//! A waiter that spins for long is just as bad when the thread it waits for needs its CPU.
+//! [`block_until`] does both well: a short spin (skipped when the process may use only one
+//! CPU), a few `yield_now`s, then a real park.
+//!
+//! # Blocking hooks
+//!
+//! An executor can tell core that the current thread is one of its workers, with
+//! [`set_thread_hook`]. Core then calls [`BlockingHook::before_park`] just before the thread
+//! really parks on a future (after spinning and yielding), and
+//! [`BlockingHook::after_park`] when it wakes. A thread pool uses this to start a
+//! compensating thread, so that a worker waiting on a task queued behind it in the same
+//! pool cannot deadlock the pool.
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::sync;
+
+/// Told when a worker thread is about to park on a future, and when it wakes.
+///
+/// Installed per thread with [`set_thread_hook`].
+pub trait BlockingHook: Send + Sync {
+    /// The current thread is about to park until some future completes.
+    fn before_park(&self);
+    /// The current thread woke and stopped waiting.
+    fn after_park(&self);
+}
+
+thread_local! {
+    static HOOK: RefCell<Option<Arc<dyn BlockingHook>>> = const { RefCell::new(None) };
+}
+
+/// Installs (or, with `None`, removes) the current thread's blocking hook; returns the
+/// previous one.
+pub fn set_thread_hook(hook: Option<Arc<dyn BlockingHook>>) -> Option<Arc<dyn BlockingHook>> {
+    HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
+}
+
+fn current_hook() -> Option<Arc<dyn BlockingHook>> {
+    HOOK.try_with(|h| h.borrow().clone()).ok().flatten()
+}
+
+/// Whether spinning can help: false when this process may run on one CPU only (then the
+/// thread we wait for needs our CPU, and spinning only delays it).
+fn may_spin() -> bool {
+    static MULTI: OnceLock<bool> = OnceLock::new();
+    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// Spin-then-yield backoff, crossbeam's `Backoff` shape.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_LIMIT: u32 = 6;
+    const YIELD_LIMIT: u32 = 10;
+
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Backoff { step: 0 }
+    }
+
+    /// Waits a little: spins (2^step pauses) while spinning can help, else yields.
+    pub fn snooze(&mut self) {
+        if self.step <= Self::SPIN_LIMIT && may_spin() {
+            for _ in 0..(1u32 << self.step) {
+                std::hint::spin_loop();
+            }
+        } else {
+            sync::yield_now();
+        }
+        if self.step <= Self::YIELD_LIMIT {
+            self.step += 1;
+        }
+    }
+
+    /// True once spinning and yielding are done and the caller should park.
+    pub fn is_completed(&self) -> bool {
+        self.step > Self::YIELD_LIMIT
+    }
+}
+
+/// Blocks until `ready()` is true or `deadline` passes; returns the last `ready()`.
+///
+/// Spins, yields, then parks. Whoever makes `ready()` true must then `unpark` this thread
+/// (its [`Thread`](std::thread::Thread) handle): register it before calling, or in
+/// `before_park`, which runs once just before the first park and may return `false` to say
+/// "already ready, do not park". `after_park` runs once after parking, whatever the outcome.
+/// The thread's [`BlockingHook`] is told around the park.
+pub fn block_until(
+    deadline: Option<Instant>,
+    mut ready: impl FnMut() -> bool,
+    before_park: impl FnOnce() -> bool,
+    after_park: impl FnOnce(),
+) -> bool {
+    if ready() {
+        return true;
+    }
+    if let Some(d) = deadline {
+        if Instant::now() >= d {
+            return false;
+        }
+    }
+    let mut backoff = Backoff::new();
+    while !backoff.is_completed() {
+        backoff.snooze();
+        if ready() {
+            return true;
+        }
+    }
+    if let Some(d) = deadline {
+        if Instant::now() >= d {
+            return ready();
+        }
+    }
+    if !before_park() {
+        after_park();
+        return true;
+    }
+    let hook = current_hook();
+    if let Some(h) = &hook {
+        h.before_park();
+    }
+    let done = loop {
+        if ready() {
+            break true;
+        }
+        match deadline {
+            None => sync::park(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    break ready();
+                }
+                sync::park_timeout(d - now);
+            }
+        }
+    };
+    if let Some(h) = &hook {
+        h.after_park();
+    }
+    after_park();
+    done
+}
+
+/// A deadline `d` from now; `None` (wait forever) if that overflows `Instant`.
+pub fn deadline_after(d: std::time::Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}

@@ -1,0 +1,486 @@
+//! Error types: [`Error`] (why a future has no value), [`TaskError`] (what a task did wrong),
+//! [`Broken`], [`InvalidState`] and [`SubmitError`].
+//!
+//! Every error is cheap to clone (payloads live behind `Arc`), so every waiter on a future
+//! gets the same error.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a future did not give a value: the error type of [`Future::result`](crate::Future::result).
+///
+/// Use the predicates (`is_cancelled()`, `is_timeout()`, …) rather than matching when
+/// you only need to know the kind: the enum is `#[non_exhaustive]`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The future was cancelled before it started (Python: `CancelledError`).
+    #[error("the future was cancelled")]
+    Cancelled,
+    /// The wait timed out; the future may still complete later (Python: `TimeoutError`).
+    #[error("timed out waiting for the future")]
+    Timeout,
+    /// The task ran and failed: it panicked, returned an error, or its worker died
+    /// (Python: the exception stored on the future).
+    #[error("task failed: {0}")]
+    Failed(TaskError),
+    /// The executor broke and could not run the task (Python: `BrokenExecutor`,
+    /// `BrokenThreadPool`, `BrokenProcessPool`), or the promise was dropped without a result.
+    #[error("{0}")]
+    Broken(Broken),
+    /// An operation was not allowed in the future's current state (Python: `InvalidStateError`).
+    #[error("{0}")]
+    InvalidState(InvalidState),
+}
+
+impl Error {
+    /// True for [`Error::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+    /// True for [`Error::Failed`]: the task itself failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Error::Failed(_))
+    }
+    /// True for [`Error::Broken`].
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Error::Broken(_))
+    }
+    /// True for [`Error::InvalidState`].
+    pub fn is_invalid_state(&self) -> bool {
+        matches!(self, Error::InvalidState(_))
+    }
+    /// The task's error, for [`Error::Failed`].
+    pub fn task_error(&self) -> Option<&TaskError> {
+        match self {
+            Error::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+    /// Converts into the task's error, for [`Error::Failed`]; otherwise gives `self` back.
+    pub fn into_task_error(self) -> Result<TaskError, Error> {
+        match self {
+            Error::Failed(e) => Ok(e),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<TaskError> for Error {
+    fn from(e: TaskError) -> Self {
+        Error::Failed(e)
+    }
+}
+
+impl From<Broken> for Error {
+    fn from(e: Broken) -> Self {
+        Error::Broken(e)
+    }
+}
+
+impl From<InvalidState> for Error {
+    fn from(e: InvalidState) -> Self {
+        Error::InvalidState(e)
+    }
+}
+
+/// How a worker process ended (used by [`TaskError::WorkerDied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// The process exited with this code (e.g. `std::process::exit(3)`).
+    Code(i32),
+    /// The process was killed by this signal (e.g. 9 for SIGKILL, 11 for SIGSEGV).
+    Signal(i32),
+    /// The exit status could not be determined.
+    Unknown,
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Code(c) => write!(f, "exit code {c}"),
+            WorkerExit::Signal(s) => write!(f, "signal {s}{}", signal_name(*s)),
+            WorkerExit::Unknown => f.write_str("unknown exit status"),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+/// What a task did wrong: the error a failed future holds (Python: the stored exception).
+///
+/// Cheap to clone. Use the predicates (`is_panic()`, `is_error()`, …) or match on the
+/// variants (the enum is `#[non_exhaustive]`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked. The worker survived.
+    Panic {
+        /// The panic message (the payload if it was a string, else a placeholder).
+        message: Arc<str>,
+        /// Where it panicked (`file:line:column`), when the executor could capture it.
+        location: Option<Arc<str>>,
+    },
+    /// The task returned an error (see [`fallible`](crate::fallible)).
+    Error(Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// The task returned an error in another process; it crossed as its type name and message.
+    Remote {
+        /// The Rust type name of the original error.
+        type_name: Arc<str>,
+        /// The original error's `Display` text.
+        message: Arc<str>,
+    },
+    /// The worker process running the task died.
+    WorkerDied {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended.
+        exit: WorkerExit,
+    },
+    /// The task ran past its time limit and was stopped.
+    TimeLimit {
+        /// The limit it exceeded.
+        limit: Duration,
+    },
+    /// The task, its argument or its result could not be encoded or decoded on the way
+    /// to or from a worker.
+    Codec {
+        /// What failed, and why.
+        message: Arc<str>,
+    },
+}
+
+impl TaskError {
+    /// Wraps an error a task returned.
+    pub fn new<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        TaskError::Error(Arc::new(error))
+    }
+
+    /// An error with only a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        TaskError::Error(Arc::new(MessageError(message.to_string())))
+    }
+
+    /// Converts a boxed error (what `?` on `Box<dyn Error>` produces).
+    pub fn from_boxed(error: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        TaskError::Error(Arc::from(error))
+    }
+
+    /// Converts a panic payload caught with [`std::panic::catch_unwind`].
+    pub fn from_panic(payload: Box<dyn Any + Send + 'static>) -> Self {
+        TaskError::Panic {
+            message: panic_message(&*payload).into(),
+            location: None,
+        }
+    }
+
+    /// True for [`TaskError::Panic`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panic { .. })
+    }
+    /// True for [`TaskError::Error`] and [`TaskError::Remote`]: the task returned an error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, TaskError::Error(_) | TaskError::Remote { .. })
+    }
+    /// True for [`TaskError::WorkerDied`].
+    pub fn is_worker_died(&self) -> bool {
+        matches!(self, TaskError::WorkerDied { .. })
+    }
+    /// True for [`TaskError::TimeLimit`].
+    pub fn is_time_limit(&self) -> bool {
+        matches!(self, TaskError::TimeLimit { .. })
+    }
+    /// True for [`TaskError::Codec`].
+    pub fn is_codec(&self) -> bool {
+        matches!(self, TaskError::Codec { .. })
+    }
+    /// The panic message, for [`TaskError::Panic`].
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Panic { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+    /// The returned error as a concrete type, for [`TaskError::Error`].
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            TaskError::Error(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panic {
+                message,
+                location: Some(loc),
+            } => write!(f, "task panicked at {loc}: {message}"),
+            TaskError::Panic { message, .. } => write!(f, "task panicked: {message}"),
+            TaskError::Error(e) => fmt::Display::fmt(e, f),
+            TaskError::Remote { type_name, message } => write!(f, "{message} ({type_name})"),
+            TaskError::WorkerDied { pid, exit } => {
+                write!(
+                    f,
+                    "worker process {pid} died while running the task: {exit}"
+                )
+            }
+            TaskError::TimeLimit { limit } => {
+                write!(f, "task exceeded its time limit of {limit:?}")
+            }
+            TaskError::Codec { message } => write!(f, "encoding error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TaskError::Error(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MessageError(String);
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+/// The text of a panic payload: `&str` and `String` payloads as they are, anything else a
+/// placeholder.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any> (a non-string panic payload)".to_owned()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    //! `TaskError` crosses process boundaries; an [`TaskError::Error`] crosses as
+    //! [`TaskError::Remote`] (its type name is not known at run time, so it reads
+    //! `dyn Error`). Plain enum representation: postcard has no `deserialize_any`.
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    enum Wire {
+        Panic {
+            message: String,
+            location: Option<String>,
+        },
+        Remote {
+            type_name: String,
+            message: String,
+        },
+        WorkerDied {
+            pid: u32,
+            exit: WorkerExit,
+        },
+        TimeLimit {
+            limit: Duration,
+        },
+        Codec {
+            message: String,
+        },
+    }
+
+    impl Serialize for TaskError {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let w = match self {
+                TaskError::Panic { message, location } => Wire::Panic {
+                    message: message.to_string(),
+                    location: location.as_ref().map(|l| l.to_string()),
+                },
+                TaskError::Error(e) => Wire::Remote {
+                    type_name: "dyn Error".into(),
+                    message: e.to_string(),
+                },
+                TaskError::Remote { type_name, message } => Wire::Remote {
+                    type_name: type_name.to_string(),
+                    message: message.to_string(),
+                },
+                TaskError::WorkerDied { pid, exit } => Wire::WorkerDied {
+                    pid: *pid,
+                    exit: *exit,
+                },
+                TaskError::TimeLimit { limit } => Wire::TimeLimit { limit: *limit },
+                TaskError::Codec { message } => Wire::Codec {
+                    message: message.to_string(),
+                },
+            };
+            w.serialize(s)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for TaskError {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(match Wire::deserialize(d)? {
+                Wire::Panic { message, location } => TaskError::Panic {
+                    message: message.into(),
+                    location: location.map(Into::into),
+                },
+                Wire::Remote { type_name, message } => TaskError::Remote {
+                    type_name: type_name.into(),
+                    message: message.into(),
+                },
+                Wire::WorkerDied { pid, exit } => TaskError::WorkerDied { pid, exit },
+                Wire::TimeLimit { limit } => TaskError::TimeLimit { limit },
+                Wire::Codec { message } => TaskError::Codec {
+                    message: message.into(),
+                },
+            })
+        }
+    }
+}
+
+/// The executor broke (Python: `BrokenExecutor` and its subclasses), or the promise was
+/// dropped without a result.
+#[derive(Clone, Debug)]
+pub struct Broken {
+    message: Arc<str>,
+    cause: Option<TaskError>,
+}
+
+impl Broken {
+    /// A broken-executor error with this message.
+    pub fn new(message: impl Into<Arc<str>>) -> Self {
+        Broken {
+            message: message.into(),
+            cause: None,
+        }
+    }
+    /// The same, with the failure that broke the executor (e.g. the initializer's panic).
+    pub fn with_cause(message: impl Into<Arc<str>>, cause: TaskError) -> Self {
+        Broken {
+            message: message.into(),
+            cause: Some(cause),
+        }
+    }
+    /// What broke.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The failure that broke the executor, when known.
+    pub fn cause(&self) -> Option<&TaskError> {
+        self.cause.as_ref()
+    }
+    pub(crate) fn promise_dropped() -> Self {
+        Broken::new("the promise was dropped without setting a result (the executor lost the task)")
+    }
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Broken {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_ref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An operation that the future's state does not allow (Python: `InvalidStateError`), such as
+/// setting the result of a cancelled future.
+#[derive(Clone, Debug)]
+pub struct InvalidState {
+    message: Arc<str>,
+}
+
+impl InvalidState {
+    /// An invalid-state error with this message.
+    pub fn new(message: impl Into<Arc<str>>) -> Self {
+        InvalidState {
+            message: message.into(),
+        }
+    }
+    /// What was not allowed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for InvalidState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid state: {}", self.message)
+    }
+}
+
+impl std::error::Error for InvalidState {}
+
+/// Why an executor refused a task.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The executor was shut down (Python: `RuntimeError('cannot schedule new futures after
+    /// shutdown')`).
+    #[error("cannot schedule new futures after shutdown")]
+    Shutdown,
+    /// The executor is broken (Python: `BrokenExecutor`).
+    #[error("{0}")]
+    Broken(Broken),
+}
+
+impl SubmitError {
+    /// True for [`SubmitError::Shutdown`].
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, SubmitError::Shutdown)
+    }
+    /// True for [`SubmitError::Broken`].
+    pub fn is_broken(&self) -> bool {
+        matches!(self, SubmitError::Broken(_))
+    }
+}
+
+impl From<SubmitError> for Error {
+    /// A refused submission seen as the outcome of a future that never ran: `Broken`.
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Broken(b) => Error::Broken(b),
+            SubmitError::Shutdown => {
+                Error::Broken(Broken::new("cannot schedule new futures after shutdown"))
+            }
+        }
+    }
+}

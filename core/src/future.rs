@@ -1,0 +1,794 @@
+//! [`Future`] (the read side) and [`Promise`] (the write side) of one result.
+//!
+//! # Who touches what
+//!
+//! * `state` — everyone, only through the named transitions in [`crate::state`].
+//! * `value` — written once, by the one thread whose `transition_to_completing` succeeded,
+//!   before `transition_to_finished`; read by anyone who has seen `FINISHED`; taken out only
+//!   through `&mut` (sole owner: [`Future::into_result`], or drop).
+//! * `listeners` — under its mutex; see the memory-ordering notes in [`crate::state`].
+//! * `handles` — the number of live [`Future`] handles (not counting the promise), so that
+//!   `into_result` can tell "shared with another handle" from "the promise is still
+//!   finishing up".
+
+use std::cell::Cell;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::blocking::{self, Backoff};
+use crate::error::{Broken, Error, InvalidState, TaskError};
+use crate::state::{self, StateCell, Transition};
+use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread, UnsafeCell};
+use crate::task::Task;
+use crate::waiter::{Completion, FutureId, Waitable, Waiter, WaiterKey};
+
+/// The state of a future, as Python's `Future` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Created or queued; not started. Can be cancelled.
+    Pending,
+    /// An executor is running it. Cannot be cancelled (in the thread pool).
+    Running,
+    /// Cancelled before it started.
+    Cancelled,
+    /// Finished: it has a value or a failure.
+    Finished,
+}
+
+type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send + 'static>;
+
+enum Slot {
+    Free,
+    Thread { token: u64, thread: Thread },
+    Waiter { token: u64, waiter: Arc<dyn Waiter> },
+}
+
+/// Done-callbacks (kept in registration order) and a slab of parked threads and waiters
+/// (O(1) insert and remove by key).
+struct Listeners<T> {
+    callbacks: Vec<Callback<T>>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    next_token: u64,
+}
+
+impl<T> Listeners<T> {
+    const fn new() -> Self {
+        Listeners {
+            callbacks: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_token: 0,
+        }
+    }
+
+    fn insert(&mut self, make: impl FnOnce(u64) -> Slot) -> WaiterKey {
+        let token = self.next_token;
+        self.next_token += 1;
+        let slot = make(token);
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        WaiterKey { index, token }
+    }
+
+    fn remove(&mut self, key: WaiterKey) -> bool {
+        let Some(slot) = self.slots.get_mut(key.index as usize) else {
+            return false;
+        };
+        let matches = match slot {
+            Slot::Thread { token, .. } | Slot::Waiter { token, .. } => *token == key.token,
+            Slot::Free => false,
+        };
+        if matches {
+            *slot = Slot::Free;
+            self.free.push(key.index);
+        }
+        matches
+    }
+
+    /// Takes what a transition must tell: callbacks and parked threads always, waiters only
+    /// when `with_waiters`.
+    fn drain(&mut self, with_waiters: bool) -> Drained<T> {
+        let callbacks = mem::take(&mut self.callbacks);
+        let mut threads = Vec::new();
+        let mut waiters = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match slot {
+                Slot::Thread { .. } => {
+                    if let Slot::Thread { thread, .. } = mem::replace(slot, Slot::Free) {
+                        threads.push(thread);
+                    }
+                    self.free.push(i as u32);
+                }
+                Slot::Waiter { .. } if with_waiters => {
+                    if let Slot::Waiter { waiter, .. } = mem::replace(slot, Slot::Free) {
+                        waiters.push(waiter);
+                    }
+                    self.free.push(i as u32);
+                }
+                _ => {}
+            }
+        }
+        Drained {
+            callbacks,
+            threads,
+            waiters,
+        }
+    }
+}
+
+struct Drained<T> {
+    callbacks: Vec<Callback<T>>,
+    threads: Vec<Thread>,
+    waiters: Vec<Arc<dyn Waiter>>,
+}
+
+pub(crate) struct Inner<T> {
+    state: StateCell,
+    handles: AtomicUsize,
+    value: UnsafeCell<Option<Result<T, Error>>>,
+    listeners: Mutex<Listeners<T>>,
+}
+
+// SAFETY: `value` is the only field that is not already `Sync`. It is written once, by the
+// single thread that won `transition_to_completing` (1), and published by the `Release`
+// store of FINISHED; it is read only after an `Acquire` load saw FINISHED (2), and never
+// written again except through `&mut Inner` (3). So shared access only ever hands out `&T`
+// to many threads (needs `T: Sync`) after moving a `T` in from another thread (needs
+// `T: Send`).
+unsafe impl<T: Send + Sync> Sync for Inner<T> {}
+// SAFETY: `Inner` owns a `T` and may be dropped on any thread: `T: Send` suffices.
+unsafe impl<T: Send> Send for Inner<T> {}
+
+impl<T> Inner<T> {
+    fn new() -> Self {
+        Inner {
+            state: StateCell::new(),
+            handles: AtomicUsize::new(0),
+            value: UnsafeCell::new(None),
+            listeners: Mutex::new(Listeners::new()),
+        }
+    }
+
+    /// The outcome, if FINISHED.
+    fn outcome(&self) -> Option<&Result<T, Error>> {
+        if self.state.load() != state::FINISHED {
+            return None;
+        }
+        // SAFETY: we saw FINISHED with Acquire, so the single write (before the Release
+        // store of FINISHED) is visible and no write happens while `&self` lives (rule 2
+        // and 3 of the `Sync` argument). The reference lives no longer than `&self`.
+        self.value.with(|p| unsafe { (*p).as_ref() })
+    }
+
+    /// Registers a listener unless the state is terminal for it; `None` if it was.
+    fn register<R>(
+        &self,
+        is_terminal: impl Fn(u8) -> bool,
+        add: impl FnOnce(&mut Listeners<T>) -> R,
+    ) -> Result<R, u8> {
+        let mut l = sync::lock(&self.listeners);
+        self.state.set_listeners_unless(is_terminal)?;
+        Ok(add(&mut l))
+    }
+
+    fn drain(&self, with_waiters: bool) -> Drained<T> {
+        sync::lock(&self.listeners).drain(with_waiters)
+    }
+
+    fn id(&self) -> FutureId {
+        FutureId(self as *const Self as *const () as usize)
+    }
+
+    fn completion(&self) -> Option<Completion> {
+        match self.state.load() {
+            state::CANCELLED_NOTIFIED => Some(Completion::Cancelled),
+            state::FINISHED => Some(match self.outcome() {
+                Some(Ok(_)) => Completion::Succeeded,
+                _ => Completion::Failed,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Tells everyone in `d`: wakes threads, notifies waiters, runs callbacks (each caught).
+    fn tell(self: &Arc<Self>, d: Drained<T>, completion: Option<Completion>) {
+        for t in d.threads {
+            t.unpark();
+        }
+        if let Some(c) = completion {
+            let id = self.id();
+            for w in d.waiters {
+                w.notify(id, c);
+            }
+        }
+        if !d.callbacks.is_empty() {
+            run_callbacks(as_future(self), d.callbacks);
+        }
+    }
+
+    /// PENDING|RUNNING → COMPLETING → FINISHED with `outcome`.
+    fn complete(self: &Arc<Self>, outcome: Result<T, Error>) -> Result<(), InvalidState> {
+        match self.state.transition_to_completing() {
+            Transition::Done { .. } => {}
+            Transition::Refused(s) => {
+                return Err(InvalidState::new(format!(
+                    "{}: cannot set the result of a {} future",
+                    raw_state_name(s),
+                    raw_state_name(s).to_lowercase()
+                )))
+            }
+        }
+        // SAFETY: we won COMPLETING, so we are the only writer; no reader reads before
+        // FINISHED, which we store below with Release (rule 1 of the `Sync` argument).
+        self.value.with_mut(|p| unsafe { *p = Some(outcome) });
+        match self.state.transition_to_finished() {
+            Transition::Done { notify: true } => {
+                let d = self.drain(true);
+                let c = self.completion();
+                self.tell(d, c);
+            }
+            Transition::Done { notify: false } => {}
+            Transition::Refused(_) => unreachable!("only the COMPLETING thread finishes"),
+        }
+        Ok(())
+    }
+}
+
+fn raw_state_name(s: u8) -> &'static str {
+    match s {
+        state::PENDING => "PENDING",
+        state::RUNNING | state::COMPLETING => "RUNNING",
+        state::CANCELLED => "CANCELLED",
+        state::CANCELLED_NOTIFIED => "CANCELLED_AND_NOTIFIED",
+        _ => "FINISHED",
+    }
+}
+
+/// Views the promise's `Arc` as a `&Future` to hand to callbacks, without counting it as a
+/// handle.
+fn as_future<T>(arc: &Arc<Inner<T>>) -> &Future<T> {
+    // SAFETY: `Future<T>` is `#[repr(transparent)]` over `Arc<Inner<T>>`, so the two have
+    // the same layout; the reference borrows `arc` and is never dropped as a `Future`
+    // (so `handles` is not decremented for a handle that was never counted).
+    unsafe { &*(arc as *const Arc<Inner<T>> as *const Future<T>) }
+}
+
+thread_local! {
+    /// The future whose callbacks this thread is running (0: none); see `try_into_result`.
+    static IN_CALLBACKS_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+fn run_callbacks<T>(future: &Future<T>, callbacks: Vec<Callback<T>>) {
+    let id = future.id().0;
+    let prev = IN_CALLBACKS_OF.with(|c| c.replace(id));
+    for cb in callbacks {
+        run_callback(future, cb);
+    }
+    IN_CALLBACKS_OF.with(|c| c.set(prev));
+}
+
+fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cb(future))) {
+        // Python logs "exception calling callback for <future>" and carries on.
+        eprintln!(
+            "cfutures: exception calling callback for {:?}: {}",
+            future,
+            crate::error::panic_message(&*payload)
+        );
+    }
+}
+
+/// A handle to one result that an executor will produce: Python's `concurrent.futures.Future`.
+///
+/// Cheap to clone (an `Arc`); `Send + Sync` when `T: Send + Sync`. Two handles are equal when
+/// they refer to the same future. This is a *blocking* handle, not a `std::future::Future`.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::{pending, State};
+///
+/// let (promise, future) = pending::<u32>();
+/// assert_eq!(future.state(), State::Pending);
+/// let worker = std::thread::spawn(move || {
+///     if promise.set_running_or_notify_cancel() {
+///         promise.set_result(42).unwrap();
+///     }
+/// });
+/// assert_eq!(*future.result().unwrap(), 42);
+/// worker.join().unwrap();
+/// ```
+#[repr(transparent)]
+pub struct Future<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Future<T> {
+    fn from_inner(inner: Arc<Inner<T>>) -> Self {
+        // Relaxed: a new handle needs no ordering, like `Arc::clone`.
+        inner.handles.fetch_add(1, Ordering::Relaxed);
+        Future { inner }
+    }
+
+    /// A future that already holds `value`.
+    pub fn ready(value: T) -> Self {
+        let (p, f) = pending();
+        let _ = p.set_result(value);
+        f
+    }
+
+    /// A future that already failed with `error`.
+    pub fn failed(error: TaskError) -> Self {
+        let (p, f) = pending();
+        let _ = p.set_exception(error);
+        f
+    }
+
+    /// This future's identity (stable while any handle lives).
+    pub fn id(&self) -> FutureId {
+        self.inner.id()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.inner.state.load() {
+            state::PENDING => State::Pending,
+            state::RUNNING | state::COMPLETING => State::Running,
+            state::CANCELLED | state::CANCELLED_NOTIFIED => State::Cancelled,
+            _ => State::Finished,
+        }
+    }
+
+    /// Cancels the future if it has not started; true if it is (now or already) cancelled.
+    ///
+    /// A running or finished future cannot be cancelled: `false`. On success, threads
+    /// blocked in `result()` wake with [`Error::Cancelled`] and the done-callbacks run, in
+    /// this thread. `wait` / `as_completed` see the future as done only once its executor
+    /// notices the cancellation (see [`Promise::set_running_or_notify_cancel`]).
+    pub fn cancel(&self) -> bool {
+        match self.inner.state.transition_to_cancelled() {
+            Transition::Done { notify } => {
+                if notify {
+                    let d = self.inner.drain(false);
+                    self.inner.tell(d, None);
+                }
+                true
+            }
+            Transition::Refused(s) => matches!(s, state::CANCELLED | state::CANCELLED_NOTIFIED),
+        }
+    }
+
+    /// True if the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.state() == State::Cancelled
+    }
+
+    /// True if the future is running.
+    pub fn running(&self) -> bool {
+        self.state() == State::Running
+    }
+
+    /// True if the future is cancelled or finished.
+    pub fn done(&self) -> bool {
+        state::is_done(self.inner.state.load())
+    }
+
+    /// Blocks until the future is done; see [`wait_deadline`](Self::wait_deadline).
+    pub fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// Blocks until the future is done or `timeout` passes; true if done.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(blocking::deadline_after(timeout))
+    }
+
+    /// Blocks until the future is done or `deadline` (`None`: no deadline); true if done.
+    ///
+    /// Spins briefly, yields, then parks (see [`crate::blocking`]).
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        let inner = &self.inner;
+        let key = Cell::new(None);
+        blocking::block_until(
+            deadline,
+            || self.done(),
+            || {
+                let me = sync::current();
+                match inner.register(state::is_done, |l| {
+                    l.insert(|token| Slot::Thread { token, thread: me })
+                }) {
+                    Ok(k) => {
+                        key.set(Some(k));
+                        true
+                    }
+                    Err(_) => false,
+                }
+            },
+            || {
+                if let Some(k) = key.get() {
+                    if !self.done() {
+                        sync::lock(&inner.listeners).remove(k);
+                    }
+                }
+            },
+        )
+    }
+
+    /// The outcome of a done future (value, or why not).
+    fn done_outcome(&self) -> Result<&T, Error> {
+        match self.inner.state.load() {
+            state::CANCELLED | state::CANCELLED_NOTIFIED => Err(Error::Cancelled),
+            state::FINISHED => match self.inner.outcome() {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(e)) => Err(e.clone()),
+                None => unreachable!("FINISHED always has an outcome"),
+            },
+            _ => Err(Error::Timeout),
+        }
+    }
+
+    /// Waits for the result (Python: `result()`); the value lives as long as this handle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] if cancelled, [`Error::Failed`] if the task failed,
+    /// [`Error::Broken`] if its executor broke or dropped it.
+    pub fn result(&self) -> Result<&T, Error> {
+        self.wait_deadline(None);
+        self.done_outcome()
+    }
+
+    /// [`result`](Self::result) with a timeout: [`Error::Timeout`] if not done in time (a zero
+    /// timeout does not wait).
+    pub fn result_timeout(&self, timeout: Duration) -> Result<&T, Error> {
+        self.result_deadline(blocking::deadline_after(timeout))
+    }
+
+    /// [`result`](Self::result) with a deadline (`None`: none).
+    pub fn result_deadline(&self, deadline: Option<Instant>) -> Result<&T, Error> {
+        self.wait_deadline(deadline);
+        self.done_outcome()
+    }
+
+    /// Waits, then gives the task's failure (Python: `exception()`): `Ok(None)` if the task
+    /// succeeded, `Ok(Some(e))` if it failed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`], [`Error::Broken`] (the task never ran to an outcome).
+    pub fn exception(&self) -> Result<Option<TaskError>, Error> {
+        self.exception_deadline(None)
+    }
+
+    /// [`exception`](Self::exception) with a timeout ([`Error::Timeout`]).
+    pub fn exception_timeout(&self, timeout: Duration) -> Result<Option<TaskError>, Error> {
+        self.exception_deadline(blocking::deadline_after(timeout))
+    }
+
+    /// [`exception`](Self::exception) with a deadline (`None`: none).
+    pub fn exception_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<TaskError>, Error> {
+        self.wait_deadline(deadline);
+        match self.done_outcome() {
+            Ok(_) => Ok(None),
+            Err(Error::Failed(e)) => Ok(Some(e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `callback` with this future once it is done (finished or cancelled); at once, in
+    /// this thread, if it already is.
+    ///
+    /// Callbacks run in registration order, in the thread that completes the future. A
+    /// callback that panics is caught and reported on stderr; the future and the other
+    /// callbacks are unaffected.
+    pub fn add_done_callback(&self, callback: impl FnOnce(&Future<T>) + Send + 'static) {
+        let mut cb = Some(callback);
+        let registered = self.inner.register(state::is_done, |l| {
+            l.callbacks.push(Box::new(cb.take().expect("taken once")));
+        });
+        if registered.is_err() {
+            run_callback(self, Box::new(cb.take().expect("not registered")));
+        }
+    }
+
+    /// Waits, then moves the value out if this is the only handle (no `T: Clone` needed).
+    ///
+    /// # Errors
+    ///
+    /// As [`result`](Self::result); and [`Error::InvalidState`] if other handles to this
+    /// future are alive (use [`try_into_result`](Self::try_into_result) to get the handle
+    /// back instead).
+    pub fn into_result(self) -> Result<T, Error> {
+        match self.try_into_result() {
+            Ok(r) => r,
+            Err(_) => Err(Error::InvalidState(InvalidState::new(
+                "into_result: other handles to this future are alive",
+            ))),
+        }
+    }
+
+    /// Waits, then moves the outcome out if this is the only handle; gives the handle back
+    /// if others are alive.
+    ///
+    /// If the executor is still finishing up (running done-callbacks) this waits for it.
+    pub fn try_into_result(mut self) -> Result<Result<T, Error>, Self> {
+        self.wait();
+        if self.inner.state.load() != state::FINISHED {
+            return Ok(Err(Error::Cancelled));
+        }
+        if IN_CALLBACKS_OF.with(|c| c.get()) == self.id().0 {
+            return Err(self);
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release decrement in `Drop`.
+            if self.inner.handles.load(Ordering::Acquire) > 1 {
+                return Err(self);
+            }
+            if let Some(inner) = Arc::get_mut(&mut self.inner) {
+                let out = inner.value.get_mut().take();
+                return Ok(out.expect("FINISHED always has an outcome"));
+            }
+            // The promise is still telling its listeners; it lets go when done.
+            if backoff.is_completed() {
+                std::thread::yield_now();
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+
+    /// A type-erased handle, for waiting on futures of different types together.
+    pub fn erase(&self) -> crate::AnyFuture
+    where
+        T: Send + Sync + 'static,
+    {
+        crate::AnyFuture::new(self.clone())
+    }
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future::from_inner(self.inner.clone())
+    }
+}
+
+impl<T> Drop for Future<T> {
+    fn drop(&mut self) {
+        // Release: orders this handle's reads before `try_into_result` moves the value out.
+        self.inner.handles.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl<T> PartialEq for Future<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T> Eq for Future<T> {}
+
+impl<T> Hash for Future<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        let mut d = f.debug_struct("Future");
+        d.field("id", &format_args!("{:#x}", self.id().0));
+        d.field("state", &state);
+        if let Some(o) = self.inner.outcome() {
+            match o {
+                Ok(_) => d.field("returned", &std::any::type_name::<T>()),
+                Err(e) => d.field("raised", e),
+            };
+        }
+        d.finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Waitable for Future<T> {
+    fn id(&self) -> FutureId {
+        self.inner.id()
+    }
+
+    fn state(&self) -> State {
+        Future::state(self)
+    }
+
+    fn completion(&self) -> Option<Completion> {
+        self.inner.completion()
+    }
+
+    fn install_waiter(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
+        let w = waiter.clone();
+        self.inner
+            .register(state::is_complete_for_wait, move |l| {
+                l.insert(|token| Slot::Waiter { token, waiter: w })
+            })
+            .map_err(|_| {
+                self.inner
+                    .completion()
+                    .expect("complete for wait has a completion")
+            })
+    }
+
+    fn remove_waiter(&self, key: WaiterKey) {
+        sync::lock(&self.inner.listeners).remove(key);
+    }
+
+    fn cancel(&self) -> bool {
+        Future::cancel(self)
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        Future::wait_deadline(self, deadline)
+    }
+}
+
+/// The write side of a [`Future`]: what an executor holds while it runs the task.
+///
+/// Made with [`Promise::new`] or [`pending`]. Setting the outcome consumes the promise, so it
+/// happens at most once. **A promise dropped without an outcome resolves its future with
+/// [`Error::Broken`]**, so no future can wait forever on an executor that lost its task; a
+/// dropped promise whose future was cancelled marks the cancellation as noticed.
+pub struct Promise<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Promise<T> {
+    /// A new promise with a pending future; get handles with [`future`](Self::future).
+    pub fn new() -> Self {
+        Promise {
+            inner: Arc::new(Inner::new()),
+        }
+    }
+
+    /// A new handle to this promise's future.
+    pub fn future(&self) -> Future<T> {
+        Future::from_inner(self.inner.clone())
+    }
+
+    /// The state of the future.
+    pub fn state(&self) -> State {
+        as_future(&self.inner).state()
+    }
+
+    /// True if the future was cancelled (the executor need not run the task).
+    pub fn is_cancelled(&self) -> bool {
+        as_future(&self.inner).cancelled()
+    }
+
+    /// Marks the future running, or notices its cancellation (Python:
+    /// `set_running_or_notify_cancel`).
+    ///
+    /// Returns `true` if the executor should run the task (PENDING → RUNNING). Returns
+    /// `false` if the future was cancelled: it becomes *cancelled and notified*, and
+    /// `wait` / `as_completed` now count it as done. Also `false` (and nothing changes) if
+    /// the future was already running or finished: that is an executor bug, and running the
+    /// task again would be wrong.
+    pub fn set_running_or_notify_cancel(&self) -> bool {
+        match self.inner.state.transition_to_running() {
+            Transition::Done { .. } => true,
+            Transition::Refused(state::CANCELLED) => {
+                self.notify_cancel();
+                false
+            }
+            Transition::Refused(_) => false,
+        }
+    }
+
+    fn notify_cancel(&self) {
+        if let Transition::Done { notify: true } = self.inner.state.transition_to_notified() {
+            let d = self.inner.drain(true);
+            self.inner.tell(d, Some(Completion::Cancelled));
+        }
+    }
+
+    /// Completes the future with `value`; its waiters wake and its callbacks run, in this
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`] if the future was cancelled (the value is dropped).
+    pub fn set_result(self, value: T) -> Result<(), InvalidState> {
+        self.inner.complete(Ok(value))
+    }
+
+    /// Fails the future with `error` (Python: `set_exception`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`] if the future was cancelled.
+    pub fn set_exception(self, error: TaskError) -> Result<(), InvalidState> {
+        self.inner.complete(Err(Error::Failed(error)))
+    }
+
+    /// Fails the future because the executor broke (Python: `BrokenThreadPool`,
+    /// `BrokenProcessPool`).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`] if the future was cancelled.
+    pub fn set_broken(self, broken: Broken) -> Result<(), InvalidState> {
+        self.inner.complete(Err(Error::Broken(broken)))
+    }
+
+    /// Sets the outcome from a task's `Result`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`] if the future was cancelled.
+    pub fn set_outcome(self, outcome: Result<T, TaskError>) -> Result<(), InvalidState> {
+        self.inner.complete(outcome.map_err(Error::Failed))
+    }
+
+    /// Runs `task` for this promise, the way every executor should: skip it if the future
+    /// was cancelled (noticing the cancellation), otherwise mark it running, run it catching
+    /// panics, and set its outcome. Returns whether the task ran.
+    pub fn run<K: Task<Output = T>>(self, task: K) -> bool {
+        if !self.set_running_or_notify_cancel() {
+            return false;
+        }
+        let out = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
+            Ok(r) => r,
+            Err(payload) => Err(TaskError::from_panic(payload)),
+        };
+        let _ = self.set_outcome(out);
+        true
+    }
+}
+
+impl<T> Default for Promise<T> {
+    fn default() -> Self {
+        Promise::new()
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        match self.inner.state.load() {
+            state::PENDING | state::RUNNING => {
+                let _ = self
+                    .inner
+                    .complete(Err(Error::Broken(Broken::promise_dropped())));
+            }
+            state::CANCELLED => self.notify_cancel(),
+            _ => {}
+        }
+    }
+}
+
+impl<T> fmt::Debug for Promise<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Promise")
+            .field("future", as_future(&self.inner))
+            .finish()
+    }
+}
+
+/// A new promise and a handle to its future (Python: `Future()` plus the executor's side).
+pub fn pending<T>() -> (Promise<T>, Future<T>) {
+    let p = Promise::new();
+    let f = p.future();
+    (p, f)
+}

@@ -1,0 +1,1 @@
+//! cfutures-process-pool (coming soon).

@@ -1,0 +1,1 @@
+//! cfutures-thread-pool (coming soon).
