@@ -1,1 +1,9 @@
-//! Runnable examples of cfutures.
+//! Runnable examples of cfutures: one module per scenario of the `concurrent.futures`
+//! tutorials, shared by the example programs (`cargo run --example NAME`), the `tour`
+//! (all of them, timed) and `compare` (the performance workloads, side by side with Python).
+
+pub mod custom;
+pub mod report;
+pub mod site;
+pub mod tour;
+pub mod work;

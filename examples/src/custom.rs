@@ -1,0 +1,112 @@
+//! Scenario 10: a custom executor in 30 lines that every combinator accepts.
+//!
+//! [`ThreadPerTask`] starts one OS thread per task — the simplest executor that runs
+//! tasks concurrently. It implements core's two traits, [`Executor`] (lifecycle) and
+//! [`Submit`] (what it accepts), and runs each task with [`Promise::run`], which handles
+//! cancellation, catches panics and sets the outcome. That is all `wait`, `as_completed`
+//! and `map` need.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use std::time::Duration;
+
+use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
+
+use crate::report::{BoxError, Out};
+
+/// An executor that runs every task on a new thread of its own.
+#[derive(Debug, Default)]
+pub struct ThreadPerTask {
+    shut: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Executor for ThreadPerTask {
+    fn shutdown(&self, wait: bool, _cancel_futures: bool) {
+        // Relaxed: the flag guards no data (the threads list has its own lock).
+        self.shut.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+        if wait {
+            threads.into_iter().for_each(|t| drop(t.join()));
+        }
+    }
+    fn is_shutdown(&self) -> bool {
+        self.shut.load(Ordering::Relaxed)
+    }
+}
+
+impl<T> Submit<T> for ThreadPerTask
+where
+    T: Task + Send + 'static,
+    T::Output: Send + Sync + 'static,
+{
+    fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+        if self.is_shutdown() {
+            return Err(SubmitError::Shutdown);
+        }
+        let promise = Promise::new();
+        let future = promise.future();
+        let thread = std::thread::spawn(move || {
+            promise.run(task);
+        });
+        self.threads.lock().unwrap().push(thread);
+        Ok(future)
+    }
+}
+
+impl Drop for ThreadPerTask {
+    /// Like every pool: dropping it is `shutdown(wait = true)`.
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+/// Runs scenario 10: the custom executor through submit, and through the combinators.
+///
+/// # Errors
+///
+/// If a task fails unexpectedly.
+pub fn run(out: &mut Out) -> Result<(), BoxError> {
+    let ex = ThreadPerTask::default();
+    let futures: Vec<Future<u64>> = (1..=5u64)
+        .map(|n| ex.submit(move || n * n))
+        .collect::<Result<_, _>>()?;
+    let squares: Vec<u64> = futures
+        .iter()
+        .map(|f| f.result_timeout(Duration::from_secs(10)).copied())
+        .collect::<Result<_, _>>()?;
+    out.say(format!(
+        "submit: 5 tasks on 5 threads of their own → {squares:?}"
+    ));
+    let boom = ex.submit(|| -> u64 { panic!("a panicking task") })?;
+    let err = boom.result_timeout(Duration::from_secs(10)).unwrap_err();
+    out.say(format!("a panic is caught by Promise::run: {err}"));
+    ex.shutdown(true, false);
+    out.say(format!(
+        "after shutdown, submit is refused: {}",
+        ex.submit(|| 0u64).unwrap_err()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_tasks_and_refuses_after_shutdown() {
+        let ex = ThreadPerTask::default();
+        let f = ex.submit(|| 6 * 7).unwrap();
+        let boom = ex.submit(|| -> u8 { panic!("boom") }).unwrap();
+        assert_eq!(*f.result_timeout(Duration::from_secs(10)).unwrap(), 42);
+        let err = boom.result_timeout(Duration::from_secs(10)).unwrap_err();
+        assert_eq!(
+            err.task_error().and_then(|e| e.panic_message()),
+            Some("boom")
+        );
+        ex.shutdown(true, false);
+        assert!(ex.submit(|| 1).unwrap_err().is_shutdown());
+    }
+}
