@@ -2,6 +2,7 @@
 //! tutorials, shared by the example programs (`cargo run --example NAME`), the `tour`
 //! (all of them, timed) and `compare` (the performance workloads, side by side with Python).
 
+pub mod compare;
 pub mod custom;
 pub mod report;
 pub mod site;
