@@ -16,7 +16,7 @@
 //! pool cannot deadlock the pool.
 
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::sync;
@@ -31,7 +31,7 @@ pub trait BlockingHook: Send + Sync {
     fn after_park(&self);
 }
 
-thread_local! {
+sync::thread_local! {
     static HOOK: RefCell<Option<Arc<dyn BlockingHook>>> = const { RefCell::new(None) };
 }
 
@@ -47,9 +47,15 @@ fn current_hook() -> Option<Arc<dyn BlockingHook>> {
 
 /// Whether spinning can help: false when this process may run on one CPU only (then the
 /// thread we wait for needs our CPU, and spinning only delays it).
+#[cfg(not(loom))]
 fn may_spin() -> bool {
-    static MULTI: OnceLock<bool> = OnceLock::new();
+    static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+/// Under loom every wait step is a loom yield.
+#[cfg(loom)]
+fn may_spin() -> bool {
+    false
 }
 
 /// Spin-then-yield backoff, crossbeam's `Backoff` shape.
@@ -59,8 +65,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    #[cfg(not(loom))]
     const SPIN_LIMIT: u32 = 6;
+    #[cfg(not(loom))]
     const YIELD_LIMIT: u32 = 10;
+    // Under loom: one yield, then park, to keep models small.
+    #[cfg(loom)]
+    const SPIN_LIMIT: u32 = 0;
+    #[cfg(loom)]
+    const YIELD_LIMIT: u32 = 0;
 
     /// A fresh backoff.
     pub fn new() -> Self {
@@ -71,7 +84,7 @@ impl Backoff {
     pub fn snooze(&mut self) {
         if self.step <= Self::SPIN_LIMIT && may_spin() {
             for _ in 0..(1u32 << self.step) {
-                std::hint::spin_loop();
+                sync::spin_loop();
             }
         } else {
             sync::yield_now();

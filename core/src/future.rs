@@ -23,6 +23,10 @@ use crate::blocking::{self, Backoff};
 use crate::error::{Broken, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
 use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread, UnsafeCell};
+
+/// The shared state's `Arc` (loom's under `cfg(loom)`, so `into_result`'s `get_mut` is
+/// modelled); waiters stay in std `Arc`s (they are `dyn`).
+type Shared<T> = sync::Arc<Inner<T>>;
 use crate::task::Task;
 use crate::waiter::{Completion, FutureId, Waitable, Waiter, WaiterKey};
 
@@ -204,47 +208,55 @@ impl<T> Inner<T> {
     }
 
     /// Tells everyone in `d`: wakes threads, notifies waiters, runs callbacks (each caught).
-    fn tell(self: &Arc<Self>, d: Drained<T>, completion: Option<Completion>) {
+    fn tell(this: &Shared<T>, d: Drained<T>, completion: Option<Completion>) {
         for t in d.threads {
             t.unpark();
         }
         if let Some(c) = completion {
-            let id = self.id();
+            let id = this.id();
             for w in d.waiters {
                 w.notify(id, c);
             }
         }
         if !d.callbacks.is_empty() {
-            run_callbacks(as_future(self), d.callbacks);
+            run_callbacks(as_future(this), d.callbacks);
         }
     }
 
-    /// PENDING|RUNNING → COMPLETING → FINISHED with `outcome`.
-    fn complete(self: &Arc<Self>, outcome: Result<T, Error>) -> Result<(), InvalidState> {
-        match self.state.transition_to_completing() {
+    /// PENDING|RUNNING → COMPLETING → FINISHED with `outcome`; on refusal, the state found
+    /// (the outcome is dropped).
+    fn complete(this: &Shared<T>, outcome: Result<T, Error>) -> Result<(), u8> {
+        match this.state.transition_to_completing() {
             Transition::Done { .. } => {}
-            Transition::Refused(s) => {
-                return Err(InvalidState::new(format!(
-                    "{}: cannot set the result of a {} future",
-                    raw_state_name(s),
-                    raw_state_name(s).to_lowercase()
-                )))
-            }
+            Transition::Refused(s) => return Err(s),
         }
         // SAFETY: we won COMPLETING, so we are the only writer; no reader reads before
         // FINISHED, which we store below with Release (rule 1 of the `Sync` argument).
-        self.value.with_mut(|p| unsafe { *p = Some(outcome) });
-        match self.state.transition_to_finished() {
+        this.value.with_mut(|p| unsafe { *p = Some(outcome) });
+        match this.state.transition_to_finished() {
             Transition::Done { notify: true } => {
-                let d = self.drain(true);
-                let c = self.completion();
-                self.tell(d, c);
+                let d = this.drain(true);
+                let c = this.completion();
+                Inner::tell(this, d, c);
             }
             Transition::Done { notify: false } => {}
             Transition::Refused(_) => unreachable!("only the COMPLETING thread finishes"),
         }
         Ok(())
     }
+}
+
+/// The `InvalidState` error of setting the outcome of a future found in state `s`.
+fn set_refused(s: u8) -> InvalidState {
+    let word = match s {
+        state::CANCELLED | state::CANCELLED_NOTIFIED => "cancelled",
+        state::FINISHED => "finished",
+        _ => "running",
+    };
+    InvalidState::new(format!(
+        "{}: cannot set the outcome of a {word} future",
+        raw_state_name(s)
+    ))
 }
 
 fn raw_state_name(s: u8) -> &'static str {
@@ -259,14 +271,14 @@ fn raw_state_name(s: u8) -> &'static str {
 
 /// Views the promise's `Arc` as a `&Future` to hand to callbacks, without counting it as a
 /// handle.
-fn as_future<T>(arc: &Arc<Inner<T>>) -> &Future<T> {
-    // SAFETY: `Future<T>` is `#[repr(transparent)]` over `Arc<Inner<T>>`, so the two have
-    // the same layout; the reference borrows `arc` and is never dropped as a `Future`
-    // (so `handles` is not decremented for a handle that was never counted).
-    unsafe { &*(arc as *const Arc<Inner<T>> as *const Future<T>) }
+fn as_future<T>(arc: &Shared<T>) -> &Future<T> {
+    // SAFETY: `Future<T>` is `#[repr(transparent)]` over `Shared<T>`, so the two have the
+    // same layout; the reference borrows `arc` and is never dropped as a `Future` (so
+    // `handles` is not decremented for a handle that was never counted).
+    unsafe { &*(arc as *const Shared<T> as *const Future<T>) }
 }
 
-thread_local! {
+sync::thread_local! {
     /// The future whose callbacks this thread is running (0: none); see `try_into_result`.
     static IN_CALLBACKS_OF: Cell<usize> = const { Cell::new(0) };
 }
@@ -313,11 +325,11 @@ fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
 /// ```
 #[repr(transparent)]
 pub struct Future<T> {
-    inner: Arc<Inner<T>>,
+    inner: Shared<T>,
 }
 
 impl<T> Future<T> {
-    fn from_inner(inner: Arc<Inner<T>>) -> Self {
+    fn from_inner(inner: Shared<T>) -> Self {
         // Relaxed: a new handle needs no ordering, like `Arc::clone`.
         inner.handles.fetch_add(1, Ordering::Relaxed);
         Future { inner }
@@ -363,7 +375,7 @@ impl<T> Future<T> {
             Transition::Done { notify } => {
                 if notify {
                     let d = self.inner.drain(false);
-                    self.inner.tell(d, None);
+                    Inner::tell(&self.inner, d, None);
                 }
                 true
             }
@@ -541,13 +553,14 @@ impl<T> Future<T> {
             if self.inner.handles.load(Ordering::Acquire) > 1 {
                 return Err(self);
             }
-            if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            if let Some(inner) = sync::Arc::get_mut(&mut self.inner) {
                 let out = inner.value.get_mut().take();
                 return Ok(out.expect("FINISHED always has an outcome"));
             }
-            // The promise is still telling its listeners; it lets go when done.
+            // The promise is still telling its listeners (waking threads, running
+            // callbacks); it lets go of the state when done.
             if backoff.is_completed() {
-                std::thread::yield_now();
+                sync::yield_now();
             } else {
                 backoff.snooze();
             }
@@ -578,7 +591,7 @@ impl<T> Drop for Future<T> {
 
 impl<T> PartialEq for Future<T> {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        sync::Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -652,14 +665,14 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
 /// [`Error::Broken`]**, so no future can wait forever on an executor that lost its task; a
 /// dropped promise whose future was cancelled marks the cancellation as noticed.
 pub struct Promise<T> {
-    inner: Arc<Inner<T>>,
+    inner: Shared<T>,
 }
 
 impl<T> Promise<T> {
     /// A new promise with a pending future; get handles with [`future`](Self::future).
     pub fn new() -> Self {
         Promise {
-            inner: Arc::new(Inner::new()),
+            inner: sync::Arc::new(Inner::new()),
         }
     }
 
@@ -700,7 +713,7 @@ impl<T> Promise<T> {
     fn notify_cancel(&self) {
         if let Transition::Done { notify: true } = self.inner.state.transition_to_notified() {
             let d = self.inner.drain(true);
-            self.inner.tell(d, Some(Completion::Cancelled));
+            Inner::tell(&self.inner, d, Some(Completion::Cancelled));
         }
     }
 
@@ -711,7 +724,7 @@ impl<T> Promise<T> {
     ///
     /// [`InvalidState`] if the future was cancelled (the value is dropped).
     pub fn set_result(self, value: T) -> Result<(), InvalidState> {
-        self.inner.complete(Ok(value))
+        Inner::complete(&self.inner, Ok(value)).map_err(set_refused)
     }
 
     /// Fails the future with `error` (Python: `set_exception`).
@@ -720,7 +733,7 @@ impl<T> Promise<T> {
     ///
     /// [`InvalidState`] if the future was cancelled.
     pub fn set_exception(self, error: TaskError) -> Result<(), InvalidState> {
-        self.inner.complete(Err(Error::Failed(error)))
+        Inner::complete(&self.inner, Err(Error::Failed(error))).map_err(set_refused)
     }
 
     /// Fails the future because the executor broke (Python: `BrokenThreadPool`,
@@ -730,7 +743,7 @@ impl<T> Promise<T> {
     ///
     /// [`InvalidState`] if the future was cancelled.
     pub fn set_broken(self, broken: Broken) -> Result<(), InvalidState> {
-        self.inner.complete(Err(Error::Broken(broken)))
+        Inner::complete(&self.inner, Err(Error::Broken(broken))).map_err(set_refused)
     }
 
     /// Sets the outcome from a task's `Result`.
@@ -739,7 +752,7 @@ impl<T> Promise<T> {
     ///
     /// [`InvalidState`] if the future was cancelled.
     pub fn set_outcome(self, outcome: Result<T, TaskError>) -> Result<(), InvalidState> {
-        self.inner.complete(outcome.map_err(Error::Failed))
+        Inner::complete(&self.inner, outcome.map_err(Error::Failed)).map_err(set_refused)
     }
 
     /// Runs `task` for this promise, the way every executor should: skip it if the future
@@ -766,14 +779,16 @@ impl<T> Default for Promise<T> {
 
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
-        match self.inner.state.load() {
+        let refused = match self.inner.state.load() {
             state::PENDING | state::RUNNING => {
-                let _ = self
-                    .inner
-                    .complete(Err(Error::Broken(Broken::promise_dropped())));
+                Inner::complete(&self.inner, Err(Error::Broken(Broken::promise_dropped()))).err()
             }
-            state::CANCELLED => self.notify_cancel(),
-            _ => {}
+            s => Some(s),
+        };
+        // Cancelled (perhaps just now, between the load and the completion attempt): the
+        // executor is gone, so the cancellation counts as noticed.
+        if refused == Some(state::CANCELLED) {
+            self.notify_cancel();
         }
     }
 }

@@ -70,6 +70,11 @@ pub trait Waitable: Send + Sync {
     /// waiter is installed and will be notified, or the completion is returned.
     fn install_waiter(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion>;
     /// Removes an installation; does nothing if it already fired or was removed.
+    ///
+    /// A completion that was already under way when this is called may still call
+    /// [`Waiter::notify`] (once) after it returns: the completing thread takes the waiters
+    /// out under the future's lock and notifies them after releasing it. A waiter must
+    /// therefore tolerate one late notification after its removal.
     fn remove_waiter(&self, key: WaiterKey);
     /// Cancels the future if it has not started (see [`Future::cancel`](crate::Future::cancel)).
     fn cancel(&self) -> bool;
