@@ -1,1 +1,327 @@
-//! cfutures-thread-pool (coming soon).
+//! Python's `concurrent.futures.ThreadPoolExecutor`, in Rust.
+//!
+//! ```
+//! use cfutures_thread_pool::ThreadPoolExecutor;
+//!
+//! let pool = ThreadPoolExecutor::new(4).unwrap();
+//! let futures: Vec<_> = (0..10u64).map(|i| pool.submit(move || i * i).unwrap()).collect();
+//! let total: u64 = futures.iter().map(|f| *f.result().unwrap()).sum();
+//! assert_eq!(total, 285);
+//! // Dropping the pool is `shutdown(wait = true)`: Python's `with` block.
+//! ```
+//!
+//! # Python parity
+//!
+//! * [`ThreadPoolExecutor::new`] and [`ThreadPoolExecutor::builder`]: `max_workers` (default
+//!   `min(32, cpus + 4)`, zero is an error), `thread_name_prefix` (threads are named
+//!   `<prefix>_0`, `<prefix>_1`, …), `initializer`.
+//! * Threads start lazily: one new thread per submit while none is idle, up to
+//!   `max_workers`; an idle thread is reused first (Python 3.12's idle accounting).
+//!   Threads are not retired while the pool lives (except surplus compensating threads,
+//!   below).
+//! * A task that panics fails only its own future, with the panic message
+//!   ([`TaskError::Panic`](cfutures_core::TaskError::Panic)); the worker survives. Tasks
+//!   made with [`fallible`](cfutures_core::fallible) fail with the error they return.
+//! * An initializer that panics or returns `Err` breaks the pool (`BrokenThreadPool`):
+//!   queued futures fail with [`Error::Broken`](cfutures_core::Error::Broken), whose
+//!   [`cause`](cfutures_core::Broken::cause) is the initializer's failure, and later submits
+//!   are refused with [`SubmitError::Broken`](cfutures_core::SubmitError::Broken).
+//! * [`shutdown(wait, cancel_futures)`](ThreadPoolExecutor::shutdown): idempotent, from any
+//!   thread, including from a task of the same pool. Later submits are refused with
+//!   [`SubmitError::Shutdown`](cfutures_core::SubmitError::Shutdown).
+//!
+//! ```
+//! use cfutures_thread_pool::ThreadPoolExecutor;
+//!
+//! let pool = ThreadPoolExecutor::new(2).unwrap();
+//! let f = pool.submit(|| -> u32 { panic!("boom") }).unwrap();
+//! let err = f.result().unwrap_err();
+//! assert_eq!(err.task_error().unwrap().panic_message(), Some("boom"));
+//! assert_eq!(*pool.submit(|| 1).unwrap().result().unwrap(), 1); // the pool carries on
+//!
+//! pool.shutdown(true, false);
+//! assert!(pool.submit(|| 2).unwrap_err().is_shutdown());
+//! ```
+//!
+//! # Better than Python
+//!
+//! * `shutdown(cancel_futures = true)` *notifies* the cancelled futures, so `wait` and
+//!   `as_completed` on them return (Python leaves them `CANCELLED` but not notified, and a
+//!   `wait` without timeout hangs).
+//! * Nested waits do not deadlock (below).
+//! * Waiting is fast: idle workers spin briefly, then yield, then park; a submit never makes a
+//!   wake-up system call while a worker is spinning.
+//!
+//! # Nested waits
+//!
+//! A task that waits for another task of the same pool deadlocks Python's pool when every
+//! worker is busy waiting (the tutorial example: a pool of one worker whose task submits
+//! `pow(5, 2)` and waits for it). Here it does not:
+//!
+//! ```
+//! use cfutures_thread_pool::ThreadPoolExecutor;
+//! use std::sync::Arc;
+//!
+//! let pool = Arc::new(ThreadPoolExecutor::new(1).unwrap());
+//! let p = pool.clone();
+//! let outer = pool.submit(move || {
+//!     let inner = p.submit(|| 5u32.pow(2)).unwrap();
+//!     *inner.result().unwrap() + 1
+//! }).unwrap();
+//! assert_eq!(*outer.result().unwrap(), 26);
+//! ```
+//!
+//! **How:** each worker installs a [`BlockingHook`](cfutures_core::blocking::BlockingHook).
+//! When a task is about to park on a future — `result`, `wait`, `exception`, and the
+//! combinators' `wait` / `as_completed`, all of which block through core — after core's
+//! short spin and yield, the worker counts as *blocked*, and if tasks are queued and no
+//! worker is idle, the pool starts a **compensating thread**. `max_workers` therefore
+//! bounds the threads that run tasks *and are not blocked on a future*; once the waits end,
+//! surplus threads retire as soon as they run out of work.
+//!
+//! **Why a compensating thread, not running the queued task inline on the waiting worker:**
+//! an inline task runs on top of the waiting task's stack, so (1) the waiting task cannot
+//! resume until the inline one finishes, even if the future it waits for completed long
+//! before (an unrelated long task delays it without bound); (2) a lock the waiting task
+//! holds is held while the inline task runs, and `std::sync::Mutex` is not re-entrant, so an
+//! inline task that takes it deadlocks the thread against itself; (3) thread-locals and
+//! panics of the two tasks mix; (4) chains of nested waits grow the stack. A compensating
+//! thread has none of these problems. It costs a thread start (tens of microseconds) only
+//! when a worker really parks while tasks wait, and — since the hook runs only after
+//! spinning and yielding — never on short waits. This is the approach of tokio's
+//! `block_in_place` and of Go's scheduler.
+//!
+//! A worker waiting on a future that is *running* elsewhere (not queued) starts nothing;
+//! a later submit may then start a thread, since the blocked worker does not count.
+//! Blocking by other means (a channel, a mutex, `sleep`) is not seen, as in Python.
+//!
+//! # Watching the pool
+//!
+//! [`max_workers`](ThreadPoolExecutor::max_workers),
+//! [`live_threads`](ThreadPoolExecutor::live_threads),
+//! [`idle_threads`](ThreadPoolExecutor::idle_threads),
+//! [`queued_tasks`](ThreadPoolExecutor::queued_tasks),
+//! [`running_tasks`](ThreadPoolExecutor::running_tasks) and
+//! [`blocked_threads`](ThreadPoolExecutor::blocked_threads) are snapshots: cheap, and
+//! possibly stale by the time you read them.
+//!
+//! # Generic code
+//!
+//! [`ThreadPoolExecutor`] implements [`Executor`] and [`Submit<T>`] for every task `T` (any
+//! `FnOnce() -> R + Send + 'static`, [`fallible`](cfutures_core::fallible) closures,
+//! [`MapChunk`](cfutures_core::MapChunk)), so it works with every combinator and with code
+//! written against the traits. Tasks must be `Send`:
+//!
+//! ```compile_fail
+//! use cfutures_thread_pool::ThreadPoolExecutor;
+//! let pool = ThreadPoolExecutor::new(1).unwrap();
+//! let rc = std::rc::Rc::new(1);
+//! pool.submit(move || *rc + 1); // Rc is not Send
+//! ```
+
+mod builder;
+mod shared;
+
+use std::fmt;
+use std::sync::Arc;
+
+use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
+
+pub use builder::{default_max_workers, BuildError, Builder, InitResult};
+use shared::{Refused, Shared, TaskJob};
+
+/// A pool of threads that runs tasks and gives their results as [`Future`]s (Python:
+/// `concurrent.futures.ThreadPoolExecutor`).
+///
+/// Dropping the pool shuts it down and waits for every queued and running task
+/// (`shutdown(wait = true, cancel_futures = false)`, Python's `with` block). To share it
+/// between threads (or with its own tasks), put it in an [`Arc`].
+///
+/// See the [crate documentation](crate) for the semantics.
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of at most `max_workers` threads (started lazily), with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] if `max_workers` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_thread_pool::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(2).unwrap();
+    /// assert_eq!(pool.max_workers(), 2);
+    /// assert_eq!(pool.live_threads(), 0); // lazily started
+    /// assert!(ThreadPoolExecutor::new(0).unwrap_err().is_zero_workers());
+    /// ```
+    pub fn new(max_workers: usize) -> Result<Self, BuildError> {
+        Builder::new().max_workers(max_workers).build()
+    }
+
+    /// A [`Builder`] to set `max_workers`, `thread_name_prefix` and `initializer`.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        ThreadPoolExecutor { shared }
+    }
+
+    /// Schedules `task` and returns the future of its output (Python: `submit`).
+    ///
+    /// `task` is any `FnOnce() -> R + Send + 'static`, a [`fallible`](cfutures_core::fallible)
+    /// closure, or any other [`Task`]. A panic in the task fails its future with
+    /// [`TaskError::Panic`](cfutures_core::TaskError::Panic); the worker survives.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Shutdown`] after [`shutdown`](Self::shutdown);
+    /// [`SubmitError::Broken`] if an initializer failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_core::fallible;
+    /// use cfutures_thread_pool::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new(2).unwrap();
+    /// let ok = pool.submit(|| "21".parse::<u32>().unwrap() * 2).unwrap();
+    /// let bad = pool.submit(fallible(|| "x".parse::<u32>())).unwrap();
+    /// assert_eq!(*ok.result().unwrap(), 42);
+    /// assert!(bad.exception().unwrap().is_some());
+    /// ```
+    pub fn submit<T>(&self, task: T) -> Result<Future<T::Output>, SubmitError>
+    where
+        T: Task + Send + 'static,
+        T::Output: Send + Sync + 'static,
+    {
+        let promise = Promise::new();
+        let future = promise.future();
+        match self.shared.submit(Box::new(TaskJob { promise, task })) {
+            Ok(()) => Ok(future),
+            Err(Refused::Shutdown) => Err(SubmitError::Shutdown),
+            Err(Refused::Broken(b)) => Err(SubmitError::Broken(b)),
+        }
+    }
+
+    /// Stops accepting tasks (Python: `shutdown(wait, cancel_futures)`). Idempotent; callable
+    /// from any thread, including from a task of this pool.
+    ///
+    /// * `cancel_futures`: cancels every task that has not started. Unlike Python, the
+    ///   cancelled futures are *notified*: `wait` and `as_completed` count them as done.
+    ///   Their done-callbacks run in this thread.
+    /// * `wait`: blocks until every queued (not cancelled) and running task has finished and
+    ///   every worker thread has exited (and been joined). Without it, the work still
+    ///   completes in the background.
+    ///
+    /// **From a task of this pool**, `wait` cannot wait for the calling task itself, which is
+    /// still running: it waits until every queued task has run and every *other* worker
+    /// has exited (or is itself waiting in `shutdown`), then returns; the caller's thread
+    /// exits when its task returns. While waiting, the caller counts as blocked, so queued
+    /// tasks get a thread even in a pool of one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_thread_pool::ThreadPoolExecutor;
+    /// use std::sync::Arc;
+    ///
+    /// let pool = Arc::new(ThreadPoolExecutor::new(1).unwrap());
+    /// let p = pool.clone();
+    /// let f = pool.submit(move || p.shutdown(true, false)).unwrap();
+    /// f.result().unwrap(); // returned: no deadlock
+    /// assert!(pool.submit(|| ()).unwrap_err().is_shutdown());
+    /// ```
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.shared.shutdown(wait, cancel_futures);
+    }
+
+    /// True once [`shutdown`](Self::shutdown) was called or the pool broke.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// The most threads that run tasks at once (not counting workers blocked on a future).
+    pub fn max_workers(&self) -> usize {
+        self.shared.max_workers()
+    }
+
+    /// Worker threads alive now (including threads being started, and compensating threads).
+    pub fn live_threads(&self) -> usize {
+        self.shared.live_threads()
+    }
+
+    /// Worker threads waiting for work.
+    pub fn idle_threads(&self) -> usize {
+        self.shared.counts().idle
+    }
+
+    /// Tasks submitted and not yet started (including cancelled ones not yet dequeued).
+    pub fn queued_tasks(&self) -> usize {
+        self.shared.queued_tasks()
+    }
+
+    /// Tasks running now (including those blocked on a future).
+    pub fn running_tasks(&self) -> usize {
+        self.shared.counts().running
+    }
+
+    /// Worker threads whose task is parked on a future (see "Nested waits" in the crate doc).
+    pub fn blocked_threads(&self) -> usize {
+        self.shared.counts().blocked
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// A pool with [`default_max_workers`] workers and default options.
+    fn default() -> Self {
+        Builder::new()
+            .build()
+            .expect("the default options are valid")
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    /// `shutdown(wait = true, cancel_futures = false)`.
+    fn drop(&mut self) {
+        self.shared.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.shared.counts();
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.max_workers())
+            .field("live_threads", &self.live_threads())
+            .field("idle_threads", &c.idle)
+            .field("running_tasks", &c.running)
+            .field("queued_tasks", &self.queued_tasks())
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ThreadPoolExecutor::shutdown(self, wait, cancel_futures)
+    }
+    fn is_shutdown(&self) -> bool {
+        ThreadPoolExecutor::is_shutdown(self)
+    }
+}
+
+impl<T> Submit<T> for ThreadPoolExecutor
+where
+    T: Task + Send + 'static,
+    T::Output: Send + Sync + 'static,
+{
+    fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+        ThreadPoolExecutor::submit(self, task)
+    }
+}

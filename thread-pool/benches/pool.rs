@@ -1,0 +1,342 @@
+//! ThreadPoolExecutor against rayon, the `threadpool` crate and a hand-written crossbeam
+//! pool, in one run, printing ratios (issue 3's workloads W1, W2, W6, W7).
+//!
+//! ```sh
+//! cargo bench -p cfutures-thread-pool                  # everything
+//! cargo bench -p cfutures-thread-pool -- w1 w2         # some workloads
+//! taskset -c 0 cargo bench -p cfutures-thread-pool -- w2   # W2 pinned to one CPU
+//! ```
+//!
+//! Ratios are `peer / cfutures` for times (above 1: cfutures is faster).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cfutures_thread_pool::ThreadPoolExecutor;
+use crossbeam_channel::{unbounded, Sender};
+use sha2::{Digest, Sha256};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A pool as one would write it by hand: one crossbeam channel of boxed jobs, N threads.
+struct CrossbeamPool {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl CrossbeamPool {
+    fn new(n: usize) -> Self {
+        let (tx, rx) = unbounded::<Job>();
+        let threads = (0..n)
+            .map(|_| {
+                let rx = rx.clone();
+                thread::spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
+            })
+            .collect();
+        CrossbeamPool {
+            jobs: Some(tx),
+            threads,
+        }
+    }
+    fn execute(&self, f: impl FnOnce() + Send + 'static) {
+        self.jobs.as_ref().unwrap().send(Box::new(f)).unwrap();
+    }
+}
+
+impl Drop for CrossbeamPool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// The peers, behind one interface: run `f` on the pool, send its result to `tx`.
+enum Peer {
+    Rayon(rayon::ThreadPool),
+    ThreadPool(threadpool::ThreadPool),
+    Crossbeam(CrossbeamPool),
+}
+
+impl Peer {
+    fn name(&self) -> &'static str {
+        match self {
+            Peer::Rayon(_) => "rayon (spawn + channel)",
+            Peer::ThreadPool(_) => "threadpool crate",
+            Peer::Crossbeam(_) => "hand-written crossbeam",
+        }
+    }
+    fn make(kind: usize, n: usize) -> Peer {
+        match kind {
+            0 => Peer::Rayon(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap(),
+            ),
+            1 => Peer::ThreadPool(threadpool::ThreadPool::new(n)),
+            _ => Peer::Crossbeam(CrossbeamPool::new(n)),
+        }
+    }
+    fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static, tx: Sender<R>) {
+        let job = move || {
+            let _ = tx.send(f());
+        };
+        match self {
+            Peer::Rayon(p) => p.spawn(job),
+            Peer::ThreadPool(p) => p.execute(job),
+            Peer::Crossbeam(p) => p.execute(job),
+        }
+    }
+}
+
+const PEERS: usize = 3;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+fn row(name: &str, value: f64, unit: &str, ours: f64) {
+    println!(
+        "  {name:<26} {value:>10.3} {unit:<4}  ratio {:>6.2}",
+        value / ours
+    );
+}
+
+// ----- W1: 100k no-op submits to 2 workers, collect every result ---------------------
+
+const W1_TASKS: u64 = 100_000;
+const W1_ROUNDS: usize = 11;
+
+fn w1_ours(pool: &ThreadPoolExecutor) -> f64 {
+    let start = Instant::now();
+    let fs: Vec<_> = (0..W1_TASKS)
+        .map(|i| pool.submit(move || black_box(i)).unwrap())
+        .collect();
+    let mut sum = 0;
+    for f in &fs {
+        sum += *f.result().unwrap();
+    }
+    let t = start.elapsed();
+    assert_eq!(sum, W1_TASKS * (W1_TASKS - 1) / 2);
+    drop(fs);
+    t.as_secs_f64() * 1e6 / W1_TASKS as f64
+}
+
+fn w1_peer(peer: &Peer) -> f64 {
+    let start = Instant::now();
+    let (tx, rx) = unbounded();
+    for i in 0..W1_TASKS {
+        peer.run(move || black_box(i), tx.clone());
+    }
+    let mut sum = 0;
+    for _ in 0..W1_TASKS {
+        sum += rx.recv().unwrap();
+    }
+    let t = start.elapsed();
+    assert_eq!(sum, W1_TASKS * (W1_TASKS - 1) / 2);
+    t.as_secs_f64() * 1e6 / W1_TASKS as f64
+}
+
+fn w1() {
+    println!("W1: {W1_TASKS} no-op tasks on 2 workers, collect every result (µs/task, median of {W1_ROUNDS}; target ≤ 0.35)");
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    w1_ours(&pool);
+    let ours = median(&mut (0..W1_ROUNDS).map(|_| w1_ours(&pool)).collect::<Vec<_>>());
+    row("cfutures ThreadPoolExecutor", ours, "µs", ours);
+    for k in 0..PEERS {
+        let peer = Peer::make(k, 2);
+        w1_peer(&peer);
+        let v = median(&mut (0..W1_ROUNDS).map(|_| w1_peer(&peer)).collect::<Vec<_>>());
+        row(peer.name(), v, "µs", ours);
+    }
+}
+
+// ----- W2: one task submitted and waited for, 10k times --------------------------------
+
+const W2_ITERS: usize = 10_000;
+
+fn w2() {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "W2: submit one task and wait for it, {W2_ITERS} times (µs, median / p90; this process may use {cpus} CPU(s); target median ≤ 1, ≤ 8 pinned)"
+    );
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let mut lat = Vec::with_capacity(W2_ITERS);
+    for i in 0..W2_ITERS + 1000 {
+        let start = Instant::now();
+        let f = pool.submit(move || black_box(i)).unwrap();
+        black_box(*f.result().unwrap());
+        if i >= 1000 {
+            lat.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let ours = median(&mut lat);
+    let p90 = percentile(&mut lat, 0.9);
+    println!(
+        "  {:<26} {ours:>10.3} µs    p90 {p90:>7.2}  ratio {:>6.2}",
+        "cfutures ThreadPoolExecutor", 1.0
+    );
+    for k in 0..PEERS {
+        let peer = Peer::make(k, 2);
+        let (tx, rx) = unbounded();
+        let mut lat = Vec::with_capacity(W2_ITERS);
+        for i in 0..W2_ITERS + 1000 {
+            let start = Instant::now();
+            peer.run(move || black_box(i), tx.clone());
+            black_box(rx.recv().unwrap());
+            if i >= 1000 {
+                lat.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let v = median(&mut lat);
+        let p90 = percentile(&mut lat, 0.9);
+        println!(
+            "  {:<26} {v:>10.3} µs    p90 {p90:>7.2}  ratio {:>6.2}",
+            peer.name(),
+            v / ours
+        );
+    }
+}
+
+// ----- W6: 8 CPU-bound sha256 tasks (~0.25 s each) on 2 workers vs sequential ----------
+
+fn sha_work(rounds: usize) -> [u8; 32] {
+    let block = vec![0xA5u8; 64 * 1024];
+    let mut h = Sha256::new();
+    for _ in 0..rounds {
+        h.update(&block);
+    }
+    h.finalize().into()
+}
+
+fn w6() {
+    // Calibrate: rounds of 64 KiB for ~0.25 s.
+    let probe = 200;
+    let start = Instant::now();
+    black_box(sha_work(probe));
+    let per_round = start.elapsed().as_secs_f64() / probe as f64;
+    let rounds = ((0.25 / per_round) as usize).max(1);
+    println!("W6: 8 sha256 tasks ({rounds} × 64 KiB, ~0.25 s each) on 2 workers: speedup vs sequential (target ≥ 1.9×)");
+
+    let start = Instant::now();
+    let seq: Vec<_> = (0..8).map(|_| sha_work(rounds)).collect();
+    let sequential = start.elapsed().as_secs_f64();
+    println!("  {:<26} {sequential:>10.3} s", "sequential");
+
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let start = Instant::now();
+    let fs: Vec<_> = (0..8)
+        .map(|_| pool.submit(move || sha_work(rounds)).unwrap())
+        .collect();
+    for (f, s) in fs.iter().zip(&seq) {
+        assert_eq!(f.result().unwrap(), s);
+    }
+    let ours = start.elapsed().as_secs_f64();
+    println!(
+        "  {:<26} {ours:>10.3} s     speedup {:>5.2}×",
+        "cfutures ThreadPoolExecutor",
+        sequential / ours
+    );
+    for k in 0..PEERS {
+        let peer = Peer::make(k, 2);
+        let (tx, rx) = unbounded();
+        let start = Instant::now();
+        for _ in 0..8 {
+            peer.run(move || sha_work(rounds), tx.clone());
+        }
+        for _ in 0..8 {
+            assert_eq!(rx.recv().unwrap(), seq[0]);
+        }
+        let v = start.elapsed().as_secs_f64();
+        println!(
+            "  {:<26} {v:>10.3} s     speedup {:>5.2}×",
+            peer.name(),
+            sequential / v
+        );
+    }
+}
+
+// ----- W7: 42 tasks sleeping 100 ms on 20 workers (ideal 300 ms) -----------------------
+
+fn w7() {
+    println!(
+        "W7: 42 tasks sleeping 100 ms on 20 fresh workers: time / 300 ms ideal (target ≤ 1.01×)"
+    );
+    let nap = Duration::from_millis(100);
+    let ideal = 0.3;
+    // Fresh pool: its lazy thread starts are inside the timing.
+    let pool = Arc::new(ThreadPoolExecutor::new(20).unwrap());
+    let start = Instant::now();
+    let fs: Vec<_> = (0..42)
+        .map(|_| pool.submit(move || thread::sleep(nap)).unwrap())
+        .collect();
+    for f in &fs {
+        f.result().unwrap();
+    }
+    let ours = start.elapsed().as_secs_f64();
+    println!(
+        "  {:<26} {:>10.1} ms    {:>6.3}×",
+        "cfutures ThreadPoolExecutor",
+        ours * 1e3,
+        ours / ideal
+    );
+    for k in 0..PEERS {
+        let peer = Peer::make(k, 20);
+        let (tx, rx) = unbounded();
+        let start = Instant::now();
+        for _ in 0..42 {
+            peer.run(move || thread::sleep(nap), tx.clone());
+        }
+        for _ in 0..42 {
+            rx.recv().unwrap();
+        }
+        let v = start.elapsed().as_secs_f64();
+        println!(
+            "  {:<26} {:>10.1} ms    {:>6.3}×",
+            peer.name(),
+            v * 1e3,
+            v / ideal
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| a.to_lowercase())
+        .collect();
+    let want = |w: &str| args.is_empty() || args.iter().any(|a| a == w);
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cfutures-thread-pool bench — {cpus} CPU(s) available to this process\n");
+    if want("w1") {
+        w1();
+        println!();
+    }
+    if want("w2") {
+        w2();
+        println!();
+    }
+    if want("w6") {
+        w6();
+        println!();
+    }
+    if want("w7") {
+        w7();
+        println!();
+    }
+}

@@ -1,0 +1,702 @@
+//! The pool's shared state, the worker loop, and the protocols that tie them together.
+//!
+//! # Who touches what
+//!
+//! * `queue` — submitters push, workers pop, `shutdown(cancel_futures)` and a breaking
+//!   initializer drain. Lock-free ([`SegQueue`]).
+//! * `state` — one word: the `SHUTDOWN` and `BROKEN` flags and, below them, the number of
+//!   submits in flight. A submit adds one before it looks at the flags and subtracts it when
+//!   its task is queued and a worker is arranged for it; shutting down sets a flag and then
+//!   waits for the count to drain, so after that no task can arrive (no lock on the submit
+//!   path, and no task slips in behind a shutdown).
+//! * `idle_tokens` — Python 3.12's idle semaphore: a worker adds one when it finds the queue
+//!   empty (once per idle period); a submit that takes one starts no thread.
+//! * `spinning`, `sleeping`, `sleepers` — the sleep protocol, below.
+//! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
+//!   future or in `shutdown(wait)` (see "Compensation").
+//! * `registry` — per-worker slots (for the counts users can watch) and join handles.
+//!
+//! # Sleep protocol
+//!
+//! An idle worker spins, then yields ([`Backoff`]), then parks. While it does the first two
+//! it is counted in `spinning`; a submit never unparks anyone while a worker is spinning,
+//! because that worker will find the task — so a busy pool makes no wake-up syscalls.
+//!
+//! To park, a worker (1) pushes its slot on `sleepers` and moves itself from `spinning` to
+//! `sleeping`, (2) issues a `SeqCst` fence, (3) looks at the queue (and the exit condition)
+//! once more, and only then parks. A submit (1) pushes its task, (2) issues a `SeqCst`
+//! fence, (3) reads `spinning` and `sleeping`, and unparks a sleeper if nobody spins. The
+//! two fences are totally ordered: either the worker's re-check sees the task, or the
+//! submit sees the worker asleep and not spinning. No task is left behind a parked pool.
+//!
+//! A waker pops the sleeper and counts it as spinning *before* unparking it, so a burst of
+//! submits wakes one worker, not one per task. That worker, when it takes a task and was the
+//! last one spinning, wakes the next sleeper if tasks remain: parallelism ramps up one
+//! worker at a time, as in tokio's scheduler.
+//!
+//! # Compensation (nested waits)
+//!
+//! Each worker installs a [`BlockingHook`]. When a task parks on a future (after core's
+//! spin and yield), the hook counts the worker in `blocked` and, if tasks are queued and no
+//! worker is idle, starts a compensating thread: the limit is `max_workers` threads *not
+//! blocked*. When the pool has more threads than that and one runs out of work, it retires.
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+
+use cfutures_core::blocking::{self, Backoff, BlockingHook};
+use cfutures_core::{Broken, Promise, Task, TaskError};
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
+
+/// A pool's initializer, with its outcome normalised.
+pub(crate) type Initializer = Arc<dyn Fn() -> Result<(), TaskError> + Send + Sync>;
+
+/// Python's `BrokenThreadPool` message.
+pub(crate) const BROKEN_MESSAGE: &str =
+    "BrokenThreadPool: a thread initializer failed, the thread pool is not usable anymore";
+
+const SHUTDOWN: usize = 1 << (usize::BITS - 1);
+const BROKEN: usize = 1 << (usize::BITS - 2);
+const FLAGS: usize = SHUTDOWN | BROKEN;
+
+/// A queued task, type-erased.
+pub(crate) trait Job: Send {
+    /// Runs the task (unless its future was cancelled); `before_publish` runs after the task
+    /// and before its outcome becomes visible.
+    fn run(self: Box<Self>, before_publish: &mut dyn FnMut());
+    /// Cancels the task's future and notices the cancellation, so `wait` sees it done.
+    fn cancel(self: Box<Self>);
+    /// Fails the task's future because the pool broke.
+    fn fail(self: Box<Self>, broken: Broken);
+}
+
+pub(crate) struct TaskJob<T: Task> {
+    pub(crate) promise: Promise<T::Output>,
+    pub(crate) task: T,
+}
+
+impl<T> Job for TaskJob<T>
+where
+    T: Task + Send,
+    T::Output: Send + Sync,
+{
+    fn run(self: Box<Self>, before_publish: &mut dyn FnMut()) {
+        let TaskJob { promise, task } = *self;
+        if !promise.set_running_or_notify_cancel() {
+            return;
+        }
+        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
+            Ok(r) => r,
+            Err(payload) => Err(TaskError::from_panic(payload)),
+        };
+        before_publish();
+        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
+        let _ = promise.set_outcome(outcome);
+    }
+
+    fn cancel(self: Box<Self>) {
+        // Cancelling a pending future always succeeds; dropping the promise then moves it to
+        // "cancelled and notified", so `wait` / `as_completed` count it as done.
+        self.promise.future().cancel();
+    }
+
+    fn fail(self: Box<Self>, broken: Broken) {
+        // If the future was cancelled meanwhile, the promise (dropped inside) notices that.
+        let _ = self.promise.set_broken(broken);
+    }
+}
+
+/// What a worker is doing, for the counts users can watch.
+const STARTING: u8 = 0;
+const IDLE: u8 = 1;
+const RUNNING: u8 = 2;
+const BLOCKED: u8 = 3;
+
+/// One worker thread's slot: its state and its wake-up flag.
+pub(crate) struct Slot {
+    state: AtomicU8,
+    notified: AtomicBool,
+    thread: Thread,
+}
+
+impl Slot {
+    fn set(&self, state: u8) {
+        // Relaxed: the state is only read for statistics.
+        self.state.store(state, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Arc<Slot>>,
+    handles: Vec<JoinHandle<()>>,
+    /// Threads waiting for the pool to finish (woken whenever a worker exits).
+    exit_waiters: Vec<Thread>,
+}
+
+/// Counts of what the pool is doing; see the introspection methods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) idle: usize,
+    pub(crate) running: usize,
+    pub(crate) blocked: usize,
+}
+
+pub(crate) struct Shared {
+    queue: SegQueue<Box<dyn Job>>,
+    state: CachePadded<AtomicUsize>,
+    idle_tokens: CachePadded<AtomicUsize>,
+    spinning: CachePadded<AtomicUsize>,
+    sleeping: AtomicUsize,
+    sleepers: Mutex<Vec<Arc<Slot>>>,
+    live: AtomicUsize,
+    blocked: AtomicUsize,
+    /// Workers of this pool waiting inside `shutdown(wait = true)`.
+    inside_waiters: AtomicUsize,
+    started: AtomicUsize,
+    max_workers: usize,
+    prefix: String,
+    initializer: Option<Initializer>,
+    broken: OnceLock<Broken>,
+    registry: Mutex<Registry>,
+}
+
+thread_local! {
+    /// The pool whose worker this thread is (its address; 0: none).
+    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No user code runs under these locks, so a poisoned one still holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a submit was refused.
+pub(crate) enum Refused {
+    Shutdown,
+    Broken(Broken),
+}
+
+impl Shared {
+    pub(crate) fn new(
+        max_workers: usize,
+        prefix: String,
+        initializer: Option<Initializer>,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            queue: SegQueue::new(),
+            state: CachePadded::new(AtomicUsize::new(0)),
+            idle_tokens: CachePadded::new(AtomicUsize::new(0)),
+            spinning: CachePadded::new(AtomicUsize::new(0)),
+            sleeping: AtomicUsize::new(0),
+            sleepers: Mutex::new(Vec::new()),
+            live: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            inside_waiters: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            max_workers,
+            prefix,
+            initializer,
+            broken: OnceLock::new(),
+            registry: Mutex::new(Registry::default()),
+        })
+    }
+
+    // ----- submit ---------------------------------------------------------------------
+
+    /// Queues `job` and makes sure a worker will run it.
+    pub(crate) fn submit(self: &Arc<Self>, job: Box<dyn Job>) -> Result<(), Refused> {
+        // SeqCst: orders this submit against `close` (which sets a flag, then waits for the
+        // count to drain): either we see the flag, or `close` waits for us.
+        let prev = self.state.fetch_add(1, Ordering::SeqCst);
+        if prev & FLAGS != 0 {
+            self.state.fetch_sub(1, Ordering::Release);
+            return Err(self.refusal(prev));
+        }
+        self.queue.push(job);
+        // SeqCst fence: the submit side of the sleep protocol (module doc), and of
+        // compensation and retirement: after it we read the counters a worker changes
+        // before its own fence and re-check of the queue.
+        fence(Ordering::SeqCst);
+        if !self.take_idle_token() && self.try_reserve_thread() {
+            self.spawn_worker();
+        } else {
+            self.notify_one();
+        }
+        // Release: the push above happens before a shutdown that sees the count drop.
+        self.state.fetch_sub(1, Ordering::Release);
+        Ok(())
+    }
+
+    fn refusal(&self, state: usize) -> Refused {
+        if state & BROKEN != 0 {
+            Refused::Broken(self.broken.get().cloned().expect("set before the flag"))
+        } else {
+            Refused::Shutdown
+        }
+    }
+
+    /// Takes one idle token if there is one (Python: `_idle_semaphore.acquire(False)`).
+    fn take_idle_token(&self) -> bool {
+        // Relaxed: the token count guards no data; the fences order the protocol.
+        let mut t = self.idle_tokens.load(Ordering::Relaxed);
+        while t > 0 {
+            match self.idle_tokens.compare_exchange_weak(
+                t,
+                t - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => t = actual,
+            }
+        }
+        false
+    }
+
+    fn give_idle_token(&self) {
+        // Relaxed: see `take_idle_token`.
+        self.idle_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reserves a new thread if fewer than `max_workers` unblocked threads exist.
+    fn try_reserve_thread(&self) -> bool {
+        // SeqCst: compensation reads `live`/`blocked` against the queue (module doc).
+        let mut live = self.live.load(Ordering::SeqCst);
+        loop {
+            if live >= self.max_workers + self.blocked.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.live.compare_exchange_weak(
+                live,
+                live + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => live = actual,
+            }
+        }
+    }
+
+    /// Starts a worker for a reserved place.
+    fn spawn_worker(self: &Arc<Self>) {
+        // Relaxed: a unique number for the name.
+        let n = self.started.fetch_add(1, Ordering::Relaxed);
+        let shared = self.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{}_{}", self.prefix, n))
+            .spawn(move || worker_main(shared));
+        match spawned {
+            Ok(handle) => lock(&self.registry).handles.push(handle),
+            Err(e) => {
+                self.thread_gone();
+                // With no worker left, queued tasks could wait forever: fail them instead.
+                if self.live.load(Ordering::SeqCst) == 0 {
+                    self.break_pool(
+                        "BrokenThreadPool: could not start a worker thread",
+                        TaskError::new(e),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Wakes a sleeper if nobody is spinning (the caller issued a `SeqCst` fence after
+    /// queueing).
+    fn notify_one(&self) {
+        // Relaxed: read after the caller's SeqCst fence (module doc).
+        if self.spinning.load(Ordering::Relaxed) == 0 && self.sleeping.load(Ordering::Relaxed) > 0 {
+            self.wake_one();
+        }
+    }
+
+    /// Wakes the most recently parked worker; false if none is parked.
+    fn wake_one(&self) -> bool {
+        let slot = {
+            let mut sleepers = lock(&self.sleepers);
+            let Some(slot) = sleepers.pop() else {
+                return false;
+            };
+            // SeqCst: counters of the sleep protocol (module doc). The woken worker is
+            // counted as spinning from now on, so the next submit does not wake another.
+            self.spinning.fetch_add(1, Ordering::SeqCst);
+            self.sleeping.fetch_sub(1, Ordering::SeqCst);
+            slot
+        };
+        // Release: pairs with the sleeper's Acquire swap.
+        slot.notified.store(true, Ordering::Release);
+        slot.thread.unpark();
+        true
+    }
+
+    fn wake_all(&self) {
+        while self.wake_one() {}
+    }
+
+    // ----- the worker -----------------------------------------------------------------
+
+    /// The exit condition: shut down or broken, no submit in flight (then the queue only
+    /// shrinks).
+    fn closing_and_drained(&self) -> bool {
+        // SeqCst: ordered with `submit`'s increment (see `submit`).
+        let s = self.state.load(Ordering::SeqCst);
+        s & FLAGS != 0 && s & !FLAGS == 0 && self.queue.is_empty()
+    }
+
+    /// The worker loop; returns true if the worker retired (`live` already counts it gone).
+    fn run_worker(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
+        // Whether this worker added an idle token in its current idle period.
+        let mut deposited = false;
+        // Whether this worker is counted in `spinning`.
+        let mut spinning = false;
+        loop {
+            if let Some(job) = self.queue.pop() {
+                if spinning {
+                    spinning = false;
+                    // SeqCst: sleep-protocol counter. The last spinner to find work wakes the
+                    // next sleeper if more tasks wait (parallelism ramps up one at a time).
+                    if self.spinning.fetch_sub(1, Ordering::SeqCst) == 1 && !self.queue.is_empty() {
+                        fence(Ordering::SeqCst);
+                        self.notify_one();
+                    }
+                }
+                deposited = false;
+                slot.set(RUNNING);
+                job.run(&mut || {
+                    // Become available *before* the outcome is visible: a caller that
+                    // submits again as soon as it has the result reuses this thread
+                    // (Python's `test_idle_thread_reuse`, deterministically).
+                    if self.queue.is_empty() {
+                        self.give_idle_token();
+                        deposited = true;
+                    }
+                });
+                continue;
+            }
+            slot.set(IDLE);
+            if !deposited {
+                self.give_idle_token();
+                deposited = true;
+            }
+            if !spinning {
+                spinning = true;
+                // SeqCst: sleep-protocol counter.
+                self.spinning.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.closing_and_drained() {
+                // SeqCst: sleep-protocol counter.
+                self.spinning.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
+            let mut backoff = Backoff::new();
+            let mut found = false;
+            while !backoff.is_completed() {
+                backoff.snooze();
+                if !self.queue.is_empty() {
+                    found = true;
+                    break;
+                }
+            }
+            if found {
+                continue;
+            }
+            if self.try_retire() {
+                return true;
+            }
+            // On return we are counted as spinning again (by our waker, or by ourselves).
+            self.sleep(slot);
+        }
+    }
+
+    /// Parks until woken (see the module doc). Called while counted in `spinning`; returns
+    /// counted in `spinning` again.
+    fn sleep(&self, slot: &Arc<Slot>) {
+        {
+            let mut sleepers = lock(&self.sleepers);
+            // Relaxed: only this thread and (under the lock) wakers touch the flag.
+            slot.notified.store(false, Ordering::Relaxed);
+            sleepers.push(slot.clone());
+            // SeqCst: sleep-protocol counters.
+            self.sleeping.fetch_add(1, Ordering::SeqCst);
+            self.spinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        // SeqCst fence: the worker side of the sleep protocol.
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() || self.closing_and_drained() {
+            let mut sleepers = lock(&self.sleepers);
+            if let Some(i) = sleepers.iter().position(|s| Arc::ptr_eq(s, slot)) {
+                sleepers.swap_remove(i);
+                self.spinning.fetch_add(1, Ordering::SeqCst);
+                self.sleeping.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            // A waker already took us (and counted us as spinning): take its notification.
+        }
+        // Acquire: pairs with the waker's Release store.
+        while !slot.notified.swap(false, Ordering::Acquire) {
+            thread::park();
+        }
+    }
+
+    /// Retires this (surplus) worker if the pool has more than `max_workers` unblocked
+    /// threads. Called while counted in `spinning`; true if the thread must exit.
+    fn try_retire(&self) -> bool {
+        loop {
+            let live = self.live.load(Ordering::SeqCst);
+            if live <= self.max_workers + self.blocked.load(Ordering::SeqCst) {
+                return false;
+            }
+            // Take back an idle token, so that no submit counts on this thread.
+            if !self.take_idle_token() {
+                return false;
+            }
+            if self
+                .live
+                .compare_exchange(live, live - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                self.give_idle_token();
+                continue;
+            }
+            self.spinning.fetch_sub(1, Ordering::SeqCst);
+            // SeqCst fence: a submit that pushed before this fence, and read `live` before
+            // our decrement (so started no thread), is seen here; stay for it.
+            fence(Ordering::SeqCst);
+            if !self.queue.is_empty() {
+                self.live.fetch_add(1, Ordering::SeqCst);
+                self.spinning.fetch_add(1, Ordering::SeqCst);
+                self.give_idle_token();
+                return false;
+            }
+            // `live` is already decremented: tell shutdown waiters (see `thread_gone`).
+            self.notify_exit_waiters();
+            return true;
+        }
+    }
+
+    // ----- compensation ---------------------------------------------------------------
+
+    /// Makes sure a queued task has a worker when one of ours blocks.
+    fn compensate(self: &Arc<Self>) {
+        // SeqCst fence: the caller counted itself in `blocked`; a submit either sees that
+        // (and may start a thread) or pushed before this fence (and we see its task).
+        fence(Ordering::SeqCst);
+        if self.queue.is_empty() || self.spinning.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        if self.wake_one() {
+            return;
+        }
+        if self.try_reserve_thread() {
+            self.spawn_worker();
+        }
+    }
+
+    fn block(self: &Arc<Self>, slot: &Slot) {
+        slot.set(BLOCKED);
+        self.blocked.fetch_add(1, Ordering::SeqCst);
+        self.compensate();
+    }
+
+    fn unblock(&self, slot: &Slot) {
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
+        slot.set(RUNNING);
+    }
+
+    // ----- breaking, shutting down ----------------------------------------------------
+
+    /// Sets `flag` and waits until no submit is in flight; false if it was already set.
+    fn close(&self, flag: usize) -> bool {
+        // SeqCst: see `submit`.
+        let prev = self.state.fetch_or(flag, Ordering::SeqCst);
+        let mut backoff = Backoff::new();
+        // Acquire: pairs with the submits' Release decrements: their tasks are queued.
+        while self.state.load(Ordering::Acquire) & !FLAGS != 0 {
+            if backoff.is_completed() {
+                thread::yield_now();
+            } else {
+                backoff.snooze();
+            }
+        }
+        prev & flag == 0
+    }
+
+    /// Breaks the pool: queued futures fail with `message` and `cause`, later submits are
+    /// refused, workers exit once idle.
+    pub(crate) fn break_pool(&self, message: &str, cause: TaskError) {
+        eprintln!("cfutures: {message}: {cause}");
+        let _ = self.broken.set(Broken::with_cause(message, cause));
+        if self.close(BROKEN) {
+            let broken = self.broken.get().expect("set above");
+            while let Some(job) = self.queue.pop() {
+                job.fail(broken.clone());
+            }
+        }
+        self.wake_all();
+    }
+
+    /// Python's `shutdown(wait, cancel_futures)`; see [`crate::ThreadPoolExecutor::shutdown`].
+    pub(crate) fn shutdown(self: &Arc<Self>, wait: bool, cancel_futures: bool) {
+        self.close(SHUTDOWN);
+        if cancel_futures {
+            while let Some(job) = self.queue.pop() {
+                job.cancel();
+            }
+        }
+        self.wake_all();
+        if wait {
+            self.wait_for_workers();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & FLAGS != 0
+    }
+
+    /// Waits until every worker exited. Called from one of our workers, it cannot wait for
+    /// its own thread: it waits until every *other* worker has exited or is itself waiting
+    /// here, and counts as blocked meanwhile (so queued tasks get a thread).
+    fn wait_for_workers(self: &Arc<Self>) {
+        let inside = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(self) as usize;
+        if inside {
+            self.inside_waiters.fetch_add(1, Ordering::SeqCst);
+            self.notify_exit_waiters();
+        }
+        let ready = || {
+            let target = if inside {
+                self.inside_waiters.load(Ordering::SeqCst)
+            } else {
+                0
+            };
+            // From inside, the queue must be empty too: our own worker, still live,
+            // would otherwise be counted as the one that runs it.
+            self.live.load(Ordering::SeqCst) <= target && (!inside || self.queue.is_empty())
+        };
+        // Parks through core, so that our own blocking hook (if we are a worker of this or
+        // another pool) sees it and compensates.
+        let me = thread::current();
+        blocking::block_until(
+            None,
+            ready,
+            || {
+                lock(&self.registry).exit_waiters.push(me.clone());
+                !ready()
+            },
+            || {
+                lock(&self.registry)
+                    .exit_waiters
+                    .retain(|t| t.id() != me.id());
+            },
+        );
+        if inside {
+            self.inside_waiters.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let handles = std::mem::take(&mut lock(&self.registry).handles);
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    fn notify_exit_waiters(&self) {
+        for t in &lock(&self.registry).exit_waiters {
+            t.unpark();
+        }
+    }
+
+    /// A thread (or a reserved place) is gone.
+    fn thread_gone(&self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.notify_exit_waiters();
+    }
+
+    // ----- introspection --------------------------------------------------------------
+
+    pub(crate) fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    pub(crate) fn live_threads(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn queued_tasks(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for s in &lock(&self.registry).slots {
+            // Relaxed: statistics.
+            match s.state.load(Ordering::Relaxed) {
+                IDLE => c.idle += 1,
+                RUNNING => c.running += 1,
+                BLOCKED => {
+                    c.running += 1;
+                    c.blocked += 1
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// The blocking hook of one worker: counts it as blocked while it parks on a future.
+struct Hook {
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+}
+
+impl BlockingHook for Hook {
+    fn before_park(&self) {
+        self.shared.block(&self.slot);
+    }
+    fn after_park(&self) {
+        self.shared.unblock(&self.slot);
+    }
+}
+
+fn worker_main(shared: Arc<Shared>) {
+    let slot = Arc::new(Slot {
+        state: AtomicU8::new(STARTING),
+        notified: AtomicBool::new(false),
+        thread: thread::current(),
+    });
+    lock(&shared.registry).slots.push(slot.clone());
+    CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
+    blocking::set_thread_hook(Some(Arc::new(Hook {
+        shared: shared.clone(),
+        slot: slot.clone(),
+    })));
+
+    let init_ok = match &shared.initializer {
+        None => true,
+        Some(init) => match panic::catch_unwind(AssertUnwindSafe(|| init())) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                shared.break_pool(BROKEN_MESSAGE, e);
+                false
+            }
+            Err(payload) => {
+                shared.break_pool(BROKEN_MESSAGE, TaskError::from_panic(payload));
+                false
+            }
+        },
+    };
+    let retired = init_ok && shared.run_worker(&slot);
+
+    blocking::set_thread_hook(None);
+    CURRENT_POOL.with(|c| c.set(0));
+    lock(&shared.registry)
+        .slots
+        .retain(|s| !Arc::ptr_eq(s, &slot));
+    if !retired {
+        shared.thread_gone();
+    }
+}
