@@ -746,6 +746,30 @@ impl<T> Promise<T> {
         Inner::complete(&self.inner, Err(Error::Broken(broken))).map_err(set_refused)
     }
 
+    /// Ends a *running* future as cancelled: for executors that can stop a task that already
+    /// started (the process pool kills the worker running it). Threads blocked in `result()`
+    /// wake with [`Error::Cancelled`], waiters count it as done (cancelled and notified), and
+    /// the done-callbacks run, in this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`] if the future is not running (pending, cancelled or finished).
+    pub fn set_cancelled(self) -> Result<(), InvalidState> {
+        match self.inner.state.transition_running_to_cancelled() {
+            Transition::Done { notify } => {
+                if notify {
+                    let d = self.inner.drain(true);
+                    Inner::tell(&self.inner, d, Some(Completion::Cancelled));
+                }
+                Ok(())
+            }
+            Transition::Refused(s) => Err(InvalidState::new(format!(
+                "{}: only a running future can be cancelled by its executor",
+                raw_state_name(s)
+            ))),
+        }
+    }
+
     /// Sets the outcome from a task's `Result`.
     ///
     /// # Errors

@@ -97,6 +97,12 @@ impl StateCell {
         self.transition(&[PENDING], CANCELLED)
     }
 
+    /// RUNNING → CANCELLED_NOTIFIED: the executor stopped a running task (e.g. killed the
+    /// worker process running it) and reports it cancelled.
+    pub(crate) fn transition_running_to_cancelled(&self) -> Transition {
+        self.transition(&[RUNNING], CANCELLED_NOTIFIED)
+    }
+
     /// CANCELLED → CANCELLED_NOTIFIED.
     pub(crate) fn transition_to_notified(&self) -> Transition {
         self.transition(&[CANCELLED], CANCELLED_NOTIFIED)

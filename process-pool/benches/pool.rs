@@ -1,0 +1,3 @@
+//! Process-pool benchmarks (written below).
+
+fn main() {}

@@ -1,0 +1,425 @@
+//! The wire format and the function-address technique (see `DESIGN-NOTES.md`).
+//!
+//! # Frames
+//!
+//! Every frame is `len: u32 LE` followed by `len` bytes:
+//!
+//! * parent → worker: `kind: u8, id: u64, fn_offset: i64, fn_tag: u64, payload`
+//!   (`kind` is [`CMD_RUN`] or [`CMD_INIT`]; the payload is the postcard encoding of the
+//!   task, argument, or chunk);
+//! * worker → parent: `kind: u8, id: u64, run_ns: u64, payload` (`kind` is one of the
+//!   `RES_*` constants; the payload is the postcard encoding of the output, or of a
+//!   [`TaskError`]).
+//!
+//! # Functions
+//!
+//! What to run crosses as the address of a monomorphized *trampoline* (a plain `fn` of type
+//! [`Tramp`]), as an offset from [`anchor`] (so address-space randomisation does not
+//! matter), plus a keyed tag that only this parent can compute. The worker runs the same
+//! executable (checked at start), so the same offset names the same code there.
+
+use std::cell::{Cell, RefCell};
+use std::hash::{Hash, Hasher};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use cfutures_core::{panic_message, Task, TaskError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Run a task (parent → worker).
+pub(crate) const CMD_RUN: u8 = 1;
+/// Run the initializer (parent → worker, first frame).
+pub(crate) const CMD_INIT: u8 = 2;
+
+/// The task succeeded; payload: the output.
+pub(crate) const RES_OK: u8 = 1;
+/// The task failed; payload: a `TaskError`.
+pub(crate) const RES_ERR: u8 = 2;
+/// The worker started; payload: `Result<u32 /* pid */, String /* why it refuses */>`.
+pub(crate) const RES_HELLO: u8 = 3;
+/// The initializer succeeded.
+pub(crate) const RES_INIT_OK: u8 = 4;
+/// The initializer failed; payload: a `TaskError`. The worker exits.
+pub(crate) const RES_INIT_ERR: u8 = 5;
+
+/// Bytes of a command frame before the payload (length prefix included).
+pub(crate) const CMD_HEADER: usize = 4 + 1 + 8 + 8 + 8;
+/// Bytes of a result frame before the payload (length prefix included).
+pub(crate) const RES_HEADER: usize = 4 + 1 + 8 + 8;
+
+/// The largest frame accepted (the length prefix is a `u32`).
+pub(crate) const MAX_FRAME: usize = u32::MAX as usize;
+
+/// A trampoline: decodes its input, runs, appends the encoded outcome to `out`; `true` if
+/// the outcome is a value, `false` if it is a [`TaskError`].
+pub(crate) type Tramp = fn(input: &[u8], out: &mut Vec<u8>) -> bool;
+
+/// The base every function offset is measured from. Never called.
+#[inline(never)]
+pub(crate) fn anchor(_: &[u8], _: &mut Vec<u8>) -> bool {
+    // A body of its own, so that identical-code folding has nothing to merge it with.
+    std::hint::black_box(0x5eed_cf00_u32) == 0
+}
+
+/// A trampoline whose offset the handshake compares: same offset in parent and worker
+/// means the same code layout.
+pub(crate) fn probe(_: &[u8], _: &mut Vec<u8>) -> bool {
+    std::hint::black_box(0xcf_u8) == 0xcf
+}
+
+/// A function named on the wire: its offset from [`anchor`] and its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FnId {
+    pub(crate) offset: i64,
+    pub(crate) tag: u64,
+}
+
+/// The per-parent secret key of the function tags (the worker receives its parent's).
+static KEY: OnceLock<[u64; 2]> = OnceLock::new();
+
+pub(crate) fn key() -> [u64; 2] {
+    *KEY.get_or_init(|| {
+        use std::collections::hash_map::RandomState;
+        use std::hash::BuildHasher;
+        let s = RandomState::new();
+        [
+            s.hash_one(0x1234_u64 ^ std::process::id() as u64),
+            s.hash_one(Instant::now()),
+        ]
+    })
+}
+
+/// Installs the parent's key (worker side, at start).
+pub(crate) fn set_key(k: [u64; 2]) {
+    let _ = KEY.set(k);
+}
+
+/// The tag of `offset`: a keyed SipHash only a holder of the key can compute.
+pub(crate) fn tag(offset: i64) -> u64 {
+    let k = key();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    k[0].hash(&mut h);
+    offset.hash(&mut h);
+    k[1].hash(&mut h);
+    h.finish()
+}
+
+fn offset_of(t: Tramp) -> i64 {
+    (t as usize as i64).wrapping_sub(anchor as Tramp as usize as i64)
+}
+
+/// The offset of the handshake probe.
+pub(crate) fn probe_offset() -> i64 {
+    offset_of(probe)
+}
+
+/// Names `t` on the wire.
+///
+/// # Errors
+///
+/// If `t` lives in another loaded module than the pool (a Rust `dylib`), where a
+/// module-relative offset would not survive address-space randomisation.
+pub(crate) fn fn_id(t: Tramp) -> Result<FnId, TaskError> {
+    thread_local! {
+        static LAST_OK: Cell<usize> = const { Cell::new(0) };
+    }
+    let addr = t as usize;
+    if LAST_OK.with(|c| c.get()) != addr {
+        if module_base(addr) != module_base(anchor as Tramp as usize) {
+            return Err(TaskError::Codec {
+                message: "the function lives in a dynamically loaded library, not in the \
+                          executable that the pool's workers run; link it statically"
+                    .into(),
+            });
+        }
+        LAST_OK.with(|c| c.set(addr));
+    }
+    let offset = offset_of(t);
+    Ok(FnId {
+        offset,
+        tag: tag(offset),
+    })
+}
+
+fn module_base(addr: usize) -> usize {
+    // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-pointer.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(addr as *const libc::c_void, &mut info) == 0 {
+            0
+        } else {
+            info.dli_fbase as usize
+        }
+    }
+}
+
+/// Resolves a function named on the wire, if its tag is genuine.
+///
+/// # Safety
+///
+/// Call only in a worker whose handshake succeeded (it runs the same executable as its
+/// parent, with the parent's key installed).
+pub(crate) unsafe fn resolve(id: FnId) -> Option<Tramp> {
+    if id.tag != tag(id.offset) {
+        return None;
+    }
+    let addr = (anchor as Tramp as usize as i64).wrapping_add(id.offset) as usize;
+    // SAFETY: the tag is genuine, so the parent computed `id` in `fn_id` from a function
+    // pointer of type `Tramp` (1: `fn_id` is the only place tags are made, and only the
+    // parent and its workers hold the key); `fn_id` checked that function lives in the same
+    // module as `anchor` (2), so its offset from `anchor` is a property of the file, not of
+    // where it was loaded; and this worker runs the same file (3: the caller's contract,
+    // checked by the handshake). So `addr` is the address of that same `Tramp` function in
+    // this process.
+    Some(unsafe { std::mem::transmute::<usize, Tramp>(addr) })
+}
+
+// ---------------------------------------------------------------------------------------
+// Frame building.
+
+/// Appends a command frame header (length patched by [`finish`]); returns its start.
+pub(crate) fn begin_cmd(buf: &mut Vec<u8>, kind: u8, id: u64, f: FnId) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(kind);
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&f.offset.to_le_bytes());
+    buf.extend_from_slice(&f.tag.to_le_bytes());
+    start
+}
+
+/// Appends a result frame header (length and kind patched by [`finish`]); returns its start.
+pub(crate) fn begin_res(buf: &mut Vec<u8>, id: u64) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(0);
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&0u64.to_le_bytes());
+    start
+}
+
+/// Patches the length of the frame that starts at `start`.
+///
+/// # Errors
+///
+/// If the frame is larger than [`MAX_FRAME`].
+pub(crate) fn finish(buf: &mut [u8], start: usize) -> Result<(), TaskError> {
+    let len = buf.len() - start - 4;
+    if len > MAX_FRAME {
+        return Err(codec(format!(
+            "a frame of {len} bytes is larger than the 4 GiB limit"
+        )));
+    }
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Reads a little-endian `u64` at `at`.
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The length of the complete frame at the start of `buf` (prefix included), if complete.
+pub(crate) fn complete_frame(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 4 {
+        return None;
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    (buf.len() >= 4 + len).then_some(4 + len)
+}
+
+pub(crate) fn codec(message: impl Into<std::sync::Arc<str>>) -> TaskError {
+    TaskError::Codec {
+        message: message.into(),
+    }
+}
+
+/// A postcard output flavor that appends to a borrowed `Vec`, so a failed encoding can be
+/// truncated away without losing the frame header before it.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the postcard encoding of `v` to `out`; on failure (an error or a panic in its
+/// `Serialize`) leaves `out` as it was.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), TaskError> {
+    let start = out.len();
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        postcard::serialize_with_flavor::<T, _, _>(v, Append(out))
+    }));
+    let err = match r {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => format!("{e}"),
+        Err(p) => format!("its Serialize impl panicked: {}", panic_message(&*p)),
+    };
+    out.truncate(start);
+    Err(codec(format!(
+        "cannot encode a value of type {}: {err}",
+        std::any::type_name::<T>()
+    )))
+}
+
+/// Decodes a `T`, naming the type in the error.
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
+    postcard::from_bytes(b).map_err(|e| {
+        codec(format!(
+            "cannot decode a value of type {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker side of running things.
+
+thread_local! {
+    /// Where the last panic on this thread happened (set by the worker's panic hook).
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The worker's panic hook: remembers the location, prints nothing (the message and
+/// location travel to the parent in the task's error).
+pub(crate) fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let loc = info.location().map(|l| l.to_string());
+        let _ = PANIC_LOCATION.try_with(|p| *p.borrow_mut() = loc);
+    }));
+}
+
+/// Runs `f`, turning a panic into a [`TaskError::Panic`] with its location.
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| TaskError::Panic {
+        message: panic_message(&*p).into(),
+        location: PANIC_LOCATION
+            .try_with(|l| l.borrow_mut().take())
+            .ok()
+            .flatten()
+            .map(Into::into),
+    })
+}
+
+/// Encodes an outcome into `out`: `true` for a value, `false` for an error.
+fn outcome<R: Serialize>(r: Result<R, TaskError>, out: &mut Vec<u8>) -> bool {
+    let e = match r {
+        Ok(v) => match encode_into(&v, out) {
+            Ok(()) => return true,
+            Err(e) => {
+                // Drop the value here, catching a panicking Drop like a panicking task.
+                let _ = catch(move || drop(v));
+                e
+            }
+        },
+        Err(e) => e,
+    };
+    encode_error(&e, out);
+    false
+}
+
+/// Appends an encoded [`TaskError`] (never fails: its wire form is plain strings and numbers).
+pub(crate) fn encode_error(e: &TaskError, out: &mut Vec<u8>) {
+    if encode_into(e, out).is_err() {
+        // Unreachable in practice; keep the frame well formed all the same.
+        let _ = encode_into(&codec("cannot encode the task's error"), out);
+    }
+}
+
+/// Makes the value of a zero-sized `Copy` function type.
+///
+/// # Safety
+///
+/// `F` must be zero-sized and `Copy`, and a value of `F` must have existed (in this
+/// process or in the parent, which runs the same executable).
+unsafe fn conjure<F: Copy>() -> F {
+    const { assert!(std::mem::size_of::<F>() == 0) };
+    // SAFETY: (1) `F` is zero-sized, so reading it from a dangling, well-aligned pointer
+    // reads no memory; (2) a value of `F` existed (the caller's contract) so `F` is
+    // inhabited and the all-zero-bytes (no bytes) representation is its only one; (3) `F`
+    // is `Copy`: duplicating a value of it is exactly what `Copy` permits, and it has no
+    // drop glue. On stable Rust the zero-sized `Copy` types implementing `Fn` are fn items
+    // and closures capturing nothing (or only zero-sized `Copy` values).
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
+/// Trampoline for `submit_fn(f, arg)`.
+pub(crate) fn run_fn<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> bool
+where
+    F: Fn(A) -> R + Copy,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let arg = match decode::<A>(input) {
+        Ok(a) => a,
+        Err(e) => return outcome::<R>(Err(e), out),
+    };
+    // SAFETY: `F` is zero-sized (checked at compile time in `conjure` and when submitting)
+    // and `Copy` (bound); the parent held a value of it when it submitted this call.
+    let f: F = unsafe { conjure() };
+    outcome(catch(move || f(arg)), out)
+}
+
+/// Trampoline for a task type.
+pub(crate) fn run_task<T>(input: &[u8], out: &mut Vec<u8>) -> bool
+where
+    T: Task + DeserializeOwned,
+    T::Output: Serialize,
+{
+    let task = match decode::<T>(input) {
+        Ok(t) => t,
+        Err(e) => return outcome::<T::Output>(Err(e), out),
+    };
+    outcome(catch(move || task.run()).and_then(|r| r), out)
+}
+
+/// Trampoline for one `map` chunk: each item's panic fails only that item.
+pub(crate) fn run_chunk<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> bool
+where
+    F: Fn(A) -> R + Copy,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let items = match decode::<Vec<A>>(input) {
+        Ok(a) => a,
+        Err(e) => return outcome::<Vec<Result<R, TaskError>>>(Err(e), out),
+    };
+    // SAFETY: as in `run_fn`.
+    let f: F = unsafe { conjure() };
+    let results: Vec<Result<R, TaskError>> = items.into_iter().map(|a| catch(|| f(a))).collect();
+    outcome(Ok(results), out)
+}
+
+/// Trampoline for the initializer.
+pub(crate) fn run_init<F, A>(input: &[u8], out: &mut Vec<u8>) -> bool
+where
+    F: Fn(A) + Copy,
+    A: DeserializeOwned,
+{
+    run_fn::<F, A, ()>(input, out)
+}
+
+/// What `submit_fn` and friends check at compile time (and document).
+pub(crate) const fn assert_zero_sized<F>() {
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "cfutures-process-pool: the function must be a fn item or a closure that captures \
+         nothing (zero-sized): a worker process cannot receive captured state. Pass data \
+         as the argument instead."
+    );
+}
