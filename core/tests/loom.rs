@@ -1,0 +1,195 @@
+//! loom models of the races in the future's state machine. Run with:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p cfutures-core --release --test loom -- --test-threads=1
+//! ```
+//!
+//! Under `cfg(loom)`, core's atomics, mutex, `Arc`, `UnsafeCell`, thread-locals and
+//! park / unpark are loom's (`core/src/sync.rs`), and a blocking wait yields once and then
+//! parks, so loom explores every interleaving of: the state word's transitions, the listener
+//! registration under the lock, the value's write and read, and the park / unpark hand-off.
+//! A lost wake-up shows up as a loom deadlock ("all threads parked").
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cfutures_core::{pending, Completion, FutureId, State, Waitable, Waiter};
+use loom::thread;
+
+/// Counts notifications (plain std types: loom runs a model on one OS thread, and these
+/// never block).
+#[derive(Default)]
+struct Count(AtomicUsize, Mutex<Option<Completion>>);
+impl Waiter for Count {
+    fn notify(&self, _: FutureId, c: Completion) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        *self.1.lock().unwrap() = Some(c);
+    }
+}
+
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+#[test]
+fn cancel_vs_set_running() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let w = Arc::new(Count::default());
+        let dw: Arc<dyn Waiter> = w.clone();
+        f.install_waiter(&dw).unwrap();
+        let calls = counter();
+        let c = calls.clone();
+        f.add_done_callback(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+
+        let g = f.clone();
+        let canceller = thread::spawn(move || g.cancel());
+        let ran = p.set_running_or_notify_cancel();
+        let cancelled = canceller.join().unwrap();
+
+        // Exactly one wins.
+        assert!(ran != cancelled, "ran={ran} cancelled={cancelled}");
+        if ran {
+            assert_eq!(f.state(), State::Running);
+            assert_eq!(calls.load(Ordering::SeqCst), 0);
+            assert_eq!(w.0.load(Ordering::SeqCst), 0);
+            p.set_result(1).unwrap();
+            assert_eq!(w.0.load(Ordering::SeqCst), 1);
+            assert_eq!(*w.1.lock().unwrap(), Some(Completion::Succeeded));
+        } else {
+            // The executor noticed the cancellation: complete for waiting, waiter told once.
+            assert_eq!(f.completion(), Some(Completion::Cancelled));
+            assert_eq!(w.0.load(Ordering::SeqCst), 1);
+            assert_eq!(*w.1.lock().unwrap(), Some(Completion::Cancelled));
+            drop(p);
+            assert_eq!(w.0.load(Ordering::SeqCst), 1);
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "callback runs exactly once"
+        );
+    });
+}
+
+#[test]
+fn cancel_vs_dropped_promise() {
+    // Whoever wins, the promise is gone, so the future must end complete for waiting and
+    // an installed waiter must be told exactly once.
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let w = Arc::new(Count::default());
+        let dw: Arc<dyn Waiter> = w.clone();
+        f.install_waiter(&dw).unwrap();
+        let g = f.clone();
+        let canceller = thread::spawn(move || g.cancel());
+        drop(p);
+        let cancelled = canceller.join().unwrap();
+        let expect = if cancelled {
+            Completion::Cancelled
+        } else {
+            Completion::Failed
+        };
+        assert_eq!(f.completion(), Some(expect));
+        assert_eq!(w.0.load(Ordering::SeqCst), 1);
+        assert_eq!(*w.1.lock().unwrap(), Some(expect));
+    });
+}
+
+#[test]
+fn set_result_vs_add_done_callback() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let calls = counter();
+        let seen = Arc::new(Mutex::new(None));
+        let (c, s) = (calls.clone(), seen.clone());
+        let g = f.clone();
+        let registrar = thread::spawn(move || {
+            g.add_done_callback(move |f| {
+                // Whichever thread runs it sees the value.
+                *s.lock().unwrap() = Some(*f.result().unwrap());
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        p.set_result(5).unwrap();
+        registrar.join().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "runs exactly once");
+        assert_eq!(*seen.lock().unwrap(), Some(5));
+        assert_eq!(*f.result().unwrap(), 5);
+    });
+}
+
+#[test]
+fn install_waiter_vs_set_result() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let w = Arc::new(Count::default());
+        let g = f.clone();
+        let w2 = w.clone();
+        let installer = thread::spawn(move || {
+            let dw: Arc<dyn Waiter> = w2;
+            g.install_waiter(&dw).is_ok()
+        });
+        p.set_result(5).unwrap();
+        let installed = installer.join().unwrap();
+        // Installed: told exactly once. Refused: it saw the completion and is never told.
+        assert_eq!(w.0.load(Ordering::SeqCst), usize::from(installed));
+    });
+}
+
+#[test]
+fn result_waiter_vs_set_result() {
+    // A thread blocked in `result()` while another sets the value: no lost wake-up (loom
+    // reports a deadlock if the waiter parks and is never unparked), and the value read is
+    // the one written.
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let g = f.clone();
+        let waiter = thread::spawn(move || *g.result().unwrap());
+        p.set_result(42).unwrap();
+        assert_eq!(waiter.join().unwrap(), 42);
+        assert_eq!(*f.result().unwrap(), 42);
+    });
+}
+
+#[test]
+fn wait_vs_cancel() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let g = f.clone();
+        let waiter = thread::spawn(move || {
+            g.wait();
+            g.cancelled()
+        });
+        assert!(f.cancel());
+        assert!(waiter.join().unwrap());
+        drop(p);
+    });
+}
+
+#[test]
+fn result_waiter_vs_dropped_promise() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let waiter = thread::spawn(move || f.result().map(|v| *v).unwrap_err().is_broken());
+        drop(p);
+        assert!(waiter.join().unwrap());
+    });
+}
+
+#[test]
+fn into_result_vs_set_result_with_callback() {
+    // The value becomes visible before the completing thread has run its callbacks and let
+    // go of the shared state; `into_result` must wait for it and then move the value out.
+    loom::model(|| {
+        let (p, f) = pending::<String>();
+        f.add_done_callback(|_| {});
+        let setter = thread::spawn(move || p.set_result("moved".to_owned()).unwrap());
+        assert_eq!(f.into_result().unwrap(), "moved");
+        setter.join().unwrap();
+    });
+}
