@@ -538,7 +538,9 @@ impl<T> Future<T> {
     /// Waits, then moves the outcome out if this is the only handle; gives the handle back
     /// if others are alive.
     ///
-    /// If the executor is still finishing up (running done-callbacks) this waits for it.
+    /// If the executor is still finishing up (running done-callbacks) this waits for it. Inside
+    /// one of this future's own done-callbacks that wait could never end, so there the handle
+    /// is given back.
     pub fn try_into_result(mut self) -> Result<Result<T, Error>, Self> {
         self.wait();
         if self.inner.state.load() != state::FINISHED {
@@ -548,6 +550,7 @@ impl<T> Future<T> {
             return Err(self);
         }
         let mut backoff = Backoff::new();
+        let mut sleep = Duration::from_micros(10);
         loop {
             // Acquire: pairs with the Release decrement in `Drop`.
             if self.inner.handles.load(Ordering::Acquire) > 1 {
@@ -558,11 +561,15 @@ impl<T> Future<T> {
                 return Ok(out.expect("FINISHED always has an outcome"));
             }
             // The promise is still telling its listeners (waking threads, running
-            // callbacks); it lets go of the state when done.
-            if backoff.is_completed() {
+            // callbacks); it lets go of the state when done. Callbacks may take long: after
+            // spinning and yielding, sleep (growing to 1 ms) rather than burn a CPU.
+            if !backoff.is_completed() {
+                backoff.snooze();
+            } else if cfg!(loom) {
                 sync::yield_now();
             } else {
-                backoff.snooze();
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(Duration::from_millis(1));
             }
         }
     }
@@ -664,6 +671,24 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
 /// happens at most once. **A promise dropped without an outcome resolves its future with
 /// [`Error::Broken`]**, so no future can wait forever on an executor that lost its task; a
 /// dropped promise whose future was cancelled marks the cancellation as noticed.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::pending;
+///
+/// let (promise, future) = pending::<u32>();
+/// drop(promise); // the executor lost the task
+/// assert!(future.result().unwrap_err().is_broken());
+/// ```
+///
+/// Setting twice does not compile: the first set consumes the promise.
+///
+/// ```compile_fail,E0382
+/// let (promise, _future) = cfutures_core::pending::<u32>();
+/// promise.set_result(1).unwrap();
+/// promise.set_result(2).unwrap(); // use of moved value
+/// ```
 pub struct Promise<T> {
     inner: Shared<T>,
 }

@@ -47,7 +47,7 @@
 //!
 //! Tasks given to a pool that runs them on other threads must be `Send`:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! use cfutures_core::{Future, Submit, Task, Executor, SubmitError};
 //! use std::rc::Rc;
 //!
@@ -66,7 +66,7 @@
 //!
 //! And a [`Future`] of a non-`Sync` value is not shared across threads:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! fn assert_sync<T: Sync>() {}
 //! assert_sync::<cfutures_core::Future<std::cell::Cell<u8>>>();
 //! ```

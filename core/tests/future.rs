@@ -782,3 +782,43 @@ fn cancel_vs_set_result() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// set_cancelled: an executor stopping a task that already started
+
+#[test]
+fn set_cancelled_ends_a_running_future_as_cancelled_and_notified() {
+    let (p, f) = pending::<u8>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    f.add_done_callback(move |f| {
+        assert!(f.cancelled());
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(p.set_running_or_notify_cancel());
+    let g = f.clone();
+    let waiter = thread::spawn(move || g.result_timeout(LONG).copied());
+    thread::sleep(Duration::from_millis(5));
+    p.set_cancelled().unwrap();
+    assert!(waiter.join().unwrap().unwrap_err().is_cancelled());
+    assert_eq!(f.state(), State::Cancelled);
+    assert_eq!(f.completion(), Some(Completion::Cancelled));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(f.cancel(), "already cancelled: true");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn set_cancelled_on_a_future_that_is_not_running_is_invalid_state() {
+    let (p, f) = pending::<u8>();
+    let e = p.set_cancelled().unwrap_err();
+    assert!(e.message().starts_with("PENDING:"), "{e}");
+    // The promise is gone without a result: broken, never hanging.
+    assert!(f.result().unwrap_err().is_broken());
+
+    let (p, f) = pending::<u8>();
+    f.cancel();
+    let e = p.set_cancelled().unwrap_err();
+    assert!(e.message().starts_with("CANCELLED:"), "{e}");
+    assert_eq!(f.completion(), Some(Completion::Cancelled));
+}

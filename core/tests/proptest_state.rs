@@ -62,6 +62,8 @@ enum Op {
     SetResult(u32),
     SetException,
     SetBroken,
+    /// The executor stops the running task (`Promise::set_cancelled`).
+    SetCancelled,
     DropPromise,
     AddCallback,
     InstallWaiter,
@@ -79,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u32>().prop_map(Op::SetResult),
         1 => Just(Op::SetException),
         1 => Just(Op::SetBroken),
+        1 => Just(Op::SetCancelled),
         1 => Just(Op::DropPromise),
         3 => Just(Op::AddCallback),
         3 => Just(Op::InstallWaiter),
@@ -200,6 +203,15 @@ fn apply(op: &Op, model: &mut Model, real: &mut Real) {
             assert_eq!(got.is_ok(), ok, "set: {got:?}");
             if ok {
                 model.go(to, real);
+            }
+            model.promise_gone(real);
+        }
+        Op::SetCancelled => {
+            let Some(p) = real.promise.take() else { return };
+            let ok = model.m == M::Running;
+            assert_eq!(p.set_cancelled().is_ok(), ok, "set_cancelled");
+            if ok {
+                model.go(M::CancelledNotified, real);
             }
             model.promise_gone(real);
         }
