@@ -11,7 +11,7 @@
 //!   `into_result` can tell "shared with another handle" from "the promise is still
 //!   finishing up".
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem;
@@ -279,17 +279,24 @@ fn as_future<T>(arc: &Shared<T>) -> &Future<T> {
 }
 
 sync::thread_local! {
-    /// The future whose callbacks this thread is running (0: none); see `try_into_result`.
-    static IN_CALLBACKS_OF: Cell<usize> = const { Cell::new(0) };
+    /// The futures whose callbacks this thread is running, innermost last (a callback may
+    /// complete another future and so run its callbacks); see `try_into_result`.
+    static IN_CALLBACKS_OF: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// True if this thread is running the callbacks of future `id` (so it holds that future's
+/// promise, further up its stack).
+fn in_callbacks_of(id: usize) -> bool {
+    IN_CALLBACKS_OF.with(|c| c.borrow().contains(&id))
 }
 
 fn run_callbacks<T>(future: &Future<T>, callbacks: Vec<Callback<T>>) {
-    let id = future.id().0;
-    let prev = IN_CALLBACKS_OF.with(|c| c.replace(id));
+    IN_CALLBACKS_OF.with(|c| c.borrow_mut().push(future.id().0));
     for cb in callbacks {
+        // Never unwinds: `run_callback` catches the callback's panic.
         run_callback(future, cb);
     }
-    IN_CALLBACKS_OF.with(|c| c.set(prev));
+    IN_CALLBACKS_OF.with(|c| c.borrow_mut().pop());
 }
 
 fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
@@ -546,7 +553,7 @@ impl<T> Future<T> {
         if self.inner.state.load() != state::FINISHED {
             return Ok(Err(Error::Cancelled));
         }
-        if IN_CALLBACKS_OF.with(|c| c.get()) == self.id().0 {
+        if in_callbacks_of(self.id().0) {
             return Err(self);
         }
         let mut backoff = Backoff::new();

@@ -822,3 +822,26 @@ fn set_cancelled_on_a_future_that_is_not_running_is_invalid_state() {
     assert!(e.message().starts_with("CANCELLED:"), "{e}");
     assert_eq!(f.completion(), Some(Completion::Cancelled));
 }
+
+#[test]
+fn try_into_result_in_a_nested_callback_does_not_deadlock() {
+    // B's callback completes A; A's callback asks for B's value. B's promise is still up
+    // this thread's stack (running B's callbacks), so waiting for it would never end.
+    let (pa, fa) = pending::<u8>();
+    let (pb, fb) = pending::<NoClone>();
+    let (tx, rx) = mpsc::channel();
+    let fb2 = fb.clone();
+    fa.add_done_callback(move |_| {
+        // `fb2` is the only counted handle to B by then.
+        let r = fb2.try_into_result();
+        tx.send(r.is_err()).unwrap();
+    });
+    let pa = std::sync::Mutex::new(Some(pa));
+    fb.add_done_callback(move |_| {
+        pa.lock().unwrap().take().unwrap().set_result(1).unwrap();
+    });
+    drop(fb);
+    let t = thread::spawn(move || pb.set_result(NoClone("b".into())).unwrap());
+    assert!(rx.recv_timeout(LONG).expect("nested callback finished"));
+    t.join().unwrap();
+}
