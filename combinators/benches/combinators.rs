@@ -1,0 +1,2 @@
+//! Benchmarks (coming).
+fn main() {}

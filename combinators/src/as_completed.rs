@@ -1,0 +1,311 @@
+//! [`as_completed`]: iterate over futures as they complete (Python's
+//! `concurrent.futures.as_completed`).
+
+use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cfutures_core::blocking;
+use cfutures_core::{FutureId, Waitable, Waiter, WaiterKey};
+
+use crate::hash::IdMap;
+use crate::progress::Progress;
+use crate::queue::QueueWaiter;
+
+/// The error [`as_completed`] yields when its timeout passes with futures still
+/// unfinished (Python's `TimeoutError('2 (of 5) futures unfinished')`).
+///
+/// Converts into [`cfutures_core::Error::Timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    unfinished: usize,
+    total: usize,
+}
+
+impl TimedOut {
+    /// How many futures had not completed.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+    /// Out of how many distinct futures.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+    /// Always true: this error is a timeout (for symmetry with
+    /// [`cfutures_core::Error::is_timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (of {}) futures unfinished",
+            self.unfinished, self.total
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+impl From<TimedOut> for cfutures_core::Error {
+    fn from(_: TimedOut) -> Self {
+        cfutures_core::Error::Timeout
+    }
+}
+
+/// Iterates over `futures` as they complete: each distinct future once, those already
+/// complete first (in input order), then the others in completion order (Python's
+/// `concurrent.futures.as_completed`).
+///
+/// Lazy, like Python's generator: nothing happens — the input is not read and the timeout
+/// clock does not start — until the first [`next`](Iterator::next). With a `timeout`, once
+/// it has passed and futures remain unfinished, the iterator yields one [`TimedOut`] error
+/// ("`2 (of 5) futures unfinished`") and then ends. Without one, it waits as long as it
+/// takes.
+///
+/// As in [`wait`](crate::wait), a future cancelled while still queued counts as complete
+/// only once its executor notices. Duplicates are yielded once. Yielded handles are moved
+/// out: the iterator keeps no reference to them. Dropping the iterator removes its waiter
+/// from every future not yet yielded.
+///
+/// Progress: [`done`](AsCompleted::done), [`total`](AsCompleted::total) and
+/// [`progress`](AsCompleted::progress).
+///
+/// Cost: O(n) for n futures in total.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_combinators::as_completed;
+/// use cfutures_core::{pending, Future};
+/// use std::time::Duration;
+///
+/// let (promise, later) = pending::<u32>();
+/// let now = Future::ready(1);
+///
+/// let mut it = as_completed([later, now], None);
+/// // The already finished one comes first.
+/// assert_eq!(*it.next().unwrap().unwrap().result().unwrap(), 1);
+/// println!("{} done", it.progress()); // "1/2 done": a progress bar is one line
+///
+/// let t = std::thread::spawn(move || promise.set_result(2).unwrap());
+/// // Then the others, as they complete.
+/// assert_eq!(*it.next().unwrap().unwrap().result().unwrap(), 2);
+/// assert!(it.next().is_none());
+/// t.join().unwrap();
+/// ```
+///
+/// A timeout:
+///
+/// ```
+/// use cfutures_combinators::as_completed;
+/// use cfutures_core::{pending, Future};
+/// use std::time::Duration;
+///
+/// let (_promise, never) = pending::<u32>();
+/// let fs = [Future::ready(1), never, Future::ready(3)];
+/// let mut it = as_completed(fs, Some(Duration::from_millis(10)));
+/// assert!(it.next().unwrap().is_ok());
+/// assert!(it.next().unwrap().is_ok());
+/// let err = it.next().unwrap().unwrap_err();
+/// assert_eq!(err.to_string(), "1 (of 3) futures unfinished");
+/// assert!(it.next().is_none());
+/// ```
+pub fn as_completed<I>(futures: I, timeout: Option<Duration>) -> AsCompleted<I::IntoIter>
+where
+    I: IntoIterator,
+    I::Item: Waitable,
+{
+    AsCompleted {
+        input: Some(futures.into_iter()),
+        timeout,
+        deadline: None,
+        ready: VecDeque::new(),
+        slots: IdMap::default(),
+        pending: 0,
+        waiter: None,
+        scratch: Vec::new(),
+        total: 0,
+        yielded: 0,
+        finished: false,
+    }
+}
+
+/// The iterator [`as_completed`] returns.
+pub struct AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+    /// The input, until the first `next()`.
+    input: Option<I>,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// Complete, not yet yielded.
+    ready: VecDeque<I::Item>,
+    /// Every distinct future seen: `Some` while pending (with its waiter), `None` once it
+    /// moved to `ready` (kept to skip duplicates and stale notifications).
+    slots: IdMap<FutureId, Option<(I::Item, WaiterKey)>>,
+    pending: usize,
+    waiter: Option<Arc<QueueWaiter>>,
+    scratch: Vec<FutureId>,
+    total: usize,
+    yielded: usize,
+    finished: bool,
+}
+
+impl<I> AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+    /// How many futures were yielded so far.
+    pub fn done(&self) -> usize {
+        self.yielded
+    }
+
+    /// How many distinct futures there are; 0 until the first `next()` reads the input.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// [`done`](Self::done) of [`total`](Self::total).
+    pub fn progress(&self) -> Progress {
+        Progress {
+            done: self.yielded,
+            total: self.total,
+        }
+    }
+
+    fn start(&mut self, input: I) {
+        self.deadline = self.timeout.and_then(blocking::deadline_after);
+        let waiter = Arc::new(QueueWaiter::default());
+        let as_dyn: Arc<dyn Waiter> = waiter.clone();
+        self.slots.reserve(input.size_hint().0);
+        for f in input {
+            match self.slots.entry(f.id()) {
+                Entry::Occupied(_) => continue,
+                Entry::Vacant(v) => match f.install_waiter(&as_dyn) {
+                    Ok(key) => {
+                        v.insert(Some((f, key)));
+                        self.pending += 1;
+                    }
+                    Err(_) => {
+                        v.insert(None);
+                        self.ready.push_back(f);
+                    }
+                },
+            }
+        }
+        self.total = self.slots.len();
+        self.waiter = Some(waiter);
+    }
+
+    /// Moves the futures the waiter reported into `ready`.
+    fn collect(&mut self) {
+        for id in self.scratch.drain(..) {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                if let Some((f, _key)) = slot.take() {
+                    self.pending -= 1;
+                    self.ready.push_back(f);
+                }
+            }
+        }
+    }
+
+    /// Removes the waiter from every future still pending and forgets them.
+    fn finish(&mut self) {
+        self.finished = true;
+        for (_, slot) in self.slots.drain() {
+            if let Some((f, key)) = slot {
+                f.remove_waiter(key);
+            }
+        }
+        self.pending = 0;
+    }
+}
+
+impl<I> Iterator for AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+    type Item = Result<I::Item, TimedOut>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(input) = self.input.take() {
+            self.start(input);
+        }
+        loop {
+            if let Some(f) = self.ready.pop_front() {
+                self.yielded += 1;
+                return Some(Ok(f));
+            }
+            if self.finished || self.pending == 0 {
+                return None;
+            }
+            let waiter = self.waiter.as_ref().expect("started").clone();
+            if !waiter.take_until(&mut self.scratch, self.deadline) {
+                let err = TimedOut {
+                    unfinished: self.pending,
+                    total: self.total,
+                };
+                self.finish();
+                return Some(Err(err));
+            }
+            self.collect();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.input.is_some() {
+            (0, None)
+        } else if self.finished {
+            (self.ready.len(), Some(self.ready.len()))
+        } else {
+            // Each pending future yields itself, or all of them yield one timeout error.
+            (
+                self.ready.len() + self.pending.min(1),
+                Some(self.ready.len() + self.pending),
+            )
+        }
+    }
+}
+
+impl<I> FusedIterator for AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+}
+
+impl<I> Drop for AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<I> fmt::Debug for AsCompleted<I>
+where
+    I: Iterator,
+    I::Item: Waitable,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("started", &self.input.is_none())
+            .field("done", &self.yielded)
+            .field("total", &self.total)
+            .field("pending", &self.pending)
+            .finish()
+    }
+}

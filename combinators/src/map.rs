@@ -1,0 +1,736 @@
+//! `map` over any executor (Python's `Executor.map`), in input order or in completion
+//! order, with `timeout`, `chunksize` and `buffersize`.
+//!
+//! # How it runs
+//!
+//! Items are batched into [`MapChunk`]s of `chunksize` items (default 1) and each chunk is
+//! submitted as one task through [`Submit<MapChunk<F, A>>`](Submit); the chunk's future
+//! holds one `Result` per item, so a panicking item fails only its own slot. An executor
+//! that accepts `MapChunk` works with `map`: the thread pool accepts any task, the process
+//! pool sends one message per chunk, and [`InlineExecutor`](cfutures_core::InlineExecutor)
+//! runs each chunk on the caller's thread.
+//!
+//! Without `buffersize`, every chunk is submitted when `map` is called, like Python (the
+//! tasks run even if the iterator is never used). With `buffersize(b)`, `b` chunks are
+//! submitted at the call and one more each time a completed chunk is taken, so at most `b`
+//! chunks are in flight and the input is read lazily — an endless iterator works.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cfutures_core::blocking;
+use cfutures_core::{
+    Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit, SubmitError, TaskError,
+    Waitable, Waiter, WaiterKey,
+};
+
+use crate::hash::IdMap;
+use crate::progress::Progress;
+use crate::queue::QueueWaiter;
+
+/// The options of a `map`: `timeout`, `chunksize`, `buffersize`, for an executor `E`.
+///
+/// Made by [`MapBuilder::new`] or [`ExecutorExt::map_builder`]; finished by
+/// [`map`](Self::map) (results in input order) or [`map_unordered`](Self::map_unordered)
+/// (in completion order).
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_combinators::ExecutorExt;
+/// use cfutures_core::InlineExecutor;
+/// use std::time::Duration;
+///
+/// let pool = InlineExecutor::new();
+/// let squares: Vec<u64> = pool
+///     .map_builder()
+///     .chunksize(16)                      // 16 items per task
+///     .buffersize(4)                      // at most 4 tasks in flight; input read lazily
+///     .timeout(Duration::from_secs(10))   // for the whole map, from this call
+///     .map(|x: u64| x * x, 0..)           // an endless input is fine with a buffersize
+///     .unwrap()
+///     .take(5)
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MapBuilder<E> {
+    executor: E,
+    timeout: Option<Duration>,
+    chunksize: usize,
+    buffersize: Option<usize>,
+}
+
+impl<E> MapBuilder<E> {
+    /// Options for a `map` on `executor` (any `E: Submit<MapChunk<..>>`, including `&pool`
+    /// and `Arc<pool>`): no timeout, `chunksize` 1, no `buffersize`.
+    pub fn new(executor: E) -> Self {
+        MapBuilder {
+            executor,
+            timeout: None,
+            chunksize: 1,
+            buffersize: None,
+        }
+    }
+
+    /// A time limit for the whole map, measured from the call to
+    /// [`map`](Self::map) (Python's `timeout`). Once it passes, the iterator yields one
+    /// [`Error::Timeout`], cancels the tasks that have not started, and ends.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many items each task runs (Python's `chunksize`; default 1). Larger chunks cost
+    /// less per item — for a process pool, one message per chunk instead of per item.
+    ///
+    /// # Panics
+    ///
+    /// If `chunksize` is 0 (Python: `ValueError("chunksize must be >= 1.")`).
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        assert!(chunksize >= 1, "chunksize must be >= 1");
+        self.chunksize = chunksize;
+        self
+    }
+
+    /// At most this many tasks (chunks) in flight, reading the input lazily (Python 3.14's
+    /// `buffersize`). Without it, the whole input is read and submitted at the call.
+    ///
+    /// # Panics
+    ///
+    /// If `buffersize` is 0 (Python: `ValueError("buffersize must be None or > 0")`).
+    pub fn buffersize(mut self, buffersize: usize) -> Self {
+        assert!(buffersize >= 1, "buffersize must be >= 1");
+        self.buffersize = Some(buffersize);
+        self
+    }
+
+    fn feeder<F, I>(self, f: F, items: I) -> Feeder<E, F, I::IntoIter>
+    where
+        I: IntoIterator,
+    {
+        // The deadline counts from the call, as Python's `end_time`.
+        let deadline = self.timeout.and_then(blocking::deadline_after);
+        Feeder {
+            executor: self.executor,
+            f: Arc::new(f),
+            input: Some(items.into_iter()),
+            chunksize: self.chunksize,
+            submitted: 0,
+            done: Arc::new(AtomicUsize::new(0)),
+            deadline,
+            buffersize: self.buffersize,
+        }
+    }
+
+    /// Applies `f` to every item on the executor; yields each item's `Result` **in input
+    /// order** (Python's `Executor.map`, but a failing item does not end the iteration).
+    ///
+    /// See [`Map`] for what each item yields.
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] if the executor refuses a task at the call (it is shut down or
+    /// broken); the chunks submitted before are cancelled.
+    pub fn map<F, I, R>(self, f: F, items: I) -> Result<Map<E, F, I::IntoIter, R>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R,
+        R: Send + Sync + 'static,
+        E: Submit<MapChunk<F, I::Item>>,
+    {
+        let feeder = self.feeder(f, items);
+        let (deadline, buffersize) = (feeder.deadline, feeder.buffersize);
+        let mut map = Map {
+            feeder,
+            queue: VecDeque::new(),
+            out: Output::Empty,
+            deadline,
+            buffered: buffersize.is_some(),
+            finished: false,
+        };
+        let initial = buffersize.unwrap_or(usize::MAX);
+        while map.queue.len() < initial {
+            match map.feeder.next_chunk() {
+                None => break,
+                Some(Chunk::Failed { error, .. }) => return Err(submit_error(error)),
+                Some(c) => map.queue.push_back(c),
+            }
+        }
+        Ok(map)
+    }
+
+    /// Like [`map`](Self::map), but yields results **in completion order** (per chunk: the
+    /// items of one chunk come out together, in input order).
+    ///
+    /// To know which input a result belongs to, return it from `f`
+    /// (`|x| (x, work(x))`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn map_unordered<F, I, R>(
+        self,
+        f: F,
+        items: I,
+    ) -> Result<MapUnordered<E, F, I::IntoIter, R>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R,
+        R: Send + Sync + 'static,
+        E: Submit<MapChunk<F, I::Item>>,
+    {
+        let feeder = self.feeder(f, items);
+        let (deadline, buffersize) = (feeder.deadline, feeder.buffersize);
+        let waiter = Arc::new(QueueWaiter::default());
+        let mut map = MapUnordered {
+            feeder,
+            as_dyn: waiter.clone(),
+            waiter,
+            inflight: IdMap::default(),
+            ready: VecDeque::new(),
+            scratch: Vec::new(),
+            out: Output::Empty,
+            deadline,
+            buffered: buffersize.is_some(),
+            finished: false,
+        };
+        let initial = buffersize.unwrap_or(usize::MAX);
+        while map.inflight.len() + map.ready.len() < initial {
+            match map.feeder.next_chunk() {
+                None => break,
+                Some(Chunk::Failed { error, .. }) => return Err(submit_error(error)),
+                Some(c) => map.add(c),
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// The error back as a `SubmitError` (it was made from one in `next_chunk`).
+fn submit_error(e: Error) -> SubmitError {
+    match e {
+        Error::Broken(b) => SubmitError::Broken(b),
+        _ => SubmitError::Shutdown,
+    }
+}
+
+/// Applies `f` to every item of `items` on `executor`; yields each item's `Result` in input
+/// order (Python's `executor.map(f, items)`).
+///
+/// Shorthand for `MapBuilder::new(executor).map(f, items)`; see [`MapBuilder`] for
+/// `timeout`, `chunksize` and `buffersize`, and [`ExecutorExt::map`] for the method form.
+///
+/// # Errors
+///
+/// The [`SubmitError`] if the executor refuses a task at the call.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_combinators::map;
+/// use cfutures_core::InlineExecutor;
+///
+/// let ex = InlineExecutor::new();
+/// let out: Vec<_> = map(&ex, |x: i32| 10 / x, [5, 0, 2]).unwrap().collect();
+/// assert_eq!(*out[0].as_ref().unwrap(), 2);
+/// assert!(out[1].as_ref().unwrap_err().task_error().unwrap().is_panic()); // division by zero
+/// assert_eq!(*out[2].as_ref().unwrap(), 5); // the failure did not end the iteration
+/// ```
+pub fn map<E, F, I, R>(
+    executor: E,
+    f: F,
+    items: I,
+) -> Result<Map<E, F, I::IntoIter, R>, SubmitError>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    MapBuilder::new(executor).map(f, items)
+}
+
+/// Like [`map`], but yields results in completion order.
+///
+/// # Errors
+///
+/// The [`SubmitError`] if the executor refuses a task at the call.
+pub fn map_unordered<E, F, I, R>(
+    executor: E,
+    f: F,
+    items: I,
+) -> Result<MapUnordered<E, F, I::IntoIter, R>, SubmitError>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    MapBuilder::new(executor).map_unordered(f, items)
+}
+
+/// `map` as a method of every executor, so `pool.map(f, items)` reads like Python.
+///
+/// Implemented for every [`Executor`]; each method is available when the executor accepts
+/// [`MapChunk`] tasks of the right type.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_combinators::ExecutorExt;
+/// use cfutures_core::InlineExecutor;
+///
+/// let pool = InlineExecutor::new();
+/// let doubled: Result<Vec<i32>, _> = pool.map(|x| x * 2, 1..=3).unwrap().collect();
+/// assert_eq!(doubled.unwrap(), [2, 4, 6]);
+///
+/// let mut it = pool.map_unordered(|x| x + 1, vec![1, 2, 3]).unwrap();
+/// let mut got: Vec<i32> = it.by_ref().map(Result::unwrap).collect();
+/// got.sort();
+/// assert_eq!(got, [2, 3, 4]);
+/// assert_eq!(it.progress().to_string(), "3/3");
+/// ```
+pub trait ExecutorExt: Executor {
+    /// Applies `f` to every item; yields each item's `Result` in input order. See [`map`].
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] if the executor refuses a task at the call.
+    fn map<F, I, R>(&self, f: F, items: I) -> Result<Map<&Self, F, I::IntoIter, R>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R,
+        R: Send + Sync + 'static,
+        Self: Submit<MapChunk<F, I::Item>>,
+    {
+        MapBuilder::new(self).map(f, items)
+    }
+
+    /// Applies `f` to every item; yields the results in completion order. See
+    /// [`map_unordered`].
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] if the executor refuses a task at the call.
+    fn map_unordered<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+    ) -> Result<MapUnordered<&Self, F, I::IntoIter, R>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> R,
+        R: Send + Sync + 'static,
+        Self: Submit<MapChunk<F, I::Item>>,
+    {
+        MapBuilder::new(self).map_unordered(f, items)
+    }
+
+    /// A [`MapBuilder`] on this executor, to set `timeout`, `chunksize` and `buffersize`.
+    fn map_builder(&self) -> MapBuilder<&Self> {
+        MapBuilder::new(self)
+    }
+}
+
+impl<E: Executor + ?Sized> ExecutorExt for E {}
+
+type ChunkFuture<R> = Future<Vec<Result<R, TaskError>>>;
+
+/// One submitted chunk (or one the executor refused).
+enum Chunk<R> {
+    Submitted { len: usize, future: ChunkFuture<R> },
+    Failed { len: usize, error: Error },
+}
+
+impl<R> Chunk<R> {
+    fn cancel(&self) {
+        if let Chunk::Submitted { future, .. } = self {
+            future.cancel();
+        }
+    }
+
+    /// The chunk's per-item results. The chunk must be done.
+    fn into_output(self) -> Output<R> {
+        match self {
+            Chunk::Failed { len, error } => Output::Repeat(error, len),
+            Chunk::Submitted { len, mut future } => {
+                let give_up = Instant::now() + Duration::from_secs(1);
+                loop {
+                    match future.try_into_result() {
+                        Ok(Ok(values)) => break Output::Values(values.into_iter()),
+                        Ok(Err(e)) => break Output::Repeat(e, len),
+                        // Another handle is alive: the executor may be letting go of one.
+                        Err(handle) if Instant::now() < give_up => {
+                            future = handle;
+                            std::thread::yield_now();
+                        }
+                        Err(_) => {
+                            let e = InvalidState::new(
+                                "map: the executor kept a handle to a chunk's future",
+                            );
+                            break Output::Repeat(Error::InvalidState(e), len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Results being handed out: a done chunk's values, or one error for each of its items.
+enum Output<R> {
+    Empty,
+    Values(std::vec::IntoIter<Result<R, TaskError>>),
+    Repeat(Error, usize),
+}
+
+impl<R> Output<R> {
+    fn next(&mut self) -> Option<Result<R, Error>> {
+        match self {
+            Output::Empty => None,
+            Output::Values(it) => it.next().map(|r| r.map_err(Error::Failed)),
+            Output::Repeat(e, n) => {
+                if *n == 0 {
+                    return None;
+                }
+                *n -= 1;
+                Some(Err(e.clone()))
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Output::Empty => 0,
+            Output::Values(it) => it.len(),
+            Output::Repeat(_, n) => *n,
+        }
+    }
+}
+
+/// Reads the input a chunk at a time and submits it.
+struct Feeder<E, F, I> {
+    executor: E,
+    f: Arc<F>,
+    /// `None` once the input ended or a submission failed.
+    input: Option<I>,
+    chunksize: usize,
+    /// Items submitted (or refused) so far.
+    submitted: usize,
+    /// Items whose chunk is done (bumped by a done-callback on each chunk).
+    done: Arc<AtomicUsize>,
+    /// When the map's timeout ends (from the call).
+    deadline: Option<Instant>,
+    /// At most this many chunks in flight.
+    buffersize: Option<usize>,
+}
+
+impl<E, F, I> Feeder<E, F, I> {
+    fn progress(&self) -> Progress {
+        Progress {
+            // Relaxed: a progress figure orders nothing.
+            done: self.done.load(Ordering::Relaxed),
+            total: self.submitted,
+        }
+    }
+}
+
+impl<E, F, I, R> Feeder<E, F, I>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    /// Reads and submits the next chunk; `None` when the input is exhausted.
+    fn next_chunk(&mut self) -> Option<Chunk<R>> {
+        let input = self.input.as_mut()?;
+        let items: Vec<I::Item> = input.by_ref().take(self.chunksize).collect();
+        let len = items.len();
+        if len < self.chunksize {
+            // The input returned `None`: do not ask again (it may not be fused).
+            self.input = None;
+        }
+        if len == 0 {
+            return None;
+        }
+        self.submitted += len;
+        match self.executor.submit(MapChunk::new(self.f.clone(), items)) {
+            Ok(future) => {
+                let done = self.done.clone();
+                future.add_done_callback(move |_| {
+                    // Relaxed: a progress counter.
+                    done.fetch_add(len, Ordering::Relaxed);
+                });
+                Some(Chunk::Submitted { len, future })
+            }
+            Err(e) => {
+                // No more input after a refusal: the executor is shut down or broken.
+                self.input = None;
+                self.done.fetch_add(len, Ordering::Relaxed);
+                Some(Chunk::Failed {
+                    len,
+                    error: e.into(),
+                })
+            }
+        }
+    }
+}
+
+/// The iterator of [`map`]: each item's `Result`, in input order.
+///
+/// Each item yields `Ok(value)`, or `Err(`[`Error`]`)`: [`Error::Failed`] if `f` panicked
+/// on that item (only that item fails), [`Error::Broken`] / [`Error::Cancelled`] for every
+/// item of a chunk whose task broke or was cancelled, or the executor's refusal (as
+/// [`Error::Broken`] or — for a shutdown — `Error::from(SubmitError::Shutdown)`) for the
+/// items of a chunk it would not accept, after which no more input is read. A failing item
+/// does not end the iteration.
+///
+/// When the `timeout` passes it yields one [`Error::Timeout`] and ends. On timeout and on
+/// drop, the tasks not yet started are cancelled (running ones finish; their results are
+/// dropped).
+///
+/// [`progress`](Map::progress) tells how many items are done out of how many submitted.
+pub struct Map<E, F, I, R>
+where
+    I: Iterator,
+{
+    feeder: Feeder<E, F, I>,
+    queue: VecDeque<Chunk<R>>,
+    out: Output<R>,
+    deadline: Option<Instant>,
+    buffered: bool,
+    finished: bool,
+}
+
+impl<E, F, I: Iterator, R> Map<E, F, I, R> {
+    /// Items done (their task completed) of items submitted so far.
+    pub fn progress(&self) -> Progress {
+        self.feeder.progress()
+    }
+
+    fn stop(&mut self) {
+        self.finished = true;
+        self.feeder.input = None;
+        for c in self.queue.drain(..) {
+            c.cancel();
+        }
+    }
+}
+
+impl<E, F, I, R> Iterator for Map<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.out.next() {
+                return Some(r);
+            }
+            let front = match self.queue.front() {
+                Some(c) if !self.finished => c,
+                _ => {
+                    self.finished = true;
+                    return None;
+                }
+            };
+            if let Chunk::Submitted { future, .. } = front {
+                if !future.wait_deadline(self.deadline) {
+                    self.stop();
+                    return Some(Err(Error::Timeout));
+                }
+            }
+            let chunk = self.queue.pop_front().expect("front exists");
+            if self.buffered {
+                if let Some(c) = self.feeder.next_chunk() {
+                    self.queue.push_back(c);
+                }
+            }
+            self.out = chunk.into_output();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let queued: usize = self
+            .queue
+            .iter()
+            .map(|c| match c {
+                Chunk::Submitted { len, .. } | Chunk::Failed { len, .. } => *len,
+            })
+            .sum();
+        let known = self.out.len() + queued;
+        if self.feeder.input.is_none() && self.deadline.is_none() {
+            (known, Some(known))
+        } else {
+            (self.out.len(), None)
+        }
+    }
+}
+
+impl<E, F, I, R> FusedIterator for Map<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+}
+
+impl<E, F, I: Iterator, R> Drop for Map<E, F, I, R> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl<E, F, I: Iterator, R> fmt::Debug for Map<E, F, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("progress", &self.progress())
+            .field("chunks_in_flight", &self.queue.len())
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+/// The iterator of [`map_unordered`]: each item's `Result`, in completion order.
+///
+/// Items yield as in [`Map`]; the chunk that completes first comes out first (its items in
+/// input order). Timeout, drop and progress behave as in [`Map`].
+pub struct MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    R: Send + Sync + 'static,
+{
+    feeder: Feeder<E, F, I>,
+    waiter: Arc<QueueWaiter>,
+    as_dyn: Arc<dyn Waiter>,
+    /// Submitted, not yet complete: the chunk's length, future and waiter installation.
+    inflight: IdMap<FutureId, (usize, ChunkFuture<R>, WaiterKey)>,
+    /// Complete, in completion order, not yet handed out.
+    ready: VecDeque<Chunk<R>>,
+    scratch: Vec<FutureId>,
+    out: Output<R>,
+    deadline: Option<Instant>,
+    buffered: bool,
+    finished: bool,
+}
+
+impl<E, F, I, R> MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    R: Send + Sync + 'static,
+{
+    /// Items done (their task completed) of items submitted so far.
+    pub fn progress(&self) -> Progress {
+        self.feeder.progress()
+    }
+
+    fn add(&mut self, chunk: Chunk<R>) {
+        match chunk {
+            Chunk::Submitted { len, future } => match future.install_waiter(&self.as_dyn) {
+                Ok(key) => {
+                    self.inflight
+                        .insert(Waitable::id(&future), (len, future, key));
+                }
+                Err(_) => self.ready.push_back(Chunk::Submitted { len, future }),
+            },
+            failed => self.ready.push_back(failed),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.finished = true;
+        self.feeder.input = None;
+        for (_, (_, future, key)) in self.inflight.drain() {
+            future.remove_waiter(key);
+            future.cancel();
+        }
+        self.ready.clear();
+    }
+}
+
+impl<E, F, I, R> Iterator for MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.out.next() {
+                return Some(r);
+            }
+            if self.finished {
+                return None;
+            }
+            if let Some(chunk) = self.ready.pop_front() {
+                if self.buffered {
+                    if let Some(c) = self.feeder.next_chunk() {
+                        self.add(c);
+                    }
+                }
+                self.out = chunk.into_output();
+                continue;
+            }
+            if self.inflight.is_empty() {
+                self.finished = true;
+                return None;
+            }
+            if !self.waiter.take_until(&mut self.scratch, self.deadline) {
+                self.stop();
+                return Some(Err(Error::Timeout));
+            }
+            for id in self.scratch.drain(..) {
+                if let Some((len, future, _)) = self.inflight.remove(&id) {
+                    self.ready.push_back(Chunk::Submitted { len, future });
+                }
+            }
+        }
+    }
+}
+
+impl<E, F, I, R> FusedIterator for MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+}
+
+impl<E, F, I, R> Drop for MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    R: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl<E, F, I, R> fmt::Debug for MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    R: Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapUnordered")
+            .field("progress", &self.progress())
+            .field("chunks_in_flight", &self.inflight.len())
+            .field("finished", &self.finished)
+            .finish()
+    }
+}

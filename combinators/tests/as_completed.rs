@@ -1,0 +1,315 @@
+//! `as_completed`: a port of CPython's
+//! `Lib/test/test_concurrent_futures/test_as_completed.py` (3.14), plus the rules of
+//! SEMANTICS.md §5 and property tests.
+
+#![allow(clippy::mutable_key_type)] // futures hash by identity
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cfutures_combinators::as_completed;
+use cfutures_core::{pending, AnyFuture, Future, InlineExecutor, Submit};
+use common::*;
+use proptest::prelude::*;
+
+// test_no_timeout
+#[test]
+fn no_timeout() {
+    let ex = Threads::new(2);
+    let f1 = ex.submit(|| 2 * 21).unwrap();
+    let f2 = ex.submit(|| 7 * 6).unwrap();
+    let fs = [
+        cancelled_and_notified_future(),
+        exception_future(),
+        successful_future(),
+        f1,
+        f2,
+    ];
+    let completed: HashSet<_> = as_completed(fs.clone(), None).map(Result::unwrap).collect();
+    assert_eq!(completed, fs.into_iter().collect());
+}
+
+// test_future_times_out (timeout 0 and 0.01), and test_zero_timeout.
+#[test]
+fn future_times_out() {
+    for timeout in [Duration::ZERO, Duration::from_millis(10)] {
+        let (pending, _p) = pending_future();
+        let finished = [
+            cancelled_and_notified_future(),
+            exception_future(),
+            successful_future(),
+        ];
+        let mut input = finished.to_vec();
+        input.push(pending);
+        let mut completed = HashSet::new();
+        let mut timed_out = false;
+        for r in as_completed(input, Some(timeout)) {
+            match r {
+                Ok(f) => assert!(completed.insert(f)),
+                Err(e) => {
+                    assert!(!timed_out, "one error, then the end");
+                    assert_eq!(e.unfinished(), 1);
+                    timed_out = true;
+                }
+            }
+        }
+        assert!(timed_out);
+        assert_eq!(completed, finished.into_iter().collect());
+    }
+}
+
+// test_duplicate_futures
+#[test]
+fn duplicate_futures() {
+    let ex = Threads::new(1);
+    let f = ex.submit(|| 1).unwrap();
+    let completed: Vec<_> = as_completed(std::iter::repeat(f).take(3), Some(LONG)).collect();
+    assert_eq!(completed.len(), 1);
+}
+
+// test_free_reference_yielded_future: yielded futures are moved out, not retained. In Rust:
+// the yielded handle is the only one left, so `try_into_result` can move its value out.
+#[test]
+fn free_reference_yielded_future() {
+    let mut promises = Vec::new();
+    let mut futures = Vec::new();
+    for _ in 0..8 {
+        let (p, f) = pending::<String>();
+        promises.push(p);
+        futures.push(f);
+    }
+    let (p, f) = pending::<String>();
+    f.cancel();
+    drop(p); // cancelled and notified
+    futures.push(f);
+    futures.push(Future::ready("42".to_owned()));
+
+    let mut yielded = 0;
+    for r in as_completed(futures, Some(Duration::ZERO)) {
+        match r {
+            Ok(f) => {
+                yielded += 1;
+                // No other handle: the iterator kept none.
+                let _ = f.try_into_result().expect("the only handle");
+            }
+            Err(e) => assert_eq!(e.to_string(), "8 (of 10) futures unfinished"),
+        }
+    }
+    assert_eq!(yielded, 2);
+}
+
+// test_free_reference_yielded_future, second half: futures completed one by one while
+// iterating, each yielded handle the only one.
+#[test]
+fn free_reference_while_completing() {
+    let (mut promises, futures): (Vec<_>, Vec<_>) = (0..8).map(|_| pending::<String>()).unzip();
+    promises.reverse();
+    promises.pop().unwrap().set_result("test".into()).unwrap();
+    let mut n = 0;
+    for r in as_completed(futures, Some(LONG)) {
+        let f = r.unwrap();
+        assert_eq!(
+            f.try_into_result().expect("the only handle").unwrap(),
+            "test"
+        );
+        n += 1;
+        if let Some(p) = promises.pop() {
+            p.set_result("test".into()).unwrap();
+        }
+    }
+    assert_eq!(n, 8);
+}
+
+// test_correct_timeout_exception_msg
+#[test]
+fn correct_timeout_exception_msg() {
+    let (pend, _p1) = pending_future();
+    let (run, _p2) = running_future();
+    let fs = [
+        cancelled_and_notified_future(),
+        pend,
+        run,
+        successful_future(),
+    ];
+    let results: Vec<_> = as_completed(fs, Some(Duration::ZERO)).collect();
+    assert_eq!(results.len(), 3);
+    let err = results.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.to_string(), "2 (of 4) futures unfinished");
+    assert_eq!((err.unfinished(), err.total()), (2, 4));
+    assert!(cfutures_core::Error::from(*err).is_timeout());
+}
+
+// SEMANTICS §2.8: a cancelled, unnoticed future is unfinished for as_completed.
+#[test]
+fn cancelled_unnotified_times_out() {
+    let (f, _p) = cancelled_future();
+    let mut it = as_completed([f], Some(Duration::from_millis(20)));
+    assert_eq!(
+        it.next().unwrap().unwrap_err().to_string(),
+        "1 (of 1) futures unfinished"
+    );
+    assert!(it.next().is_none());
+}
+
+#[test]
+fn empty_input() {
+    assert!(as_completed(Vec::<Future<u8>>::new(), None)
+        .next()
+        .is_none());
+    assert!(as_completed(Vec::<Future<u8>>::new(), Some(Duration::ZERO))
+        .next()
+        .is_none());
+}
+
+// Lazy: nothing happens until the first next().
+#[test]
+fn lazy_until_first_next() {
+    let consumed = std::cell::Cell::new(false);
+    let input = std::iter::once_with(|| {
+        consumed.set(true);
+        Future::ready(1)
+    });
+    let mut it = as_completed(input, None);
+    assert!(!consumed.get(), "input not read before next()");
+    assert_eq!(it.total(), 0);
+    assert!(it.next().unwrap().is_ok());
+    assert!(consumed.get());
+    assert_eq!((it.done(), it.total()), (1, 1));
+}
+
+// The timeout clock starts at the first next(), not at the call (SEMANTICS §5, verified on
+// CPython by sleeping between the call and the first next()).
+#[test]
+fn timeout_clock_starts_at_first_next() {
+    let (p, slow) = pending::<i32>();
+    let mut it = as_completed([slow], Some(Duration::from_millis(300)));
+    // Past the timeout, had the clock started at the call.
+    std::thread::sleep(Duration::from_millis(400));
+    let t = std::thread::spawn(move || p.set_result(5).unwrap());
+    assert_eq!(*it.next().unwrap().unwrap().result().unwrap(), 5);
+    t.join().unwrap();
+}
+
+#[test]
+fn finished_first_then_completion_order() {
+    let (promises, futures): (Vec<_>, Vec<_>) = (0..3).map(|_| pending::<usize>()).unzip();
+    let ready = Future::ready(100);
+    let mut input = futures.clone();
+    input.push(ready.clone());
+    let mut it = as_completed(input, Some(LONG));
+    // The already-finished one comes first (this also installs the waiters).
+    assert_eq!(it.next().unwrap().unwrap(), ready);
+    assert_eq!(it.progress().to_string(), "1/4");
+    // Complete in the order 2, 0, 1 from another thread.
+    let t = std::thread::spawn(move || {
+        let mut promises: Vec<_> = promises.into_iter().map(Some).collect();
+        for i in [2, 0, 1] {
+            promises[i].take().unwrap().set_result(i).unwrap();
+        }
+    });
+    t.join().unwrap();
+    let order: Vec<usize> = it.by_ref().map(|f| *f.unwrap().result().unwrap()).collect();
+    assert_eq!(order, [2, 0, 1]);
+    assert_eq!((it.done(), it.total()), (4, 4));
+}
+
+#[test]
+fn mixed_types_and_executors() {
+    let threads = Threads::new(1);
+    let inline = InlineExecutor::new();
+    let fs: Vec<AnyFuture> = vec![
+        threads.submit(|| "text").unwrap().erase(),
+        inline.submit(|| 1u64).unwrap().erase(),
+        threads.submit(|| vec![1, 2]).unwrap().erase(),
+    ];
+    let got: HashSet<_> = as_completed(fs.clone(), Some(LONG))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, fs.into_iter().collect());
+}
+
+#[test]
+fn works_across_threads_with_an_executor() {
+    let ex = Threads::new(4);
+    let fs: Vec<_> = (0..500).map(|i| ex.submit(move || i).unwrap()).collect();
+    let mut seen: Vec<i32> = as_completed(fs, Some(LONG))
+        .map(|f| *f.unwrap().result().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..500).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropping_the_iterator_midway_is_fine() {
+    let (promises, futures): (Vec<_>, Vec<_>) = (0..10).map(|_| pending::<usize>()).unzip();
+    let mut input = futures.clone();
+    input.push(Future::ready(7));
+    let mut it = as_completed(input, None);
+    assert!(it.next().unwrap().is_ok());
+    drop(it);
+    // Completing after the iterator is gone notifies nobody and breaks nothing.
+    for (i, p) in promises.into_iter().enumerate() {
+        p.set_result(i).unwrap();
+    }
+    assert!(futures.iter().all(|f| f.done()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every distinct future is yielded exactly once; the already-finished ones first.
+    #[test]
+    fn yields_every_future_exactly_once(
+        finished in prop::collection::vec(any::<bool>(), 0..60),
+        dups in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        order in any::<u64>(),
+    ) {
+        let mut futures = Vec::new();
+        let mut later = Vec::new();
+        for (i, done) in finished.iter().enumerate() {
+            if *done {
+                futures.push(Future::ready(i));
+            } else {
+                let (p, f) = pending::<usize>();
+                later.push((p, i));
+                futures.push(f);
+            }
+        }
+        let mut input = futures.clone();
+        if !futures.is_empty() {
+            for d in &dups {
+                input.push(d.get(&futures).clone());
+            }
+        }
+        // Complete the others in a pseudo-random order, from another thread.
+        let n_later = later.len();
+        let mut state = order | 1;
+        for i in (1..later.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            later.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut it = as_completed(input, Some(LONG));
+        let first = it.next();
+        let completer = std::thread::spawn(move || {
+            for (p, i) in later {
+                p.set_result(i).unwrap();
+            }
+        });
+        let mut got: Vec<usize> = first
+            .into_iter()
+            .chain(it.by_ref())
+            .map(|f| *f.unwrap().result().unwrap())
+            .collect();
+        completer.join().unwrap();
+        let n_finished = finished.len() - n_later;
+        // The finished ones come first, in input order.
+        let expect_first: Vec<usize> = (0..finished.len()).filter(|&i| finished[i]).collect();
+        prop_assert_eq!(&got[..n_finished.min(got.len())], &expect_first[..]);
+        got.sort();
+        prop_assert_eq!(got, (0..finished.len()).collect::<Vec<_>>());
+        prop_assert_eq!(it.done(), finished.len());
+        prop_assert_eq!(it.total(), finished.len());
+    }
+}
