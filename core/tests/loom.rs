@@ -142,6 +142,50 @@ fn install_waiter_vs_set_result() {
 }
 
 #[test]
+fn install_waiter_vs_cancel_vs_set_running() {
+    // Three parties: the user cancels, the executor claims the task (or notices the
+    // cancellation), a `wait` installs its waiter. An installed waiter is told exactly once,
+    // with the completion the future ends with; a refused one is never told. Three threads:
+    // bounded to 3 preemptions so the model stays in seconds (the others are exhaustive).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let (p, f) = pending::<u32>();
+        let w = Arc::new(Count::default());
+        let g = f.clone();
+        let canceller = thread::spawn(move || g.cancel());
+        let executor = thread::spawn(move || {
+            if p.set_running_or_notify_cancel() {
+                p.set_result(1).unwrap();
+            }
+        });
+        let dw: Arc<dyn Waiter> = w.clone();
+        let installed = f.install_waiter(&dw);
+        let cancelled = canceller.join().unwrap();
+        executor.join().unwrap();
+        let end = f.completion().expect("the promise is gone: complete");
+        assert_eq!(
+            end,
+            if cancelled {
+                Completion::Cancelled
+            } else {
+                Completion::Succeeded
+            }
+        );
+        match installed {
+            Ok(_) => {
+                assert_eq!(w.0.load(Ordering::SeqCst), 1);
+                assert_eq!(*w.1.lock().unwrap(), Some(end));
+            }
+            Err(c) => {
+                assert_eq!(c, end);
+                assert_eq!(w.0.load(Ordering::SeqCst), 0);
+            }
+        }
+    });
+}
+
+#[test]
 fn result_waiter_vs_set_result() {
     // A thread blocked in `result()` while another sets the value: no lost wake-up (loom
     // reports a deadlock if the waiter parks and is never unparked), and the value read is
