@@ -5,6 +5,7 @@
 //! cargo bench -p cfutures-thread-pool                  # everything
 //! cargo bench -p cfutures-thread-pool -- w1 w2         # some workloads
 //! taskset -c 0 cargo bench -p cfutures-thread-pool -- w2   # W2 pinned to one CPU
+//! cargo bench -p cfutures-thread-pool -- w1-cfutures   # only our side of W1 (profiling)
 //! ```
 //!
 //! Ratios are `peer / cfutures` for times (above 1: cfutures is faster).
@@ -326,6 +327,16 @@ fn main() {
     if want("w1") {
         w1();
         println!();
+    }
+    // For profiling: only cfutures' side of W1.
+    if args.iter().any(|a| a == "w1-cfutures") {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let v = median(
+            &mut (0..W1_ROUNDS * 3)
+                .map(|_| w1_ours(&pool))
+                .collect::<Vec<_>>(),
+        );
+        println!("W1 cfutures only: {v:.3} µs/task");
     }
     if want("w2") {
         w2();

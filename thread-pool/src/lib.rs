@@ -25,10 +25,10 @@
 //! * An initializer that panics or returns `Err` breaks the pool (`BrokenThreadPool`):
 //!   queued futures fail with [`Error::Broken`](cfutures_core::Error::Broken), whose
 //!   [`cause`](cfutures_core::Broken::cause) is the initializer's failure, and later submits
-//!   are refused with [`SubmitError::Broken`](cfutures_core::SubmitError::Broken).
+//!   are refused with [`SubmitError::Broken`].
 //! * [`shutdown(wait, cancel_futures)`](ThreadPoolExecutor::shutdown): idempotent, from any
 //!   thread, including from a task of the same pool. Later submits are refused with
-//!   [`SubmitError::Shutdown`](cfutures_core::SubmitError::Shutdown).
+//!   [`SubmitError::Shutdown`].
 //!
 //! ```
 //! use cfutures_thread_pool::ThreadPoolExecutor;
@@ -120,6 +120,7 @@
 //! ```
 
 mod builder;
+mod job;
 mod shared;
 
 use std::fmt;
@@ -128,7 +129,8 @@ use std::sync::Arc;
 use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
 
 pub use builder::{default_max_workers, BuildError, Builder, InitResult};
-use shared::{Refused, Shared, TaskJob};
+use job::{RawJob, TaskJob};
+use shared::{Refused, Shared};
 
 /// A pool of threads that runs tasks and gives their results as [`Future`]s (Python:
 /// `concurrent.futures.ThreadPoolExecutor`).
@@ -202,7 +204,7 @@ impl ThreadPoolExecutor {
     {
         let promise = Promise::new();
         let future = promise.future();
-        match self.shared.submit(Box::new(TaskJob { promise, task })) {
+        match self.shared.submit(RawJob::new(TaskJob { promise, task })) {
             Ok(()) => Ok(future),
             Err(Refused::Shutdown) => Err(SubmitError::Shutdown),
             Err(Refused::Broken(b)) => Err(SubmitError::Broken(b)),

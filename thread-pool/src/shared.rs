@@ -11,7 +11,7 @@
 //!   path, and no task slips in behind a shutdown).
 //! * `idle_tokens` — Python 3.12's idle semaphore: a worker adds one when it finds the queue
 //!   empty (once per idle period); a submit that takes one starts no thread.
-//! * `spinning`, `sleeping`, `sleepers` — the sleep protocol, below.
+//! * `idle`, `sleeping`, `sleepers` — the sleep protocol, below.
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles.
@@ -48,7 +48,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 
 use cfutures_core::blocking::{self, Backoff, BlockingHook};
-use cfutures_core::{Broken, Promise, Task, TaskError};
+use cfutures_core::{Broken, TaskError};
+
+use crate::job::RawJob;
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 
@@ -63,52 +65,9 @@ const SHUTDOWN: usize = 1 << (usize::BITS - 1);
 const BROKEN: usize = 1 << (usize::BITS - 2);
 const FLAGS: usize = SHUTDOWN | BROKEN;
 
-/// A queued task, type-erased.
-pub(crate) trait Job: Send {
-    /// Runs the task (unless its future was cancelled); `before_publish` runs after the task
-    /// and before its outcome becomes visible.
-    fn run(self: Box<Self>, before_publish: &mut dyn FnMut());
-    /// Cancels the task's future and notices the cancellation, so `wait` sees it done.
-    fn cancel(self: Box<Self>);
-    /// Fails the task's future because the pool broke.
-    fn fail(self: Box<Self>, broken: Broken);
-}
-
-pub(crate) struct TaskJob<T: Task> {
-    pub(crate) promise: Promise<T::Output>,
-    pub(crate) task: T,
-}
-
-impl<T> Job for TaskJob<T>
-where
-    T: Task + Send,
-    T::Output: Send + Sync,
-{
-    fn run(self: Box<Self>, before_publish: &mut dyn FnMut()) {
-        let TaskJob { promise, task } = *self;
-        if !promise.set_running_or_notify_cancel() {
-            return;
-        }
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-            Ok(r) => r,
-            Err(payload) => Err(TaskError::from_panic(payload)),
-        };
-        before_publish();
-        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
-        let _ = promise.set_outcome(outcome);
-    }
-
-    fn cancel(self: Box<Self>) {
-        // Cancelling a pending future always succeeds; dropping the promise then moves it to
-        // "cancelled and notified", so `wait` / `as_completed` count it as done.
-        self.promise.future().cancel();
-    }
-
-    fn fail(self: Box<Self>, broken: Broken) {
-        // If the future was cancelled meanwhile, the promise (dropped inside) notices that.
-        let _ = self.promise.set_broken(broken);
-    }
-}
+/// One parked worker in `Shared::idle` (spinning ones count from 1 in the low half).
+const SLEEP_ONE: usize = 1 << (usize::BITS / 2);
+const SPIN_MASK: usize = SLEEP_ONE - 1;
 
 /// What a worker is doing, for the counts users can watch.
 const STARTING: u8 = 0;
@@ -147,14 +106,21 @@ pub(crate) struct Counts {
 }
 
 pub(crate) struct Shared {
-    queue: SegQueue<Box<dyn Job>>,
+    queue: SegQueue<RawJob>,
     state: CachePadded<AtomicUsize>,
     idle_tokens: CachePadded<AtomicUsize>,
-    spinning: CachePadded<AtomicUsize>,
+    /// Idle workers: spinning ones in the low half, parked ones in the high half, so that
+    /// every move between the two is one atomic step and every read a consistent snapshot.
+    idle: CachePadded<AtomicUsize>,
+    // Rarely written: read on every submit without bouncing cache lines.
+    /// A copy of the parked count, changed only when a worker parks or wakes: the submit
+    /// path reads this first and looks at `idle` only when someone is parked.
     sleeping: AtomicUsize,
-    sleepers: Mutex<Vec<Arc<Slot>>>,
     live: AtomicUsize,
     blocked: AtomicUsize,
+    /// A copy of "a flag in `state` is set", for workers (`state` changes on every submit).
+    closed: AtomicBool,
+    sleepers: Mutex<Vec<Arc<Slot>>>,
     /// Workers of this pool waiting inside `shutdown(wait = true)`.
     inside_waiters: AtomicUsize,
     started: AtomicUsize,
@@ -191,11 +157,12 @@ impl Shared {
             queue: SegQueue::new(),
             state: CachePadded::new(AtomicUsize::new(0)),
             idle_tokens: CachePadded::new(AtomicUsize::new(0)),
-            spinning: CachePadded::new(AtomicUsize::new(0)),
+            idle: CachePadded::new(AtomicUsize::new(0)),
             sleeping: AtomicUsize::new(0),
-            sleepers: Mutex::new(Vec::new()),
             live: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            sleepers: Mutex::new(Vec::new()),
             inside_waiters: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
             max_workers,
@@ -209,7 +176,7 @@ impl Shared {
     // ----- submit ---------------------------------------------------------------------
 
     /// Queues `job` and makes sure a worker will run it.
-    pub(crate) fn submit(self: &Arc<Self>, job: Box<dyn Job>) -> Result<(), Refused> {
+    pub(crate) fn submit(self: &Arc<Self>, job: RawJob) -> Result<(), Refused> {
         // SeqCst: orders this submit against `close` (which sets a flag, then waits for the
         // count to drain): either we see the flag, or `close` waits for us.
         let prev = self.state.fetch_add(1, Ordering::SeqCst);
@@ -222,7 +189,7 @@ impl Shared {
         // compensation and retirement: after it we read the counters a worker changes
         // before its own fence and re-check of the queue.
         fence(Ordering::SeqCst);
-        if !self.take_idle_token() && self.try_reserve_thread() {
+        if self.needs_thread() && self.try_reserve_thread() {
             self.spawn_worker();
         } else {
             self.notify_one();
@@ -238,6 +205,31 @@ impl Shared {
         } else {
             Refused::Shutdown
         }
+    }
+
+    /// Python's rule: start a thread when no worker is idle and fewer than `max_workers`
+    /// exist. Only a pool that can still grow looks at the idle tokens (a full pool's
+    /// submits touch no counter the workers write).
+    fn needs_thread(&self) -> bool {
+        if !self.can_grow() {
+            return false;
+        }
+        // A worker counts as idle from the moment it adds its token (see `become_idle`).
+        // Relaxed: read after the SeqCst fence in `submit`.
+        if self.idle.load(Ordering::Relaxed) == 0 {
+            // No worker idle: any token left is stale (tokens pile up while the pool is full
+            // and nobody takes them). Start a thread, unless the queue is empty: then a
+            // worker already took our task (and stopped being idle just before we looked).
+            !self.queue.is_empty()
+        } else {
+            !self.take_idle_token()
+        }
+    }
+
+    /// Fewer than `max_workers` unblocked threads exist.
+    fn can_grow(&self) -> bool {
+        // SeqCst: compensation reads `live`/`blocked` against the queue (module doc).
+        self.live.load(Ordering::SeqCst) < self.max_workers + self.blocked.load(Ordering::SeqCst)
     }
 
     /// Takes one idle token if there is one (Python: `_idle_semaphore.acquire(False)`).
@@ -310,9 +302,38 @@ impl Shared {
     /// queueing).
     fn notify_one(&self) {
         // Relaxed: read after the caller's SeqCst fence (module doc).
-        if self.spinning.load(Ordering::Relaxed) == 0 && self.sleeping.load(Ordering::Relaxed) > 0 {
+        // `sleeping` first: it rarely changes, while `spinning` bounces between workers.
+        if self.sleeping.load(Ordering::Relaxed) > 0 && self.spinning() == 0 {
             self.wake_one();
         }
+    }
+
+    // The idle counters. SeqCst throughout: these are the sleep protocol's counters (module
+    // doc), read after SeqCst fences on the other side.
+
+    fn spinning(&self) -> usize {
+        self.idle.load(Ordering::SeqCst) & SPIN_MASK
+    }
+
+    fn spin_inc(&self) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Returns the number spinning before.
+    fn spin_dec(&self) -> usize {
+        self.idle.fetch_sub(1, Ordering::SeqCst) & SPIN_MASK
+    }
+
+    /// Called under the `sleepers` lock.
+    fn spin_to_sleep(&self) {
+        self.idle.fetch_add(SLEEP_ONE - 1, Ordering::SeqCst);
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Called under the `sleepers` lock.
+    fn sleep_to_spin(&self) {
+        self.idle.fetch_sub(SLEEP_ONE - 1, Ordering::SeqCst);
+        self.sleeping.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes the most recently parked worker; false if none is parked.
@@ -324,8 +345,7 @@ impl Shared {
             };
             // SeqCst: counters of the sleep protocol (module doc). The woken worker is
             // counted as spinning from now on, so the next submit does not wake another.
-            self.spinning.fetch_add(1, Ordering::SeqCst);
-            self.sleeping.fetch_sub(1, Ordering::SeqCst);
+            self.sleep_to_spin();
             slot
         };
         // Release: pairs with the sleeper's Acquire swap.
@@ -343,6 +363,10 @@ impl Shared {
     /// The exit condition: shut down or broken, no submit in flight (then the queue only
     /// shrinks).
     fn closing_and_drained(&self) -> bool {
+        // SeqCst: `closed` is set after the flag; seeing it unset only delays the exit.
+        if !self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
         // SeqCst: ordered with `submit`'s increment (see `submit`).
         let s = self.state.load(Ordering::SeqCst);
         s & FLAGS != 0 && s & !FLAGS == 0 && self.queue.is_empty()
@@ -360,7 +384,7 @@ impl Shared {
                     spinning = false;
                     // SeqCst: sleep-protocol counter. The last spinner to find work wakes the
                     // next sleeper if more tasks wait (parallelism ramps up one at a time).
-                    if self.spinning.fetch_sub(1, Ordering::SeqCst) == 1 && !self.queue.is_empty() {
+                    if self.spin_dec() == 1 && !self.queue.is_empty() {
                         fence(Ordering::SeqCst);
                         self.notify_one();
                     }
@@ -368,29 +392,19 @@ impl Shared {
                 deposited = false;
                 slot.set(RUNNING);
                 job.run(&mut || {
-                    // Become available *before* the outcome is visible: a caller that
-                    // submits again as soon as it has the result reuses this thread
-                    // (Python's `test_idle_thread_reuse`, deterministically).
+                    // Become idle *before* the outcome is visible: a caller that submits
+                    // again as soon as it has the result reuses this thread (Python's
+                    // `test_idle_thread_reuse`, deterministically).
                     if self.queue.is_empty() {
-                        self.give_idle_token();
-                        deposited = true;
+                        self.become_idle(&mut deposited, &mut spinning);
                     }
                 });
                 continue;
             }
             slot.set(IDLE);
-            if !deposited {
-                self.give_idle_token();
-                deposited = true;
-            }
-            if !spinning {
-                spinning = true;
-                // SeqCst: sleep-protocol counter.
-                self.spinning.fetch_add(1, Ordering::SeqCst);
-            }
+            self.become_idle(&mut deposited, &mut spinning);
             if self.closing_and_drained() {
-                // SeqCst: sleep-protocol counter.
-                self.spinning.fetch_sub(1, Ordering::SeqCst);
+                self.spin_dec();
                 return false;
             }
             let mut backoff = Backoff::new();
@@ -413,6 +427,19 @@ impl Shared {
         }
     }
 
+    /// Adds this worker's idle token (once per idle period) and counts it as spinning (the
+    /// token is only valid while the worker is counted: see `needs_thread`).
+    fn become_idle(&self, deposited: &mut bool, spinning: &mut bool) {
+        if !*spinning {
+            *spinning = true;
+            self.spin_inc();
+        }
+        if !*deposited {
+            *deposited = true;
+            self.give_idle_token();
+        }
+    }
+
     /// Parks until woken (see the module doc). Called while counted in `spinning`; returns
     /// counted in `spinning` again.
     fn sleep(&self, slot: &Arc<Slot>) {
@@ -421,9 +448,7 @@ impl Shared {
             // Relaxed: only this thread and (under the lock) wakers touch the flag.
             slot.notified.store(false, Ordering::Relaxed);
             sleepers.push(slot.clone());
-            // SeqCst: sleep-protocol counters.
-            self.sleeping.fetch_add(1, Ordering::SeqCst);
-            self.spinning.fetch_sub(1, Ordering::SeqCst);
+            self.spin_to_sleep();
         }
         // SeqCst fence: the worker side of the sleep protocol.
         fence(Ordering::SeqCst);
@@ -431,8 +456,7 @@ impl Shared {
             let mut sleepers = lock(&self.sleepers);
             if let Some(i) = sleepers.iter().position(|s| Arc::ptr_eq(s, slot)) {
                 sleepers.swap_remove(i);
-                self.spinning.fetch_add(1, Ordering::SeqCst);
-                self.sleeping.fetch_sub(1, Ordering::SeqCst);
+                self.sleep_to_spin();
                 return;
             }
             // A waker already took us (and counted us as spinning): take its notification.
@@ -463,13 +487,13 @@ impl Shared {
                 self.give_idle_token();
                 continue;
             }
-            self.spinning.fetch_sub(1, Ordering::SeqCst);
+            self.spin_dec();
             // SeqCst fence: a submit that pushed before this fence, and read `live` before
             // our decrement (so started no thread), is seen here; stay for it.
             fence(Ordering::SeqCst);
             if !self.queue.is_empty() {
                 self.live.fetch_add(1, Ordering::SeqCst);
-                self.spinning.fetch_add(1, Ordering::SeqCst);
+                self.spin_inc();
                 self.give_idle_token();
                 return false;
             }
@@ -486,7 +510,7 @@ impl Shared {
         // SeqCst fence: the caller counted itself in `blocked`; a submit either sees that
         // (and may start a thread) or pushed before this fence (and we see its task).
         fence(Ordering::SeqCst);
-        if self.queue.is_empty() || self.spinning.load(Ordering::SeqCst) > 0 {
+        if self.queue.is_empty() || self.spinning() > 0 {
             return;
         }
         if self.wake_one() {
@@ -514,6 +538,7 @@ impl Shared {
     fn close(&self, flag: usize) -> bool {
         // SeqCst: see `submit`.
         let prev = self.state.fetch_or(flag, Ordering::SeqCst);
+        self.closed.store(true, Ordering::SeqCst);
         let mut backoff = Backoff::new();
         // Acquire: pairs with the submits' Release decrements: their tasks are queued.
         while self.state.load(Ordering::Acquire) & !FLAGS != 0 {

@@ -135,16 +135,21 @@ fn thread_names_use_the_prefix() {
         .build()
         .unwrap();
     let gate = Gate::new();
+    let (tx, started) = mpsc::channel();
     let fs: Vec<_> = (0..3)
         .map(|_| {
-            let g = gate.clone();
+            let (g, tx) = (gate.clone(), tx.clone());
             pool.submit(move || {
-                g.wait();
+                tx.send(()).unwrap();
+                g.wait(); // hold this thread until all three tasks run at once
                 std::thread::current().name().unwrap().to_owned()
             })
             .unwrap()
         })
         .collect();
+    for _ in 0..3 {
+        started.recv_timeout(LIMIT).unwrap();
+    }
     gate.open();
     let mut names: Vec<String> = fs
         .iter()
