@@ -6,6 +6,7 @@
 //! cargo bench -p cfutures-thread-pool -- w1 w2         # some workloads
 //! taskset -c 0 cargo bench -p cfutures-thread-pool -- w2   # W2 pinned to one CPU
 //! cargo bench -p cfutures-thread-pool -- w1-cfutures   # only our side of W1 (profiling)
+//! cargo bench -p cfutures-thread-pool -- w1-floor   # W1's futures alone, no pool
 //! ```
 //!
 //! Ratios are `peer / cfutures` for times (above 1: cfutures is faster).
@@ -327,6 +328,28 @@ fn main() {
     if want("w1") {
         w1();
         println!();
+    }
+    // The floor: creating, completing and collecting W1's futures on one thread, no pool.
+    if args.iter().any(|a| a == "w1-floor") {
+        let v = median(
+            &mut (0..W1_ROUNDS)
+                .map(|_| {
+                    let start = Instant::now();
+                    let fs: Vec<_> = (0..W1_TASKS)
+                        .map(|i| {
+                            let (p, f) = cfutures_core::pending::<u64>();
+                            p.set_result(black_box(i)).unwrap();
+                            f
+                        })
+                        .collect();
+                    let sum: u64 = fs.iter().map(|f| *f.result().unwrap()).sum();
+                    assert_eq!(sum, W1_TASKS * (W1_TASKS - 1) / 2);
+                    drop(fs);
+                    start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64
+                })
+                .collect::<Vec<_>>(),
+        );
+        println!("W1 floor (futures alone, one thread): {v:.3} µs/task");
     }
     // For profiling: only cfutures' side of W1.
     if args.iter().any(|a| a == "w1-cfutures") {
