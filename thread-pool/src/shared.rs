@@ -9,25 +9,34 @@
 //!   its task is queued and a worker is arranged for it; shutting down sets a flag and then
 //!   waits for the count to drain, so after that no task can arrive (no lock on the submit
 //!   path, and no task slips in behind a shutdown).
-//! * `idle_tokens` — Python 3.12's idle semaphore: a worker adds one when it finds the queue
-//!   empty (once per idle period); a submit that takes one starts no thread.
+//! * `idle_tokens` — Python 3.12's idle semaphore: a worker adds one when it becomes idle
+//!   (once per idle period, *before* publishing its last result, so a caller that submits
+//!   again at once reuses it); a submit that takes one starts no thread. Only a pool that can
+//!   still grow looks at tokens: a full pool's submits touch no counter the workers write.
+//!   Tokens left while the pool was full are stale; a submit that finds no worker idle at
+//!   all ignores them.
 //! * `idle`, `sleeping`, `sleepers` — the sleep protocol, below.
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
+//! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles.
 //!
 //! # Sleep protocol
 //!
 //! An idle worker spins, then yields ([`Backoff`]), then parks. While it does the first two
-//! it is counted in `spinning`; a submit never unparks anyone while a worker is spinning,
+//! it is counted as *spinning*; a submit never unparks anyone while a worker is spinning,
 //! because that worker will find the task — so a busy pool makes no wake-up syscalls.
+//! `idle` holds the spinning count in its low half and the parked count in its high half, so
+//! each move between the two is one atomic step and each read a consistent snapshot;
+//! `sleeping` is a copy of the parked count on a quiet cache line, which submits read first.
 //!
-//! To park, a worker (1) pushes its slot on `sleepers` and moves itself from `spinning` to
-//! `sleeping`, (2) issues a `SeqCst` fence, (3) looks at the queue (and the exit condition)
+//! To park, a worker (1) pushes its slot on `sleepers` and moves itself from spinning to
+//! parked, (2) issues a `SeqCst` fence, (3) looks at the queue (and the exit condition)
 //! once more, and only then parks. A submit (1) pushes its task, (2) issues a `SeqCst`
-//! fence, (3) reads `spinning` and `sleeping`, and unparks a sleeper if nobody spins. The
-//! two fences are totally ordered: either the worker's re-check sees the task, or the
-//! submit sees the worker asleep and not spinning. No task is left behind a parked pool.
+//! fence, (3) reads `sleeping` and, if someone is parked, the spinning count, and unparks a
+//! sleeper if nobody spins. The two fences are totally ordered: either the worker's re-check
+//! sees the task, or the submit sees the worker parked and not spinning. No task is left
+//! behind a parked pool.
 //!
 //! A waker pops the sleeper and counts it as spinning *before* unparking it, so a burst of
 //! submits wakes one worker, not one per task. That worker, when it takes a task and was the
@@ -189,13 +198,18 @@ impl Shared {
         // compensation and retirement: after it we read the counters a worker changes
         // before its own fence and re-check of the queue.
         fence(Ordering::SeqCst);
-        if self.needs_thread() && self.try_reserve_thread() {
-            self.spawn_worker();
+        let spawned = if self.needs_thread() && self.try_reserve_thread() {
+            self.spawn_worker()
         } else {
             self.notify_one();
-        }
+            Ok(())
+        };
         // Release: the push above happens before a shutdown that sees the count drop.
         self.state.fetch_sub(1, Ordering::Release);
+        // Only now: breaking the pool waits for in-flight submits, this one included.
+        if let Err(e) = spawned {
+            self.spawn_failed(e);
+        }
         Ok(())
     }
 
@@ -276,7 +290,7 @@ impl Shared {
     }
 
     /// Starts a worker for a reserved place.
-    fn spawn_worker(self: &Arc<Self>) {
+    fn spawn_worker(self: &Arc<Self>) -> std::io::Result<()> {
         // Relaxed: a unique number for the name.
         let n = self.started.fetch_add(1, Ordering::Relaxed);
         let shared = self.clone();
@@ -284,17 +298,25 @@ impl Shared {
             .name(format!("{}_{}", self.prefix, n))
             .spawn(move || worker_main(shared));
         match spawned {
-            Ok(handle) => lock(&self.registry).handles.push(handle),
+            Ok(handle) => {
+                lock(&self.registry).handles.push(handle);
+                Ok(())
+            }
             Err(e) => {
                 self.thread_gone();
-                // With no worker left, queued tasks could wait forever: fail them instead.
-                if self.live.load(Ordering::SeqCst) == 0 {
-                    self.break_pool(
-                        "BrokenThreadPool: could not start a worker thread",
-                        TaskError::new(e),
-                    );
-                }
+                Err(e)
             }
+        }
+    }
+
+    /// The OS refused a thread. With no worker left, queued tasks could wait forever: fail
+    /// them instead (the pool is broken). Otherwise the live workers will run them.
+    fn spawn_failed(&self, e: std::io::Error) {
+        if self.live.load(Ordering::SeqCst) == 0 {
+            self.break_pool(
+                "BrokenThreadPool: could not start a worker thread",
+                TaskError::new(e),
+            );
         }
     }
 
@@ -517,7 +539,9 @@ impl Shared {
             return;
         }
         if self.try_reserve_thread() {
-            self.spawn_worker();
+            if let Err(e) = self.spawn_worker() {
+                self.spawn_failed(e);
+            }
         }
     }
 
