@@ -156,13 +156,21 @@ fn test_hang_issue12364() {
 #[test]
 fn test_cancel_futures() {
     let executor = executor();
+    // Python relies on timing for "at least one task started before shutdown"; here the
+    // first task to start says so, and shutdown waits for that word.
+    let (tx, started) = std::sync::mpsc::channel();
     let fs: Vec<_> = (0..50)
         .map(|_| {
+            let tx = tx.clone();
             executor
-                .submit(|| std::thread::sleep(Duration::from_millis(20)))
+                .submit(move || {
+                    let _ = tx.send(());
+                    std::thread::sleep(Duration::from_millis(20))
+                })
                 .unwrap()
         })
         .collect();
+    started.recv_timeout(LIMIT).unwrap();
     executor.shutdown(true, true);
     // We can't guarantee the exact number of cancellations, but we can guarantee that
     // *some* were cancelled: with five workers, at most five started.
