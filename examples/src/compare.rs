@@ -11,7 +11,15 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use std::time::{Duration, Instant};
+
+use cfutures_combinators::{as_completed, ExecutorExt};
+use cfutures_core::Future;
+use cfutures_process_pool::ProcessPoolExecutor;
+use cfutures_thread_pool::ThreadPoolExecutor;
+
 use crate::report::{markdown_table, text_table};
+use crate::work;
 
 /// The Python script, embedded.
 pub const PYTHON_SCRIPT: &str = include_str!("../python/compare.py");
@@ -60,58 +68,217 @@ pub fn workloads() -> Vec<Workload> {
             "submit 100,000 no-op tasks to 2 threads, collect all",
             "µs/task",
             false,
-            None,
+            Some(w1 as Run),
         ),
         w(
             "W2",
             "one task submitted and waited for (median of 10,000)",
             "µs",
             false,
-            None,
+            Some(w2),
         ),
         w(
             "W3",
             "process-pool map of x*2 over 1,000,000 items, chunksize 1000",
             "ms",
             false,
-            None,
+            Some(w3),
         ),
         w(
             "W4",
             "as_completed over 100,000 finished futures",
             "ms",
             false,
-            None,
+            Some(w4),
         ),
         w(
             "W5",
             "process pool, 10,000 tiny tasks (x + 1) on 2 workers",
             "µs/task",
             false,
-            None,
+            Some(w5),
         ),
         w(
             "W6",
             "8 sha256 tasks on 2 threads: speedup over sequential",
             "×",
             true,
-            None,
+            Some(w6),
         ),
         w(
             "W7",
             "42 tasks sleeping 100 ms on 20 threads (ideal 300 ms)",
             "ms",
             false,
-            None,
+            Some(w7),
         ),
         w(
             "W8",
             "create a process pool of 2, run one task, shut down",
             "ms",
             false,
-            None,
+            Some(w8),
         ),
     ]
+}
+
+type Run = fn(&Config) -> f64;
+
+/// A no-op task.
+pub fn noop() {}
+
+/// `x * 2` (W3).
+pub fn double(x: u64) -> u64 {
+    x * 2
+}
+
+/// `x + 1` (W5, W8).
+pub fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+fn threads(n: usize) -> ThreadPoolExecutor {
+    ThreadPoolExecutor::new(n).expect("a thread pool")
+}
+
+fn processes(n: usize) -> ProcessPoolExecutor {
+    let pool = ProcessPoolExecutor::new(n).expect("a process pool");
+    // Start the workers before the clock starts, as the Python side does.
+    pool.submit_fn(inc, 0)
+        .expect("submit")
+        .result()
+        .expect("a worker");
+    pool
+}
+
+/// W1: submit 100,000 no-op tasks to 2 threads and collect every result; µs per task.
+pub fn w1(_: &Config) -> f64 {
+    const N: usize = 100_000;
+    let pool = threads(2);
+    pool.submit(noop).expect("submit").result().expect("ok");
+    let start = Instant::now();
+    let futures: Vec<_> = (0..N).map(|_| pool.submit(noop).expect("submit")).collect();
+    for f in &futures {
+        f.result().expect("ok");
+    }
+    start.elapsed().as_secs_f64() / N as f64 * 1e6
+}
+
+/// W2: one task submitted and waited for, 10,000 times; the median, in µs.
+pub fn w2(_: &Config) -> f64 {
+    let pool = threads(2);
+    pool.submit(noop).expect("submit").result().expect("ok");
+    let mut samples: Vec<f64> = (0..10_000)
+        .map(|_| {
+            let start = Instant::now();
+            pool.submit(noop).expect("submit").result().expect("ok");
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    median(&mut samples)
+}
+
+/// W3: process-pool `map` of `x * 2` over 1,000,000 items with chunksize 1000; ms.
+pub fn w3(_: &Config) -> f64 {
+    let pool = processes(2);
+    let start = Instant::now();
+    let out: Vec<u64> = pool
+        .map_builder()
+        .chunksize(1000)
+        .map(double, 0..1_000_000u64)
+        .expect("map")
+        .collect::<Result<_, _>>()
+        .expect("every item");
+    let t = start.elapsed();
+    assert_eq!(out[999_999], 1_999_998);
+    t.as_secs_f64() * 1e3
+}
+
+/// W4: `as_completed` over 100,000 already-finished futures; ms.
+pub fn w4(_: &Config) -> f64 {
+    let futures: Vec<Future<u64>> = (0..100_000).map(Future::ready).collect();
+    let start = Instant::now();
+    let n = as_completed(futures, None).count();
+    let t = start.elapsed();
+    assert_eq!(n, 100_000);
+    t.as_secs_f64() * 1e3
+}
+
+/// W5: 10,000 tiny tasks (`x + 1`) on a process pool of 2; µs per task.
+pub fn w5(_: &Config) -> f64 {
+    const N: u64 = 10_000;
+    let pool = processes(2);
+    let start = Instant::now();
+    let futures: Vec<_> = (0..N)
+        .map(|i| pool.submit_fn(inc, i).expect("submit"))
+        .collect();
+    let total: u64 = futures.iter().map(|f| *f.result().expect("ok")).sum();
+    let t = start.elapsed();
+    assert_eq!(total, N * (N + 1) / 2);
+    t.as_secs_f64() / N as f64 * 1e6
+}
+
+/// W6: 8 CPU-bound sha256 tasks on 2 threads vs sequentially; the speedup.
+pub fn w6(config: &Config) -> f64 {
+    let mib = config.w6_mib;
+    let start = Instant::now();
+    let sequential: Vec<String> = (0..8).map(|_| work::sha256_mib(mib)).collect();
+    let seq = start.elapsed();
+    let pool = threads(2);
+    pool.submit(noop).expect("submit").result().expect("ok");
+    let start = Instant::now();
+    let pooled: Vec<String> = pool
+        .map(work::sha256_mib, vec![mib; 8])
+        .expect("map")
+        .collect::<Result<_, _>>()
+        .expect("every task");
+    let par = start.elapsed();
+    assert_eq!(sequential, pooled);
+    seq.as_secs_f64() / par.as_secs_f64()
+}
+
+/// W7: 42 tasks sleeping 100 ms on 20 threads; ms (ideal: 300).
+pub fn w7(_: &Config) -> f64 {
+    let pool = threads(20);
+    let start = Instant::now();
+    let futures: Vec<_> = (0..42)
+        .map(|_| {
+            pool.submit(|| std::thread::sleep(Duration::from_millis(100)))
+                .expect("submit")
+        })
+        .collect();
+    for f in &futures {
+        f.result().expect("ok");
+    }
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// W8: create a process pool of 2, run one task, shut down; the median of 5, in ms.
+pub fn w8(_: &Config) -> f64 {
+    let mut samples: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let pool = ProcessPoolExecutor::new(2).expect("a process pool");
+            pool.submit_fn(inc, 1)
+                .expect("submit")
+                .result()
+                .expect("ok");
+            pool.shutdown(true, false);
+            drop(pool);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut samples)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// What the Python side measured.

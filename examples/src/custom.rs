@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use std::time::Duration;
 
+use cfutures_combinators::{as_completed, wait, ExecutorExt, ReturnWhen};
 use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
 
 use crate::report::{BoxError, Out};
@@ -80,6 +81,25 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
     out.say(format!(
         "submit: 5 tasks on 5 threads of their own → {squares:?}"
     ));
+
+    // Every combinator accepts it: map, wait, as_completed.
+    let doubled: Vec<u64> = ex.map(|x: u64| x * 2, 1..=5)?.collect::<Result<_, _>>()?;
+    out.say(format!("map(|x| x * 2, 1..=5) → {doubled:?}"));
+    let r = wait(
+        futures.clone(),
+        Some(Duration::from_secs(10)),
+        ReturnWhen::AllCompleted,
+    );
+    out.say(format!(
+        "wait(AllCompleted) → {} done, {} not done",
+        r.done.len(),
+        r.not_done.len()
+    ));
+    let n = as_completed(futures, Some(Duration::from_secs(10)))
+        .filter(Result::is_ok)
+        .count();
+    out.say(format!("as_completed → {n} futures"));
+
     let boom = ex.submit(|| -> u64 { panic!("a panicking task") })?;
     let err = boom.result_timeout(Duration::from_secs(10)).unwrap_err();
     out.say(format!("a panic is caught by Promise::run: {err}"));

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod custom;
 pub mod report;
+pub mod scenarios;
 pub mod site;
 pub mod tour;
 pub mod work;

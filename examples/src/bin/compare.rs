@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use cfutures_examples::compare::{self, Config, Line};
 
 fn main() {
+    // The process pool's setup line: serves as a worker if this process was started as one.
+    // (On Linux and macOS it already ran before `main`; this line is for other platforms.)
+    cfutures_process_pool::init();
     let mut args = std::env::args().skip(1);
     let mut config = Config::default();
     let mut python = true;

@@ -13,6 +13,9 @@ use cfutures_examples::tour::{run_section, sections, summary, Status};
 const WATCHDOG: Duration = Duration::from_secs(300);
 
 fn main() {
+    // The process pool's setup line: serves as a worker if this process was started as one.
+    // (On Linux and macOS it already ran before `main`; this line is for other platforms.)
+    cfutures_process_pool::init();
     let only: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -1,0 +1,11 @@
+//! The scenarios of the tour, one module each (each also an example program).
+
+pub mod deadlocks;
+pub mod download;
+pub mod faults;
+pub mod fetch;
+pub mod hashing;
+pub mod progress;
+pub mod status;
+pub mod trivial;
+pub mod waiting;
