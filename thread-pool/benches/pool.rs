@@ -226,48 +226,62 @@ fn sha_work(rounds: usize) -> [u8; 32] {
 }
 
 fn w6() {
-    // Calibrate: rounds of 64 KiB for ~0.25 s.
-    let probe = 200;
-    let start = Instant::now();
-    black_box(sha_work(probe));
-    let per_round = start.elapsed().as_secs_f64() / probe as f64;
+    // Calibrate: rounds of 64 KiB for ~0.25 s (probe for at least 50 ms).
+    let mut probe = 16;
+    let per_round = loop {
+        let start = Instant::now();
+        black_box(sha_work(probe));
+        let t = start.elapsed().as_secs_f64();
+        if t >= 0.05 {
+            break t / probe as f64;
+        }
+        probe *= 2;
+    };
     let rounds = ((0.25 / per_round) as usize).max(1);
-    println!("W6: 8 sha256 tasks ({rounds} × 64 KiB, ~0.25 s each) on 2 workers: speedup vs sequential (target ≥ 1.9×)");
+    println!("W6: 8 sha256 tasks ({rounds} × 64 KiB, ~0.25 s each) on 2 workers: speedup vs sequential, best of 3 (target ≥ 1.9×)");
 
-    let start = Instant::now();
-    let seq: Vec<_> = (0..8).map(|_| sha_work(rounds)).collect();
-    let sequential = start.elapsed().as_secs_f64();
-    println!("  {:<26} {sequential:>10.3} s", "sequential");
-
-    let pool = ThreadPoolExecutor::new(2).unwrap();
-    let start = Instant::now();
-    let fs: Vec<_> = (0..8)
-        .map(|_| pool.submit(move || sha_work(rounds)).unwrap())
-        .collect();
-    for (f, s) in fs.iter().zip(&seq) {
-        assert_eq!(f.result().unwrap(), s);
-    }
-    let ours = start.elapsed().as_secs_f64();
-    println!(
-        "  {:<26} {ours:>10.3} s     speedup {:>5.2}×",
-        "cfutures ThreadPoolExecutor",
-        sequential / ours
-    );
-    for k in 0..PEERS {
-        let peer = Peer::make(k, 2);
-        let (tx, rx) = unbounded();
+    let reference = sha_work(rounds);
+    // Best of three, interleaved: the other CPU of a shared machine is often busy.
+    let mut best = [f64::INFINITY; 2 + PEERS];
+    for _ in 0..3 {
         let start = Instant::now();
         for _ in 0..8 {
-            peer.run(move || sha_work(rounds), tx.clone());
+            assert_eq!(black_box(sha_work(rounds)), reference);
         }
-        for _ in 0..8 {
-            assert_eq!(rx.recv().unwrap(), seq[0]);
+        best[0] = best[0].min(start.elapsed().as_secs_f64());
+
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let start = Instant::now();
+        let fs: Vec<_> = (0..8)
+            .map(|_| pool.submit(move || sha_work(rounds)).unwrap())
+            .collect();
+        for f in &fs {
+            assert_eq!(*f.result().unwrap(), reference);
         }
-        let v = start.elapsed().as_secs_f64();
+        best[1] = best[1].min(start.elapsed().as_secs_f64());
+
+        for k in 0..PEERS {
+            let peer = Peer::make(k, 2);
+            let (tx, rx) = unbounded();
+            let start = Instant::now();
+            for _ in 0..8 {
+                peer.run(move || sha_work(rounds), tx.clone());
+            }
+            for _ in 0..8 {
+                assert_eq!(rx.recv().unwrap(), reference);
+            }
+            best[2 + k] = best[2 + k].min(start.elapsed().as_secs_f64());
+        }
+    }
+    let sequential = best[0];
+    println!("  {:<26} {sequential:>10.3} s", "sequential");
+    let names = ["cfutures ThreadPoolExecutor"]
+        .into_iter()
+        .chain((0..PEERS).map(|k| Peer::make(k, 1).name()));
+    for (name, t) in names.zip(&best[1..]) {
         println!(
-            "  {:<26} {v:>10.3} s     speedup {:>5.2}×",
-            peer.name(),
-            sequential / v
+            "  {name:<26} {t:>10.3} s     speedup {:>5.2}×",
+            sequential / t
         );
     }
 }
