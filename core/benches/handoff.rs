@@ -116,6 +116,44 @@ fn mpsc_ping_pong(n: usize) -> Vec<u64> {
     out
 }
 
+/// The floor: two threads spinning on atomics (yielding only after 10k spins). Only
+/// meaningful when both threads have a CPU of their own.
+fn atomic_ping_pong(n: usize) -> Vec<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    fn wait_for(a: &AtomicU64, v: u64) {
+        let mut spins = 0u32;
+        // Acquire: pairs with the other thread's Release store.
+        while a.load(Ordering::Acquire) != v {
+            spins += 1;
+            if spins < 10_000 {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+    }
+    let ping = Arc::new(AtomicU64::new(0));
+    let pong = Arc::new(AtomicU64::new(0));
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let echo = thread::spawn(move || {
+        for i in 1..=n as u64 {
+            wait_for(&ping2, i);
+            // Release: publishes the round to the waiting thread.
+            pong2.store(i, Ordering::Release);
+        }
+    });
+    let mut out = Vec::with_capacity(n);
+    for i in 1..=n as u64 {
+        let t = Instant::now();
+        // Release: publishes the round to the echo thread.
+        ping.store(i, Ordering::Release);
+        wait_for(&pong, i);
+        out.push(t.elapsed().as_nanos() as u64);
+    }
+    echo.join().unwrap();
+    out
+}
+
 fn busy_wait(d: Duration) {
     let t = Instant::now();
     while t.elapsed() < d {
@@ -201,6 +239,13 @@ fn main() {
         ("std mpsc", &std),
     ] {
         println!("{name:<28} {:>10.0} {:>10.0}", s.median, s.p99);
+    }
+    if cpus() > 1 {
+        let floor = stats(atomic_ping_pong(n));
+        println!(
+            "{:<28} {:>10.0} {:>10.0}",
+            "(floor: atomics, spinning)", floor.median, floor.p99
+        );
     }
     println!(
         "ratio cfutures/crossbeam: median {:.2}, p99 {:.2}",

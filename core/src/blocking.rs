@@ -6,6 +6,16 @@
 //! [`block_until`] does both well: a short spin (skipped when the process may use only one
 //! CPU), a few `yield_now`s, then a real park.
 //!
+//! # Tuning
+//!
+//! The spin is short on purpose: 127 `spin_loop` hints in growing bursts (about 0.6 µs on
+//! the project's 2-vCPU virtual machines, where a hint costs ~5 ns), then four `yield_now`s
+//! (~1.3 µs each there), then a park. Spinning for longer (5 to 50 µs, bounded by time) was
+//! measured with `core/benches/handoff.rs`: it wins only while both CPUs are otherwise idle,
+//! and loses several-fold (hand-offs of 7–45 µs instead of 2–4 µs) as soon as another
+//! process keeps one CPU busy, which is the normal state of a shared machine — the spinning
+//! waiter then holds the very CPU the thread it waits for needs. See `BENCHMARKS.md`.
+//!
 //! # Blocking hooks
 //!
 //! An executor can tell core that the current thread is one of its workers, with
