@@ -158,7 +158,7 @@ impl<E> MapBuilder<E> {
         while map.queue.len() < initial {
             match map.feeder.next_chunk() {
                 None => break,
-                Some(Chunk::Failed { error, .. }) => return Err(submit_error(error)),
+                Some(Chunk::Failed { error, .. }) => return Err(error),
                 Some(c) => map.queue.push_back(c),
             }
         }
@@ -204,19 +204,11 @@ impl<E> MapBuilder<E> {
         while map.inflight.len() + map.ready.len() < initial {
             match map.feeder.next_chunk() {
                 None => break,
-                Some(Chunk::Failed { error, .. }) => return Err(submit_error(error)),
+                Some(Chunk::Failed { error, .. }) => return Err(error),
                 Some(c) => map.add(c),
             }
         }
         Ok(map)
-    }
-}
-
-/// The error back as a `SubmitError` (it was made from one in `next_chunk`).
-fn submit_error(e: Error) -> SubmitError {
-    match e {
-        Error::Broken(b) => SubmitError::Broken(b),
-        _ => SubmitError::Shutdown,
     }
 }
 
@@ -345,7 +337,7 @@ type ChunkFuture<R> = Future<Vec<Result<R, TaskError>>>;
 /// One submitted chunk (or one the executor refused).
 enum Chunk<R> {
     Submitted { len: usize, future: ChunkFuture<R> },
-    Failed { len: usize, error: Error },
+    Failed { len: usize, error: SubmitError },
 }
 
 impl<R> Chunk<R> {
@@ -358,7 +350,7 @@ impl<R> Chunk<R> {
     /// The chunk's per-item results. The chunk must be done.
     fn into_output(self) -> Output<R> {
         match self {
-            Chunk::Failed { len, error } => Output::Repeat(error, len),
+            Chunk::Failed { len, error } => Output::Repeat(error.into(), len),
             Chunk::Submitted { len, mut future } => {
                 let give_up = Instant::now() + Duration::from_secs(1);
                 loop {
@@ -473,10 +465,7 @@ where
                 // No more input after a refusal: the executor is shut down or broken.
                 self.input = None;
                 self.done.fetch_add(len, Ordering::Relaxed);
-                Some(Chunk::Failed {
-                    len,
-                    error: e.into(),
-                })
+                Some(Chunk::Failed { len, error: e })
             }
         }
     }
