@@ -383,7 +383,7 @@ impl Worker {
     fn depth(&self) -> usize {
         const QUEUED_WORK_NS: u64 = 100_000;
         match self.ewma_ns {
-            None => 2,
+            None => 1,
             Some(ns) => (QUEUED_WORK_NS / ns.max(1)).clamp(1, 64) as usize,
         }
     }
@@ -445,11 +445,15 @@ impl State {
     /// Sends queued jobs to workers with room; cancelled ones are set aside (to be dropped
     /// outside the lock, which notices their cancellation).
     fn dispatch(&mut self, cfg: &Config, discard: &mut Vec<Job>) {
+        // Queue behind a running task only when no more workers can start: an idle or new
+        // worker is better than a place in a busy one's window.
+        let pipeline = self.live_workers() >= cfg.max_workers;
         while !self.queue.is_empty() {
             let Some(w) = self
                 .workers
                 .iter_mut()
                 .filter(|w| w.has_room(cfg.max_tasks_per_child))
+                .filter(|w| pipeline || w.window.is_empty())
                 .min_by_key(|w| w.window.len())
             else {
                 break;
@@ -473,6 +477,14 @@ impl State {
                 w.cmd = None;
             }
         }
+    }
+
+    /// Workers that take (or still run) tasks: not retired ones that are winding down.
+    fn live_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.cmd.is_some() || !w.window.is_empty())
+            .count()
     }
 
     /// Breaks the pool: every queued and running job fails with its own `Broken`, every
@@ -1065,9 +1077,11 @@ impl Io {
     fn read_ready(&mut self) {
         if self.pollfds.first().is_some_and(|p| p.revents != 0) {
             let mut b = [0u8; 64];
-            // Reset before draining: a wake after this point writes a new byte.
-            self.shared.wake_pending.store(false, Ordering::Release);
             while matches!(sys::read(self.wake_r.as_raw_fd(), &mut b), Ok(n) if n > 0) {}
+            // Reset after draining: a wake before this point changed the state before it
+            // woke us, and we look at the state next (under the lock, which orders us after
+            // its change); a wake after it sees `false` and writes a new byte.
+            self.shared.wake_pending.store(false, Ordering::Release);
         }
         for (i, p) in self.procs.iter_mut().enumerate() {
             let Some(pfd) = self.pollfds.get(i + 1) else {
@@ -1309,19 +1323,12 @@ impl Io {
             return;
         }
         loop {
-            let waiting = st.queue.len();
-            let room: usize = st
+            let idle = st
                 .workers
                 .iter()
-                .filter(|w| w.has_room(cfg.max_tasks_per_child))
-                .map(|w| w.depth() - w.window.len())
-                .sum();
-            let live = st
-                .workers
-                .iter()
-                .filter(|w| w.cmd.is_some() || !w.window.is_empty())
+                .filter(|w| w.has_room(cfg.max_tasks_per_child) && w.window.is_empty())
                 .count();
-            if waiting <= room || live >= cfg.max_workers {
+            if st.queue.len() <= idle || st.live_workers() >= cfg.max_workers {
                 return;
             }
             match self.spawn() {

@@ -1,0 +1,38 @@
+//! Python's policy (`WorkerDeathPolicy::BreakPool`): one worker death breaks the pool; every
+//! pending and running future fails with its own `Broken`; later submits are refused.
+
+mod util;
+
+use cfutures_process_pool::{ProcessPoolExecutor, WorkerDeathPolicy};
+use util::*;
+
+fn exit3(_: ()) {
+    std::process::exit(3);
+}
+
+#[test]
+fn one_death_breaks_the_pool() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .on_worker_death(WorkerDeathPolicy::BreakPool)
+        .build()
+        .unwrap();
+    let running = pool.submit_fn(spin, ()).unwrap();
+    let bad = pool.submit_fn(exit3, ()).unwrap();
+    let queued: Vec<_> = (0..10u64)
+        .map(|i| pool.submit_fn(add_one, i).unwrap())
+        .collect();
+    let e = bad.result_timeout(WAIT).unwrap_err();
+    assert!(e.is_broken(), "{e:?}");
+    assert!(e.to_string().contains("terminated abruptly"), "{e}");
+    assert!(e.to_string().contains("exit code 3"), "{e}");
+    let e = running.result_timeout(WAIT).unwrap_err();
+    assert!(e.is_broken(), "{e:?}");
+    for f in &queued {
+        // Queued futures: broken, or cancelled if they were never dispatched.
+        let e = f.result_timeout(WAIT).unwrap_err();
+        assert!(e.is_broken() || e.is_cancelled(), "{e:?}");
+    }
+    assert!(pool.is_broken());
+    assert!(pool.submit_fn(add_one, 1).unwrap_err().is_broken());
+}
