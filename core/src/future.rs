@@ -102,15 +102,20 @@ impl<T> Listeners<T> {
         matches
     }
 
-    /// Takes what a transition must tell: callbacks and parked threads always, waiters only
-    /// when `with_waiters`.
-    fn drain(&mut self, with_waiters: bool) -> Drained<T> {
-        let callbacks = mem::take(&mut self.callbacks);
+    /// Takes what a transition must tell (see [`Take`]).
+    fn drain(&mut self, take: Take) -> Drained<T> {
+        let done_listeners = take != Take::Waiters;
+        let with_waiters = take != Take::DoneListeners;
+        let callbacks = if done_listeners {
+            mem::take(&mut self.callbacks)
+        } else {
+            Vec::new()
+        };
         let mut threads = Vec::new();
         let mut waiters = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match slot {
-                Slot::Thread { .. } => {
+                Slot::Thread { .. } if done_listeners => {
                     if let Slot::Thread { thread, .. } = mem::replace(slot, Slot::Free) {
                         threads.push(thread);
                     }
@@ -131,6 +136,20 @@ impl<T> Listeners<T> {
             waiters,
         }
     }
+}
+
+/// Which listeners a transition takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Everyone: a transition to FINISHED, or RUNNING → CANCELLED_NOTIFIED.
+    All,
+    /// Callbacks and parked threads, not waiters: PENDING → CANCELLED (`wait` does not
+    /// count the future as done yet).
+    DoneListeners,
+    /// Waiters only: CANCELLED → CANCELLED_NOTIFIED. The callbacks and threads registered
+    /// before the cancel are the cancelling thread's to tell (after the cancel nobody can
+    /// register them), so that `cancel()` returns only after its callbacks ran, as in Python.
+    Waiters,
 }
 
 struct Drained<T> {
@@ -188,8 +207,8 @@ impl<T> Inner<T> {
         Ok(add(&mut l))
     }
 
-    fn drain(&self, with_waiters: bool) -> Drained<T> {
-        sync::lock(&self.listeners).drain(with_waiters)
+    fn drain(&self, take: Take) -> Drained<T> {
+        sync::lock(&self.listeners).drain(take)
     }
 
     fn id(&self) -> FutureId {
@@ -235,7 +254,7 @@ impl<T> Inner<T> {
         this.value.with_mut(|p| unsafe { *p = Some(outcome) });
         match this.state.transition_to_finished() {
             Transition::Done { notify: true } => {
-                let d = this.drain(true);
+                let d = this.drain(Take::All);
                 let c = this.completion();
                 Inner::tell(this, d, c);
             }
@@ -381,7 +400,7 @@ impl<T> Future<T> {
         match self.inner.state.transition_to_cancelled() {
             Transition::Done { notify } => {
                 if notify {
-                    let d = self.inner.drain(false);
+                    let d = self.inner.drain(Take::DoneListeners);
                     Inner::tell(&self.inner, d, None);
                 }
                 true
@@ -744,7 +763,7 @@ impl<T> Promise<T> {
 
     fn notify_cancel(&self) {
         if let Transition::Done { notify: true } = self.inner.state.transition_to_notified() {
-            let d = self.inner.drain(true);
+            let d = self.inner.drain(Take::Waiters);
             Inner::tell(&self.inner, d, Some(Completion::Cancelled));
         }
     }
@@ -790,7 +809,7 @@ impl<T> Promise<T> {
         match self.inner.state.transition_running_to_cancelled() {
             Transition::Done { notify } => {
                 if notify {
-                    let d = self.inner.drain(true);
+                    let d = self.inner.drain(Take::All);
                     Inner::tell(&self.inner, d, Some(Completion::Cancelled));
                 }
                 Ok(())

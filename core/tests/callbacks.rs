@@ -265,3 +265,34 @@ fn callback_racing_cancel_runs_exactly_once() {
         assert_eq!(c.load(Ordering::SeqCst), 1);
     }
 }
+
+#[test]
+fn cancel_racing_the_executor_still_runs_callbacks_before_returning() {
+    // The executor noticing the cancellation concurrently must not take the callbacks away
+    // from the cancelling thread: when `cancel()` returns true, they have run (Python).
+    for _ in 0..1000 {
+        let (p, f) = pending::<u8>();
+        let c = counter();
+        for _ in 0..3 {
+            f.add_done_callback(count_into(&c));
+        }
+        let b = Arc::new(Barrier::new(2));
+        let b2 = b.clone();
+        let c2 = c.clone();
+        let t = thread::spawn(move || {
+            b2.wait();
+            let won = f.cancel();
+            (won, c2.load(Ordering::SeqCst))
+        });
+        b.wait();
+        let ran = p.set_running_or_notify_cancel();
+        let (won, seen) = t.join().unwrap();
+        if won {
+            assert_eq!(seen, 3, "cancel returned before its callbacks ran");
+        } else {
+            assert!(ran);
+            p.set_result(1).unwrap();
+        }
+        assert_eq!(c.load(Ordering::SeqCst), 3);
+    }
+}

@@ -40,14 +40,22 @@ fn cancel_vs_set_running() {
         let w = Arc::new(Count::default());
         let dw: Arc<dyn Waiter> = w.clone();
         f.install_waiter(&dw).unwrap();
-        let calls = counter();
+        // A loom atomic: its increment is a point where loom may switch threads, so the
+        // model sees a callback that is still running in another thread.
+        let calls = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
         let c = calls.clone();
         f.add_done_callback(move |_| {
             c.fetch_add(1, Ordering::SeqCst);
         });
 
         let g = f.clone();
-        let canceller = thread::spawn(move || g.cancel());
+        let c2 = calls.clone();
+        let canceller = thread::spawn(move || {
+            let won = g.cancel();
+            // A cancel that wins has run the callbacks before it returns (Python).
+            assert!(!won || c2.load(Ordering::SeqCst) == 1);
+            won
+        });
         let ran = p.set_running_or_notify_cancel();
         let cancelled = canceller.join().unwrap();
 
