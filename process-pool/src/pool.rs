@@ -906,7 +906,12 @@ impl ProcessPoolExecutor {
     /// Testing hook: submits a raw command frame (`fn_offset`, `fn_tag`, payload) whose
     /// result decodes as `R`, to show that a frame naming a function the worker cannot run
     /// fails its task with a codec error.
-    pub fn __submit_raw<R>(
+    ///
+    /// # Safety
+    ///
+    /// With `fn_tag: None` the frame gets a genuine tag, so `fn_offset` must come from
+    /// [`__fn_offset`](Self::__fn_offset). With `Some(tag)`, any values are safe.
+    pub unsafe fn __submit_raw<R>(
         &self,
         fn_offset: i64,
         fn_tag: Option<u64>,
