@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use cfutures_process_pool::ProcessPoolExecutor;
 use util::*;
 
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 fn assert_no_children(what: &str) {
     let c = children();
     assert!(c.is_empty(), "after {what}: children {c:?} remain");
@@ -47,13 +52,14 @@ fn no_worker_and_no_zombie_remains() {
     // shutdown(wait = false, cancel_futures = true): queued work is cancelled, running work
     // finishes in the background; dropping the pool later waits for it.
     let pool = ProcessPoolExecutor::new(1).unwrap();
-    let running = pool.submit_fn(add_one, 1).unwrap();
+    let running = pool.submit_fn(nap, 100).unwrap();
+    wait_running(&running);
     let queued: Vec<_> = (0..20u64)
         .map(|i| pool.submit_fn(add_one, i).unwrap())
         .collect();
     pool.shutdown(false, true);
     assert!(pool.submit_fn(add_one, 1).unwrap_err().is_shutdown());
-    assert_eq!(*running.result_timeout(WAIT).unwrap(), 2);
+    assert_eq!(*running.result_timeout(WAIT).unwrap(), 100);
     for f in &queued {
         let r = f.result_timeout(WAIT);
         assert!(r.is_ok() || r.unwrap_err().is_cancelled());
