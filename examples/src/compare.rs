@@ -414,8 +414,8 @@ pub fn markdown(lines: &[Line]) -> String {
 /// The comparison as an SVG bar chart: per workload, a bar for each side, scaled to the
 /// larger of the two, labelled with its figure.
 pub fn svg(lines: &[Line], title: &str) -> String {
-    let (w, label_w, bar_w, row_h) = (860.0, 330.0, 380.0, 46.0);
-    let h = 60.0 + row_h * lines.len() as f64 + 30.0;
+    let (w, label_w, bar_w, row_h) = (1000.0, 430.0, 420.0, 46.0);
+    let h = 76.0 + row_h * lines.len() as f64 + 20.0;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -424,16 +424,15 @@ pub fn svg(lines: &[Line], title: &str) -> String {
 <text x="10" y="22" font-size="15" font-weight="bold">{}</text>
 <rect x="{label_w}" y="32" width="12" height="10" fill="#d9480f"/><text x="{}" y="41">cfutures</text>
 <rect x="{}" y="32" width="12" height="10" fill="#3572a5"/><text x="{}" y="41">Python concurrent.futures</text>
-<text x="{}" y="41" fill="#555">(bars scaled per workload; shorter is better, except W6)</text>
+<text x="10" y="62" fill="#555">Bars are scaled per workload. Shorter is better, except W6 (a speedup). Advantage = how many times better cfutures is.</text>
 "##,
         escape(title),
         label_w + 16.0,
         label_w + 90.0,
         label_w + 106.0,
-        label_w + 270.0,
     );
     for (i, l) in lines.iter().enumerate() {
-        let y = 60.0 + row_h * i as f64;
+        let y = 76.0 + row_h * i as f64;
         let max = l
             .rust
             .unwrap_or(0.0)
@@ -445,7 +444,7 @@ pub fn svg(lines: &[Line], title: &str) -> String {
             y + 14.0,
             l.workload.id,
             y + 14.0,
-            escape(&truncate(l.workload.what, 46)),
+            escape(&truncate(l.workload.what, 62)),
         );
         let _ = writeln!(
             s,
@@ -529,7 +528,7 @@ mod tests {
             assert!(md.contains(&format!("| {id} ")), "{md}");
         }
         let chart = svg(&lines, "t");
-        assert_eq!(chart.matches("<rect x=\"330\"").count(), 16 + 1);
+        assert_eq!(chart.matches("<rect x=\"430\"").count(), 16 + 1);
         assert!(chart.ends_with("</svg>\n"));
     }
 

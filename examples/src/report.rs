@@ -48,6 +48,14 @@ impl Out {
         }
     }
 
+    /// Prints nothing if `quiet`, else prints to stdout.
+    pub fn with_quiet(quiet: bool) -> Self {
+        Out {
+            rows: Vec::new(),
+            quiet,
+        }
+    }
+
     /// Whether stdout is a terminal (progress bars draw only there).
     pub fn is_terminal(&self) -> bool {
         !self.quiet && std::io::stdout().is_terminal()

@@ -1,6 +1,7 @@
 //! The tour: every scenario as a section, run and timed, with a summary table.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::report::{text_table, BoxError, Out, Row, Secs, Speedup};
@@ -118,8 +119,12 @@ pub struct Outcome {
     pub rows: Vec<Row>,
 }
 
-/// Runs one section, printing its header and what it does; a panic or an error becomes
-/// [`Status::Failed`].
+/// How long a section may take before the tour gives up on it (reports it as failed and
+/// goes on): a hang is a bug to report, not a reason to hang CI.
+pub const SECTION_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one section on a thread of its own, printing its header and what it does; a panic,
+/// an error, or running past [`SECTION_LIMIT`] becomes [`Status::Failed`].
 pub fn run_section(section: &Section, out: &mut Out) -> Outcome {
     if !out.is_quiet() {
         println!("\n── {}. {} ──", section.number, section.title);
@@ -130,11 +135,37 @@ pub fn run_section(section: &Section, out: &mut Out) -> Outcome {
             out.say("coming soon");
             Status::ComingSoon
         }
-        Some(run) => match panic::catch_unwind(AssertUnwindSafe(|| run(out))) {
-            Ok(Ok(())) => Status::Ok,
-            Ok(Err(e)) => Status::Failed(e.to_string()),
-            Err(p) => Status::Failed(format!("panicked: {}", cfutures_core::panic_message(&*p))),
-        },
+        Some(run) => {
+            let (done, result) = mpsc::channel();
+            let quiet = out.is_quiet();
+            let mut own = std::mem::replace(out, Out::with_quiet(quiet));
+            let spawned = std::thread::Builder::new()
+                .name(format!("section-{}", section.number))
+                .spawn(move || {
+                    let r = panic::catch_unwind(AssertUnwindSafe(|| run(&mut own)));
+                    let _ = done.send((r, own));
+                });
+            match spawned {
+                Err(e) => Status::Failed(format!("cannot start a thread: {e}")),
+                Ok(_) => match result.recv_timeout(SECTION_LIMIT) {
+                    Ok((r, own)) => {
+                        *out = own;
+                        match r {
+                            Ok(Ok(())) => Status::Ok,
+                            Ok(Err(e)) => Status::Failed(e.to_string()),
+                            Err(p) => Status::Failed(format!(
+                                "panicked: {}",
+                                cfutures_core::panic_message(&*p)
+                            )),
+                        }
+                    }
+                    Err(_) => Status::Failed(format!(
+                        "still running after {}: stuck",
+                        Secs(SECTION_LIMIT)
+                    )),
+                },
+            }
+        }
     };
     let elapsed = start.elapsed();
     if let Status::Failed(why) = &status {

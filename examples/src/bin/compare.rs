@@ -7,10 +7,58 @@
 //!
 //! Prints a table (workload, cfutures, Python, ratio) and writes it as Markdown
 //! (default `target/compare.md`) and as an SVG bar chart (default `target/compare.svg`).
+//!
+//! Each cfutures workload runs in a fresh process of its own (this program, started again
+//! with `--run-one W3`), as Python's side runs in a fresh interpreter: no workload inherits
+//! another's threads or worker processes, and one that hangs is stopped after
+//! [`LIMIT`] and reported, instead of hanging the comparison.
 
+use std::io::Read;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use cfutures_examples::compare::{self, Config, Line};
+
+/// How long one cfutures workload may run.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs workload `id` in a child process; its figure, or why there is none.
+fn run_isolated(id: &str, config: &Config) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["--run-one", id, "--w6-mib", &config.w6_mib.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None if start.elapsed() > LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "stopped: still running after {} s",
+                    LIMIT.as_secs()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text);
+    }
+    if !status.success() {
+        return Err(format!("failed: {status}"));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no figure in {text:?}"))
+}
 
 fn main() {
     // The process pool's setup line: serves as a worker if this process was started as one.
@@ -20,12 +68,15 @@ fn main() {
     let mut config = Config::default();
     let mut python = true;
     let mut only: Option<Vec<String>> = None;
+    let mut run_one: Option<String> = None;
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
     let mut md_path = target.join("compare.md");
     let mut svg_path = target.join("compare.svg");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--no-python" => python = false,
+            // In a child: run one workload, print its figure.
+            "--run-one" => run_one = args.next(),
             "--only" => {
                 only = args
                     .next()
@@ -40,6 +91,17 @@ fn main() {
             }
         }
     }
+    if let Some(id) = run_one {
+        match compare::workloads()
+            .into_iter()
+            .find(|w| w.id == id)
+            .and_then(|w| w.rust)
+        {
+            Some(run) => println!("RESULT {}", run(&config)),
+            None => std::process::exit(3),
+        }
+        return;
+    }
     let workloads: Vec<_> = compare::workloads()
         .into_iter()
         .filter(|w| {
@@ -49,25 +111,24 @@ fn main() {
         .collect();
 
     println!("cfutures side:");
+    let mut notes = Vec::new();
     let mut lines: Vec<Line> = workloads
         .iter()
         .map(|w| {
-            let rust = w.rust.map(|f| f(&config));
-            println!(
-                "  {} {}",
-                w.id,
-                compare::figure(
-                    rust,
-                    if rust.is_some() {
-                        w.unit
-                    } else {
-                        "(coming soon)"
-                    }
-                )
-            );
+            let rust = match w.rust {
+                None => Err("coming soon".to_owned()),
+                Some(_) => run_isolated(w.id, &config),
+            };
+            match &rust {
+                Ok(v) => println!("  {} {}", w.id, compare::figure(Some(*v), w.unit)),
+                Err(e) => {
+                    println!("  {} {e}", w.id);
+                    notes.push(format!("{}: cfutures {e}", w.id));
+                }
+            }
             Line {
                 workload: *w,
-                rust,
+                rust: rust.ok(),
                 python: None,
             }
         })
@@ -99,11 +160,17 @@ fn main() {
         "cfutures advantage: Python ÷ cfutures for times, cfutures ÷ Python for W6's speedup."
     );
     println!("{machine}");
+    for n in &notes {
+        println!("note — {n}");
+    }
 
-    let md = format!(
+    let mut md = format!(
         "{}\n{machine}. Command: `cargo run --release -p cfutures-examples --bin compare`.\n",
         compare::markdown(&lines)
     );
+    for n in &notes {
+        md.push_str(&format!("\n- {n}"));
+    }
     let chart = compare::svg(
         &lines,
         &format!("cfutures vs Python concurrent.futures ({machine})"),
