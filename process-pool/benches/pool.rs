@@ -236,6 +236,19 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let scale = if quick { 10 } else { 1 };
 
+    if let Ok(only) = std::env::var("CFPP_BENCH_ONLY") {
+        // Profiling aid: one workload, repeated.
+        let pool = ProcessPoolExecutor::new(2).unwrap();
+        w5_throughput(&pool, 1000);
+        for _ in 0..20 {
+            match only.as_str() {
+                "w3" => println!("w3 {:?}", w3_map(&pool)),
+                "w5" => println!("w5 {:?}", w5_throughput(&pool, 10_000)),
+                _ => println!("rt {:?}", w5_round_trip(&pool, 5_000)),
+            }
+        }
+        return;
+    }
     let pp = median(3, || ping_pong(20_000 / scale));
     let pool = ProcessPoolExecutor::new(2).unwrap();
     w5_throughput(&pool, 1000); // warm up: both workers started

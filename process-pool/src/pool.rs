@@ -313,6 +313,7 @@ enum Outcome {
 struct TypedSlot<R> {
     promise: Promise<R>,
     id: FutureId,
+    decode: fn(&[u8]) -> Result<R, TaskError>,
 }
 
 impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
@@ -331,7 +332,7 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
     fn finish(self: Box<Self>, outcome: Outcome) {
         let p = self.promise;
         let _ = match outcome {
-            Outcome::Frame(true, b) => p.set_outcome(wire::decode::<R>(&b)),
+            Outcome::Frame(true, b) => p.set_outcome((self.decode)(&b)),
             Outcome::Frame(false, b) => p.set_exception(match wire::decode::<TaskError>(&b) {
                 Ok(e) | Err(e) => e,
             }),
@@ -629,7 +630,12 @@ impl ProcessPoolExecutor {
     {
         const { wire::assert_zero_sized::<F>() };
         let _ = f;
-        self.submit_encoded(wire::run_fn::<F, A, R> as Tramp, &arg, limit)
+        self.submit_encoded(
+            wire::run_fn::<F, A, R> as Tramp,
+            &arg,
+            limit,
+            wire::decode::<R>,
+        )
     }
 
     /// Submits a [`RemoteTask`] with a limit on its run time (see
@@ -647,7 +653,12 @@ impl ProcessPoolExecutor {
         T: RemoteTask,
         T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.submit_encoded(wire::run_task::<T> as Tramp, &task, Some(limit))
+        self.submit_encoded(
+            wire::run_task::<T> as Tramp,
+            &task,
+            Some(limit),
+            wire::decode::<T::Output>,
+        )
     }
 
     /// Encodes and queues one job.
@@ -656,6 +667,7 @@ impl ProcessPoolExecutor {
         tramp: Tramp,
         value: &V,
         limit: Option<Duration>,
+        decode: fn(&[u8]) -> Result<R, TaskError>,
     ) -> Result<Future<R>, SubmitError>
     where
         R: DeserializeOwned + Send + Sync + 'static,
@@ -671,6 +683,7 @@ impl ProcessPoolExecutor {
         let slot = Box::new(TypedSlot {
             id: future.id(),
             promise,
+            decode,
         });
         self.enqueue(frame, slot, limit, encoded)?;
         Ok(future)
@@ -713,7 +726,10 @@ impl ProcessPoolExecutor {
         });
         let mut discard = Vec::new();
         st.dispatch(&shared.config, &mut discard);
-        let need_io = !st.queue.is_empty() || st.workers.iter().any(|w| !w.out.is_empty());
+        // The I/O thread must look again if work waits (to start a worker), if a pipe is
+        // full (to finish the write), or if a time limit started (to arm its timer).
+        let need_io =
+            limit.is_some() || !st.queue.is_empty() || st.workers.iter().any(|w| !w.out.is_empty());
         drop(st);
         drop(discard);
         if need_io {
@@ -876,6 +892,7 @@ where
             wire::run_task::<T> as Tramp,
             &task,
             self.shared.config.time_limit,
+            wire::decode::<T::Output>,
         )
     }
 }
@@ -897,6 +914,7 @@ where
             wire::run_chunk::<F, A, R> as Tramp,
             chunk.items(),
             self.shared.config.time_limit,
+            wire::decode_chunk::<R>,
         )
     }
 }
@@ -933,6 +951,7 @@ impl ProcessPoolExecutor {
         let slot = Box::new(TypedSlot {
             id: future.id(),
             promise,
+            decode: wire::decode::<R>,
         });
         self.enqueue(frame, slot, None, encoded)?;
         Ok(future)

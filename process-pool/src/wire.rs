@@ -242,12 +242,23 @@ struct Append<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();
+    #[inline]
     fn try_push(&mut self, b: u8) -> postcard::Result<()> {
         self.0.push(b);
         Ok(())
     }
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // Postcard extends with one varint (1 to 10 bytes) at a time: a byte loop beats a
+        // call to memcpy there.
+        if data.len() <= 16 {
+            self.0.reserve(16);
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
     fn finalize(self) -> postcard::Result<()> {
@@ -402,7 +413,40 @@ where
     // SAFETY: as in `run_fn`.
     let f: F = unsafe { conjure() };
     let results: Vec<Result<R, TaskError>> = items.into_iter().map(|a| catch(|| f(a))).collect();
-    outcome(Ok(results), out)
+    // Chunk payload: a tag byte, then either every value (0: all succeeded, the common case,
+    // cheaper to encode and decode) or every `Result` (1). See `decode_chunk`.
+    let start = out.len();
+    if results.iter().all(|r| r.is_ok()) {
+        out.push(0);
+        let values: Vec<R> = results
+            .into_iter()
+            .map(|r| r.ok().expect("all ok"))
+            .collect();
+        if outcome(Ok(values), out) {
+            return true;
+        }
+        // The error is encoded after the tag byte: drop the tag.
+        out.remove(start);
+        false
+    } else {
+        out.push(1);
+        if outcome(Ok(results), out) {
+            return true;
+        }
+        out.remove(start);
+        false
+    }
+}
+
+/// Decodes what [`run_chunk`] encoded.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(
+    b: &[u8],
+) -> Result<Vec<Result<R, TaskError>>, TaskError> {
+    match b.split_first() {
+        Some((0, rest)) => Ok(decode::<Vec<R>>(rest)?.into_iter().map(Ok).collect()),
+        Some((1, rest)) => decode::<Vec<Result<R, TaskError>>>(rest),
+        _ => Err(codec("malformed map chunk result")),
+    }
 }
 
 /// Trampoline for the initializer.

@@ -42,3 +42,22 @@ fn default_time_limit_from_the_builder() {
         2
     );
 }
+
+#[test]
+fn time_limit_on_a_worker_that_is_already_running() {
+    // The worker exists and is idle, so the task goes straight into its pipe from this
+    // thread: the I/O thread must still arm the timer.
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    assert_eq!(
+        *pool
+            .submit_fn(add_one, 1)
+            .unwrap()
+            .result_timeout(WAIT)
+            .unwrap(),
+        2
+    );
+    let f = pool
+        .submit_fn_with_timeout(spin, (), Duration::from_millis(100))
+        .unwrap();
+    assert!(f.exception_timeout(WAIT).unwrap().unwrap().is_time_limit());
+}
