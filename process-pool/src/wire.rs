@@ -418,10 +418,7 @@ where
     let start = out.len();
     if results.iter().all(|r| r.is_ok()) {
         out.push(0);
-        let values: Vec<R> = results
-            .into_iter()
-            .map(|r| r.ok().expect("all ok"))
-            .collect();
+        let values: Vec<R> = results.into_iter().filter_map(Result::ok).collect();
         if outcome(Ok(values), out) {
             return true;
         }
