@@ -277,11 +277,14 @@ proptest! {
                 futures.push(f);
             }
         }
+        // One finished future at the end, so that the first `next()` (which installs the
+        // waiters) returns before the completer starts.
+        let mut finished = finished;
+        finished.push(true);
+        futures.push(Future::ready(finished.len() - 1));
         let mut input = futures.clone();
-        if !futures.is_empty() {
-            for d in &dups {
-                input.push(d.get(&futures).clone());
-            }
+        for d in &dups {
+            input.push(d.get(&futures).clone());
         }
         // Complete the others in a pseudo-random order, from another thread.
         let n_later = later.len();
@@ -292,6 +295,7 @@ proptest! {
         }
         let mut it = as_completed(input, Some(LONG));
         let first = it.next();
+        prop_assert!(first.as_ref().is_some_and(|r| r.is_ok()));
         let completer = std::thread::spawn(move || {
             for (p, i) in later {
                 p.set_result(i).unwrap();
