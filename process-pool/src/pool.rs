@@ -1332,9 +1332,14 @@ impl Io {
                     }
                 }
             }
-            // Jobs behind the head never started: back to the front of the queue, in order.
+            // Jobs behind the head never started: back to the front of the queue, in order
+            // (or cancelled, if `cancel` was waiting for them to reach the head).
             for job in rest.into_iter().rev() {
-                st.queue.push_front(job);
+                if job.cancel {
+                    done.push((job.slot, Outcome::Cancelled));
+                } else {
+                    st.queue.push_front(job);
+                }
             }
         }
     }

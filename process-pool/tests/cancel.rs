@@ -67,3 +67,30 @@ fn cancel_of_a_finished_future_is_false() {
     f.result_timeout(WAIT).unwrap();
     assert!(!pool.cancel(&f));
 }
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn cancel_a_task_waiting_in_a_worker_window() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    // Tiny tasks first: the worker's window deepens, so later tasks are sent behind the
+    // running one (they are `Running` already, and `Future::cancel` refuses them).
+    let warm: Vec<_> = (0..200u64)
+        .map(|i| pool.submit_fn(add_one, i).unwrap())
+        .collect();
+    for f in &warm {
+        f.result_timeout(WAIT).unwrap();
+    }
+    let first = pool.submit_fn(nap, 200).unwrap();
+    let second = pool.submit_fn(spin, ()).unwrap();
+    let third = pool.submit_fn(add_one, 7).unwrap();
+    wait_running(&second);
+    assert!(!second.cancel());
+    assert!(pool.cancel(&second));
+    assert_eq!(*first.result_timeout(WAIT).unwrap(), 200);
+    assert!(second.result_timeout(WAIT).unwrap_err().is_cancelled());
+    assert_eq!(*third.result_timeout(WAIT).unwrap(), 8);
+}

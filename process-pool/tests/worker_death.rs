@@ -72,51 +72,59 @@ fn exit_fails_only_its_task() {
     check_crash(exit3, WorkerExit::Code(3));
 }
 
+/// Writes this worker's pid to `path`, then spins forever.
+fn report_then_spin(path: String) {
+    std::fs::write(path, std::process::id().to_string()).unwrap();
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
 #[test]
 fn sigkill_of_a_busy_worker() {
     let pool = ProcessPoolExecutor::new(2).unwrap();
-    let busy = pool.submit_fn(spin, ()).unwrap();
-    let other = pool.submit_fn(add_one, 1).unwrap();
-    assert_eq!(*other.result_timeout(WAIT).unwrap(), 2);
-    // Find the worker running `busy`: the one that does not answer while it spins.
+    let path = std::env::temp_dir().join(format!("cfpp-busy-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let busy = pool
+        .submit_fn(report_then_spin, path.to_string_lossy().into_owned())
+        .unwrap();
     let t0 = std::time::Instant::now();
-    while !busy.running() && t0.elapsed() < WAIT {
+    let victim: u32 = loop {
+        if let Some(p) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            break p;
+        }
+        assert!(t0.elapsed() < WAIT, "the task never started");
         std::thread::sleep(Duration::from_millis(1));
-    }
-    let pids = pool.worker_pids();
-    let spinning = pids
-        .iter()
-        .copied()
-        .find(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('R')
-                })
-                .unwrap_or(false)
-        })
-        .unwrap_or(pids[0]);
-    // Kill every worker: the busy one's task must fail with SIGKILL; nothing else ran.
-    for p in &pids {
-        // SAFETY: kill has no memory effects; these are our own workers.
-        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
-    }
+    };
+    let _ = std::fs::remove_file(&path);
+    // The other worker serves meanwhile.
+    let other_pid = *pool
+        .submit_fn(pid, ())
+        .unwrap()
+        .result_timeout(WAIT)
+        .unwrap();
+    assert_ne!(other_pid, victim);
+    // SAFETY: kill has no memory effects; `victim` is our own worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let err = busy.exception_timeout(WAIT).unwrap().expect("failed");
     match err {
         TaskError::WorkerDied { pid, exit } => {
+            assert_eq!(pid, victim);
             assert_eq!(exit, WorkerExit::Signal(libc::SIGKILL));
-            assert!(pids.contains(&pid), "{pid} not in {pids:?} ({spinning})");
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
+    // The pool carries on: the survivor is untouched, a replacement starts for new work.
     let fs: Vec<_> = (0..20u64)
         .map(|i| pool.submit_fn(add_one, i).unwrap())
         .collect();
     for (i, f) in fs.iter().enumerate() {
         assert_eq!(*f.result_timeout(WAIT).unwrap(), i as u64 + 1);
     }
-    assert!(pool.worker_pids().iter().all(|p| !pids.contains(p)));
+    let pids = pool.worker_pids();
+    assert!(pids.contains(&other_pid), "{pids:?}");
+    assert!(!pids.contains(&victim), "{pids:?}");
 }
