@@ -240,10 +240,15 @@ impl Shared {
         }
     }
 
+    /// How many threads the pool may have now: `max_workers` plus the blocked ones.
+    fn thread_limit(&self) -> usize {
+        // SeqCst: compensation reads `live`/`blocked` against the queue (module doc).
+        self.max_workers + self.blocked.load(Ordering::SeqCst)
+    }
+
     /// Fewer than `max_workers` unblocked threads exist.
     fn can_grow(&self) -> bool {
-        // SeqCst: compensation reads `live`/`blocked` against the queue (module doc).
-        self.live.load(Ordering::SeqCst) < self.max_workers + self.blocked.load(Ordering::SeqCst)
+        self.live.load(Ordering::SeqCst) < self.thread_limit()
     }
 
     /// Takes one idle token if there is one (Python: `_idle_semaphore.acquire(False)`).
@@ -274,7 +279,7 @@ impl Shared {
         // SeqCst: compensation reads `live`/`blocked` against the queue (module doc).
         let mut live = self.live.load(Ordering::SeqCst);
         loop {
-            if live >= self.max_workers + self.blocked.load(Ordering::SeqCst) {
+            if live >= self.thread_limit() {
                 return false;
             }
             match self.live.compare_exchange_weak(
@@ -494,7 +499,7 @@ impl Shared {
     fn try_retire(&self) -> bool {
         loop {
             let live = self.live.load(Ordering::SeqCst);
-            if live <= self.max_workers + self.blocked.load(Ordering::SeqCst) {
+            if live <= self.thread_limit() {
                 return false;
             }
             // Take back an idle token, so that no submit counts on this thread.
