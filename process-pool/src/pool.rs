@@ -226,7 +226,7 @@ impl Builder {
                 shutdown: false,
                 broken: None,
                 cancel_heads: Vec::new(),
-                forced: None,
+                forced: false,
             }),
             wake_w,
             wake_pending: AtomicBool::new(false),
@@ -436,7 +436,8 @@ struct State {
     broken: Option<Broken>,
     /// Futures `cancel` asked to stop that were at the head of a window (the I/O thread kills).
     cancel_heads: Vec<FutureId>,
-    forced: Option<i32>,
+    /// `terminate_workers` / `kill_workers` ran: no worker is started any more.
+    forced: bool,
 }
 
 /// Completions gathered under the lock, run after it is released.
@@ -520,7 +521,9 @@ impl State {
 ///
 /// See the [crate documentation](crate) for what can be submitted and how workers start.
 ///
-/// Dropping the pool shuts it down and waits for the accepted tasks (Python's `with`).
+/// Dropping the pool shuts it down and waits for the accepted tasks (Python's `with`), so a
+/// task that never ends keeps the drop waiting: give such tasks a time limit, or call
+/// [`kill_workers`](Self::kill_workers) first.
 pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
@@ -807,9 +810,9 @@ impl ProcessPoolExecutor {
     }
 
     fn force(&self, sig: i32) {
-        self.shutdown_inner(false, true);
+        self.shutdown(false, true);
         let mut st = self.shared.lock();
-        st.forced = Some(sig);
+        st.forced = true;
         for w in &mut st.workers {
             w.kill.get_or_insert(Kill::Forced);
             sys::kill(w.pid, sig);
@@ -838,10 +841,6 @@ impl ProcessPoolExecutor {
     /// `cancel_futures`, cancel the queued ones; with `wait`, block until every accepted
     /// task is done and every worker process has exited and been reaped. Idempotent.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        self.shutdown_inner(wait, cancel_futures)
-    }
-
-    fn shutdown_inner(&self, wait: bool, cancel_futures: bool) {
         let mut st = self.shared.lock();
         st.shutdown = true;
         let cancelled: Vec<Job> = if cancel_futures {
@@ -868,13 +867,13 @@ impl ProcessPoolExecutor {
 
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
-        self.shutdown_inner(true, false);
+        self.shutdown(true, false);
     }
 }
 
 impl Executor for ProcessPoolExecutor {
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        self.shutdown_inner(wait, cancel_futures)
+        ProcessPoolExecutor::shutdown(self, wait, cancel_futures)
     }
     fn is_shutdown(&self) -> bool {
         let st = self.shared.lock();
@@ -1016,7 +1015,7 @@ impl Io {
             self.spawn_needed(&mut st, &mut done);
             st.dispatch(cfg, &mut discard);
             let exit = self.build_pollset(&mut st);
-            let timeout = Self::next_deadline(&mut st, &mut done);
+            let timeout = Self::next_deadline(&mut st);
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
             for (slot, outcome) in done.drain(..) {
@@ -1071,7 +1070,7 @@ impl Io {
 
     /// Milliseconds to the nearest time limit (-1: none); kills the workers whose head task
     /// is past its limit.
-    fn next_deadline(st: &mut State, _done: &mut Done) -> i32 {
+    fn next_deadline(st: &mut State) -> i32 {
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         for w in &mut st.workers {
@@ -1348,7 +1347,7 @@ impl Io {
     fn spawn_needed(&mut self, st: &mut State, done: &mut Done) {
         let shared = self.shared.clone();
         let cfg = &shared.config;
-        if st.broken.is_some() || st.forced.is_some() {
+        if st.broken.is_some() || st.forced {
             return;
         }
         loop {
