@@ -56,6 +56,12 @@
 //! * A worker never outlives its parent (end of file on its command pipe; on Linux also
 //!   `PR_SET_PDEATHSIG`), and after `shutdown` no worker process and no zombie remains.
 //!
+//! # Callbacks
+//!
+//! Done-callbacks of this pool's futures run on the pool's I/O thread (Python: the executor
+//! manager thread). Keep them short, and do not wait there on another future of the same
+//! pool: the thread that would complete it is the one waiting.
+//!
 //! # Postcard's limits
 //!
 //! The wire format is postcard, which is not self-describing: it has no

@@ -497,12 +497,10 @@ impl State {
         }
         self.broken = Some(b.clone());
         self.shutdown = true;
+        // Python: every pending future, queued or running, fails with its own error.
         for job in self.queue.drain(..) {
-            if job.started {
+            if job.started || job.slot.start() {
                 done.push((job.slot, Outcome::Broken(b.clone())));
-            } else {
-                job.slot.cancel();
-                drop(job);
             }
         }
         for w in &mut self.workers {
