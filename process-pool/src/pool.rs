@@ -1131,7 +1131,14 @@ impl Io {
                         p.eof = true;
                         break;
                     }
-                    Ok(n) => p.hi += n,
+                    Ok(n) => {
+                        p.hi += n;
+                        if p.hi < p.buf.len() {
+                            // Short read: the pipe is drained (poll reports what comes
+                            // next); spare the read that would say EAGAIN.
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
                         p.eof = true;
