@@ -356,8 +356,10 @@ struct Job {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kill {
-    TimeLimit(Duration),
-    Cancel,
+    /// The task with this id ran past its limit.
+    TimeLimit(Duration, u64),
+    /// The task with this id was cancelled while running.
+    Cancel(u64),
     Forced,
     /// The worker's result stream was malformed.
     Protocol,
@@ -1081,7 +1083,7 @@ impl Io {
             }
             let deadline = w.head_since + limit;
             if deadline <= now {
-                w.kill = Some(Kill::TimeLimit(limit));
+                w.kill = Some(Kill::TimeLimit(limit, head.id));
                 sys::kill(w.pid, libc::SIGKILL);
             } else {
                 let left = deadline - now;
@@ -1214,9 +1216,11 @@ impl Io {
                             Some(e) => (e * 7 + ns) / 8,
                         });
                         w.head_since = Instant::now();
-                        if w.window.front().is_some_and(|j| j.cancel) && w.kill.is_none() {
-                            w.kill = Some(Kill::Cancel);
-                            sys::kill(w.pid, libc::SIGKILL);
+                        if let Some(next) = w.window.front().filter(|j| j.cancel) {
+                            if w.kill.is_none() {
+                                w.kill = Some(Kill::Cancel(next.id));
+                                sys::kill(w.pid, libc::SIGKILL);
+                            }
                         }
                         done.push((
                             job.slot,
@@ -1235,8 +1239,11 @@ impl Io {
     fn apply_requests(&mut self, st: &mut State) {
         for fid in std::mem::take(&mut st.cancel_heads) {
             for w in &mut st.workers {
-                if w.window.front().is_some_and(|j| j.slot.future_id() == fid) && w.kill.is_none() {
-                    w.kill = Some(Kill::Cancel);
+                let Some(head) = w.window.front() else {
+                    continue;
+                };
+                if head.slot.future_id() == fid && w.kill.is_none() {
+                    w.kill = Some(Kill::Cancel(head.id));
                     sys::kill(w.pid, libc::SIGKILL);
                 }
             }
@@ -1299,14 +1306,20 @@ impl Io {
                     }
                     continue;
                 }
-                Some(Kill::TimeLimit(limit)) => {
-                    if let Some(j) = head {
-                        done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
-                    }
+                // The kill was meant for the task that is the head now: the usual case.
+                Some(Kill::TimeLimit(limit, id)) if head.as_ref().is_some_and(|j| j.id == id) => {
+                    let j = head.expect("checked");
+                    done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
                 }
-                Some(Kill::Cancel) => {
+                Some(Kill::Cancel(id)) if head.as_ref().is_some_and(|j| j.id == id) => {
+                    let j = head.expect("checked");
+                    done.push((j.slot, Outcome::Cancelled));
+                }
+                // The targeted task finished just before the kill landed (its result was
+                // already on its way): the worker died under the next task, which is told so.
+                Some(Kill::TimeLimit(..) | Kill::Cancel(_)) => {
                     if let Some(j) = head {
-                        done.push((j.slot, Outcome::Cancelled));
+                        done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
                     }
                 }
                 Some(Kill::Protocol) => {
