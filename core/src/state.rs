@@ -53,16 +53,19 @@ pub(crate) enum Transition {
 }
 
 impl StateCell {
+    #[inline]
     pub(crate) fn new() -> Self {
         StateCell(AtomicU8::new(PENDING))
     }
 
     /// The state bits, `Acquire` so a `FINISHED` makes the value visible.
+    #[inline]
     pub(crate) fn load(&self) -> u8 {
         self.0.load(Ordering::Acquire) & STATE_MASK
     }
 
     /// Moves `from` (any of the states in `allowed`) to `to`, keeping the listener bit.
+    #[inline]
     fn transition(&self, allowed: &[u8], to: u8) -> Transition {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
@@ -88,38 +91,45 @@ impl StateCell {
     }
 
     /// PENDING → RUNNING.
+    #[inline]
     pub(crate) fn transition_to_running(&self) -> Transition {
         self.transition(&[PENDING], RUNNING)
     }
 
     /// PENDING → CANCELLED.
+    #[inline]
     pub(crate) fn transition_to_cancelled(&self) -> Transition {
         self.transition(&[PENDING], CANCELLED)
     }
 
     /// RUNNING → CANCELLED_NOTIFIED: the executor stopped a running task (e.g. killed the
     /// worker process running it) and reports it cancelled.
+    #[inline]
     pub(crate) fn transition_running_to_cancelled(&self) -> Transition {
         self.transition(&[RUNNING], CANCELLED_NOTIFIED)
     }
 
     /// CANCELLED → CANCELLED_NOTIFIED.
+    #[inline]
     pub(crate) fn transition_to_notified(&self) -> Transition {
         self.transition(&[CANCELLED], CANCELLED_NOTIFIED)
     }
 
     /// PENDING | RUNNING → COMPLETING: claims the right to write the value.
+    #[inline]
     pub(crate) fn transition_to_completing(&self) -> Transition {
         self.transition(&[PENDING, RUNNING], COMPLETING)
     }
 
     /// COMPLETING → FINISHED, after the value is written.
+    #[inline]
     pub(crate) fn transition_to_finished(&self) -> Transition {
         self.transition(&[COMPLETING], FINISHED)
     }
 
     /// Sets the listener bit unless `is_terminal(state)`; returns the state if it refused.
     /// Must be called while holding the listener lock.
+    #[inline]
     pub(crate) fn set_listeners_unless(&self, is_terminal: impl Fn(u8) -> bool) -> Result<(), u8> {
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
@@ -145,11 +155,13 @@ impl StateCell {
 }
 
 /// Done for `done()`, `result()` and callbacks: cancelled (notified or not) or finished.
+#[inline]
 pub(crate) fn is_done(state: u8) -> bool {
     matches!(state, CANCELLED | CANCELLED_NOTIFIED | FINISHED)
 }
 
 /// Done for `wait` / `as_completed`: finished, or cancelled *and notified*.
+#[inline]
 pub(crate) fn is_complete_for_wait(state: u8) -> bool {
     matches!(state, CANCELLED_NOTIFIED | FINISHED)
 }
