@@ -1,2 +1,365 @@
-//! Benchmarks (coming).
-fn main() {}
+//! Benchmarks of `wait`, `as_completed` and `map`.
+//!
+//! `cargo bench -p cfutures-combinators` (add `-- --quick` for fewer repetitions).
+//!
+//! * `wait` / `as_completed` over 10k, 100k and 1M futures, already finished and still
+//!   pending. "Pending" futures are completed by another thread only after every waiter is
+//!   installed (the bench wraps each future to count installations), so the time covers
+//!   installing, every completion's notification, and the wake-up; per-future cost should be
+//!   flat in n.
+//! * Thread-pool `map` of `x * 2` over 1M items at several chunk sizes, against rayon's
+//!   `par_iter().map().collect()` measured in the same run, on the same number of threads.
+
+use std::hash::{Hash, Hasher};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cfutures_combinators::{as_completed, wait, ExecutorExt, ReturnWhen};
+use cfutures_core::{pending, Completion, Future, FutureId, State, Waitable, Waiter, WaiterKey};
+use cfutures_thread_pool::ThreadPoolExecutor;
+use rayon::prelude::*;
+
+/// A future that counts waiter installations, so the completer can start after them.
+#[derive(Clone)]
+struct Counted {
+    f: Future<u64>,
+    installs: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Counted {
+    fn eq(&self, o: &Self) -> bool {
+        self.f == o.f
+    }
+}
+impl Eq for Counted {}
+impl Hash for Counted {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.f.hash(h)
+    }
+}
+
+impl Waitable for Counted {
+    fn id(&self) -> FutureId {
+        Waitable::id(&self.f)
+    }
+    fn state(&self) -> State {
+        self.f.state()
+    }
+    fn completion(&self) -> Option<Completion> {
+        self.f.completion()
+    }
+    fn install_waiter(&self, w: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
+        let r = self.f.install_waiter(w);
+        // Relaxed: a count the completer polls; it then completes through the futures' own
+        // synchronisation.
+        self.installs.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+    fn remove_waiter(&self, key: WaiterKey) {
+        self.f.remove_waiter(key)
+    }
+    fn cancel(&self) -> bool {
+        self.f.cancel()
+    }
+    fn wait_deadline(&self, d: Option<Instant>) -> bool {
+        self.f.wait_deadline(d)
+    }
+}
+
+fn finished(n: usize) -> Vec<Future<u64>> {
+    (0..n as u64).map(Future::ready).collect()
+}
+
+/// `n` pending futures, and a thread that completes them once all `n` waiters are installed.
+fn pending_with_completer(n: usize) -> (Vec<Counted>, std::thread::JoinHandle<()>) {
+    let installs = Arc::new(AtomicUsize::new(0));
+    let (promises, futures): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| {
+            let (p, f) = pending::<u64>();
+            (
+                p,
+                Counted {
+                    f,
+                    installs: installs.clone(),
+                },
+            )
+        })
+        .unzip();
+    let t = std::thread::spawn(move || {
+        // Poll gently: spinning on the counter would bounce its cache line with every
+        // installation and slow the installing thread down.
+        while installs.load(Ordering::Relaxed) < n {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        for (i, p) in promises.into_iter().enumerate() {
+            p.set_result(i as u64).unwrap();
+        }
+    });
+    (futures, t)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn per(d: Duration, n: usize) -> String {
+    format!("{:.0} ns", d.as_nanos() as f64 / n as f64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn bench_wait_as_completed(reps: usize) {
+    println!("## wait / as_completed (median of {reps})\n");
+    println!("| op | futures | n | total | per future |");
+    println!("|---|---|---|---|---|");
+    for n in [10_000, 100_000, 1_000_000] {
+        let reps = if n >= 1_000_000 { reps.min(3) } else { reps };
+        // Already finished.
+        let mut tw = Vec::new();
+        let mut ta = Vec::new();
+        for _ in 0..reps {
+            let fs = finished(n);
+            let t = Instant::now();
+            let r = wait(fs.iter().cloned(), None, ReturnWhen::AllCompleted);
+            tw.push(t.elapsed());
+            assert_eq!(r.done.len(), n);
+            drop(r);
+            let t = Instant::now();
+            let c = as_completed(fs.iter().cloned(), None).count();
+            ta.push(t.elapsed());
+            assert_eq!(c, n);
+        }
+        let (tw, ta) = (median(tw), median(ta));
+        println!(
+            "| wait ALL_COMPLETED | finished | {n} | {} | {} |",
+            ms(tw),
+            per(tw, n)
+        );
+        println!(
+            "| as_completed | finished | {n} | {} | {} |",
+            ms(ta),
+            per(ta, n)
+        );
+
+        // Pending. ALL_COMPLETED: completed by another thread that starts with the call.
+        // FIRST_EXCEPTION (no failure, so it waits for all) and as_completed: completed by
+        // another thread after every waiter is installed.
+        let mut tw = Vec::new();
+        let mut tx = Vec::new();
+        let mut ta = Vec::new();
+        for _ in 0..reps {
+            let (promises, fs): (Vec<_>, Vec<_>) = (0..n).map(|_| pending::<u64>()).unzip();
+            let go = Arc::new(AtomicUsize::new(0));
+            let g = go.clone();
+            let completer = std::thread::spawn(move || {
+                while g.load(Ordering::Acquire) == 0 {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+                for (i, p) in promises.into_iter().enumerate() {
+                    p.set_result(i as u64).unwrap();
+                }
+            });
+            let t = Instant::now();
+            go.store(1, Ordering::Release);
+            let r = wait(fs.iter().cloned(), None, ReturnWhen::AllCompleted);
+            tw.push(t.elapsed());
+            completer.join().unwrap();
+            assert_eq!(r.done.len(), n);
+            drop(r);
+
+            let (fs, completer) = pending_with_completer(n);
+            let t = Instant::now();
+            let r = wait(fs, None, ReturnWhen::FirstException);
+            tx.push(t.elapsed());
+            completer.join().unwrap();
+            assert_eq!(r.done.len(), n);
+            drop(r);
+
+            let (fs, completer) = pending_with_completer(n);
+            let t = Instant::now();
+            let mut c = 0;
+            for f in as_completed(fs, None) {
+                black_box(f.unwrap());
+                c += 1;
+            }
+            ta.push(t.elapsed());
+            completer.join().unwrap();
+            assert_eq!(c, n);
+        }
+        let tx = median(tx);
+        let (tw, ta) = (median(tw), median(ta));
+        println!(
+            "| wait ALL_COMPLETED | pending | {n} | {} | {} |",
+            ms(tw),
+            per(tw, n)
+        );
+        println!(
+            "| wait FIRST_EXCEPTION | pending | {n} | {} | {} |",
+            ms(tx),
+            per(tx, n)
+        );
+        println!(
+            "| as_completed | pending | {n} | {} | {} |",
+            ms(ta),
+            per(ta, n)
+        );
+    }
+    println!();
+}
+
+fn bench_map(reps: usize) {
+    let n = 1_000_000u64;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let input: Vec<u64> = (0..n).collect();
+    let expected: Vec<u64> = input.iter().map(|x| x * 2).collect();
+
+    let rayon_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .unwrap();
+    let pool = ThreadPoolExecutor::new(workers).unwrap();
+    // Warm up both pools (start their threads).
+    rayon_pool.install(|| input.par_iter().map(|x| x * 2).collect::<Vec<u64>>());
+    let _ = pool
+        .map_builder()
+        .chunksize(10_000)
+        .map(|x: u64| x * 2, input.iter().copied())
+        .unwrap()
+        .count();
+
+    let time_rayon = || {
+        let t = Instant::now();
+        let out: Vec<u64> = rayon_pool.install(|| input.par_iter().map(|x| x * 2).collect());
+        let d = t.elapsed();
+        assert_eq!(out, expected);
+        d
+    };
+    let time_map = |chunksize: usize, buffersize: Option<usize>| {
+        let t = Instant::now();
+        let mut b = pool.map_builder().chunksize(chunksize);
+        if let Some(n) = buffersize {
+            b = b.buffersize(n);
+        }
+        let out: Vec<u64> = b
+            .map(|x: u64| x * 2, input.iter().copied())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let d = t.elapsed();
+        assert_eq!(out, expected);
+        d
+    };
+    let time_seq = || {
+        let t = Instant::now();
+        let out: Vec<u64> = black_box(&input).iter().map(|x| x * 2).collect();
+        let d = t.elapsed();
+        assert_eq!(out, expected);
+        d
+    };
+
+    println!("## map of x * 2 over 1M items, {workers} threads (median of {reps})\n");
+    println!("| what | chunksize | buffersize | tasks | time | vs rayon |");
+    println!("|---|---|---|---|---|---|");
+    // (chunksize, buffersize): unbounded submits everything at the call; a small buffersize
+    // keeps few chunks in flight, so their memory is reused instead of freshly faulted in.
+    let b = 4 * workers;
+    let chunks: Vec<(usize, Option<usize>)> = vec![
+        (1_000, None),
+        (10_000, None),
+        (50_000, None),
+        (250_000, None),
+        (1_000, Some(b)),
+        (2_000, Some(b)),
+        (4_000, Some(b)),
+        (4_000, Some(2 * b)),
+        (8_000, Some(b)),
+        (16_000, Some(b)),
+    ];
+    // Interleave the runs so that load changes hit every variant alike.
+    let mut tr = Vec::new();
+    let mut ts = Vec::new();
+    let mut tm: Vec<Vec<Duration>> = vec![Vec::new(); chunks.len()];
+    for _ in 0..reps {
+        tr.push(time_rayon());
+        ts.push(time_seq());
+        for (i, &(c, b)) in chunks.iter().enumerate() {
+            tm[i].push(time_map(c, b));
+        }
+    }
+    let tr = median(tr);
+    let ratio = |d: Duration| format!("{:.2}×", d.as_secs_f64() / tr.as_secs_f64());
+    println!(
+        "| rayon par_iter().map().collect() | – | – | {} | 1.00× |",
+        ms(tr)
+    );
+    let ts = median(ts);
+    println!(
+        "| sequential iter().map().collect() | – | – | – | {} | {} |",
+        ms(ts),
+        ratio(ts)
+    );
+    for (i, &(c, b)) in chunks.iter().enumerate() {
+        let d = median(std::mem::take(&mut tm[i]));
+        let tasks = (n as usize).div_ceil(c);
+        let b = b.map_or("–".to_owned(), |b| b.to_string());
+        println!(
+            "| pool.map | {c} | {b} | {tasks} | {} | {} |",
+            ms(d),
+            ratio(d)
+        );
+    }
+
+    println!();
+}
+
+fn bench_map_per_task(reps: usize) {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let pool = ThreadPoolExecutor::new(workers).unwrap();
+    println!("## map per-task overhead: chunksize 1 over 100k items, {workers} threads\n");
+    println!("| what | chunksize | tasks | time | per item |");
+    println!("|---|---|---|---|---|");
+    let small: Vec<u64> = (0..100_000).collect();
+    let mut t1 = Vec::new();
+    for _ in 0..reps.min(3) {
+        let t = Instant::now();
+        let c = pool
+            .map(|x: u64| x * 2, small.iter().copied())
+            .unwrap()
+            .count();
+        t1.push(t.elapsed());
+        assert_eq!(c, small.len());
+    }
+    let d = median(t1);
+    println!(
+        "| pool.map, 100k items | 1 | 100000 | {} | {} |",
+        ms(d),
+        per(d, small.len())
+    );
+    println!();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore it.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let reps = if quick { 3 } else { 7 };
+    // Optional filters, matched against "wait as_completed", "map-1m", "map-per-task".
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    if run("wait as_completed") {
+        bench_wait_as_completed(reps);
+    }
+    if run("map-1m") {
+        bench_map(reps);
+    }
+    if run("map-per-task") {
+        bench_map_per_task(reps);
+    }
+}

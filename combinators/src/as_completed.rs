@@ -191,6 +191,11 @@ where
         for f in input {
             match self.slots.entry(f.id()) {
                 Entry::Occupied(_) => continue,
+                // Finished already: no waiter (and no lock) needed.
+                Entry::Vacant(v) if f.completion().is_some() => {
+                    v.insert(None);
+                    self.ready.push_back(f);
+                }
                 Entry::Vacant(v) => match f.install_waiter(&as_dyn) {
                     Ok(key) => {
                         v.insert(Some((f, key)));

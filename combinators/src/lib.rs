@@ -100,6 +100,7 @@ mod queue;
 mod wait;
 
 pub use as_completed::{as_completed, AsCompleted, TimedOut};
+pub use hash::{BuildFutureHasher, FutureHasher, FutureSet};
 pub use map::{map, map_unordered, ExecutorExt, Map, MapBuilder, MapUnordered};
 pub use progress::Progress;
 pub use wait::{wait, DoneAndNotDone, ReturnWhen};

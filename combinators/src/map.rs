@@ -383,6 +383,7 @@ enum Output<R> {
 }
 
 impl<R> Output<R> {
+    #[inline]
     fn next(&mut self) -> Option<Result<R, Error>> {
         match self {
             Output::Empty => None,
@@ -512,16 +513,16 @@ impl<E, F, I: Iterator, R> Map<E, F, I, R> {
     }
 }
 
-impl<E, F, I, R> Iterator for Map<E, F, I, R>
+impl<E, F, I, R> Map<E, F, I, R>
 where
     I: Iterator,
     F: Fn(I::Item) -> R,
     R: Send + Sync + 'static,
     E: Submit<MapChunk<F, I::Item>>,
 {
-    type Item = Result<R, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Everything but the hot path: the current chunk is used up; wait for the next one.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<R, Error>> {
         loop {
             if let Some(r) = self.out.next() {
                 return Some(r);
@@ -547,6 +548,27 @@ where
             }
             self.out = chunk.into_output();
         }
+    }
+}
+
+impl<E, F, I, R> Iterator for Map<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    type Item = Result<R, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        // The hot path: the next value of the current chunk.
+        if let Output::Values(it) = &mut self.out {
+            if let Some(r) = it.next() {
+                return Some(r.map_err(Error::Failed));
+            }
+        }
+        self.next_slow()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -648,16 +670,16 @@ where
     }
 }
 
-impl<E, F, I, R> Iterator for MapUnordered<E, F, I, R>
+impl<E, F, I, R> MapUnordered<E, F, I, R>
 where
     I: Iterator,
     F: Fn(I::Item) -> R,
     R: Send + Sync + 'static,
     E: Submit<MapChunk<F, I::Item>>,
 {
-    type Item = Result<R, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Everything but the hot path: the current chunk is used up.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<R, Error>> {
         loop {
             if let Some(r) = self.out.next() {
                 return Some(r);
@@ -688,6 +710,26 @@ where
                 }
             }
         }
+    }
+}
+
+impl<E, F, I, R> Iterator for MapUnordered<E, F, I, R>
+where
+    I: Iterator,
+    F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
+    E: Submit<MapChunk<F, I::Item>>,
+{
+    type Item = Result<R, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Output::Values(it) = &mut self.out {
+            if let Some(r) = it.next() {
+                return Some(r.map_err(Error::Failed));
+            }
+        }
+        self.next_slow()
     }
 }
 

@@ -1,7 +1,6 @@
 //! [`wait`]: block until some or all of a set of futures complete (Python's
 //! `concurrent.futures.wait`).
 
-use std::collections::HashSet;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::Duration;
 use cfutures_core::blocking;
 use cfutures_core::{Completion, FutureId, Waitable, Waiter, WaiterKey};
 
-use crate::hash::IdSet;
+use crate::hash::FutureSet;
 
 /// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,20 +27,25 @@ pub enum ReturnWhen {
 /// What [`wait`] returns: the futures that completed and those that did not (Python's
 /// `DoneAndNotDoneFutures` named tuple). Together they are exactly the distinct futures
 /// that were passed in.
+///
+/// The sets are [`FutureSet`]s: `HashSet`s with a hasher suited to futures (see
+/// [`FutureHasher`](crate::FutureHasher)); `contains`, `len`, iteration and the set
+/// operations work as usual, and `.into_iter().collect::<HashSet<_>>()` gives a
+/// `std` default-hasher set if you need one.
 #[derive(Debug)]
 pub struct DoneAndNotDone<F> {
     /// Futures that finished (with a value or a failure), or were cancelled and their
     /// executor noticed.
-    pub done: HashSet<F>,
+    pub done: FutureSet<F>,
     /// The others: pending, running, or cancelled but not yet noticed by their executor.
-    pub not_done: HashSet<F>,
+    pub not_done: FutureSet<F>,
 }
 
-impl<F: Eq + Hash> Default for DoneAndNotDone<F> {
+impl<F> Default for DoneAndNotDone<F> {
     fn default() -> Self {
         DoneAndNotDone {
-            done: HashSet::new(),
-            not_done: HashSet::new(),
+            done: FutureSet::default(),
+            not_done: FutureSet::default(),
         }
     }
 }
@@ -95,8 +99,9 @@ impl Waiter for WaitWaiter {
 /// The handles can be any [`Waitable`] that is `Eq + Hash`: [`Future<T>`] for one result
 /// type, or [`AnyFuture`] to mix result types and executors.
 ///
-/// Cost: O(n) for n futures (one pass to look, one to install a waiter on each pending
-/// future, one to remove it), plus building the two sets.
+/// Cost: O(n) for n futures: one set built from the input (it becomes `done`), one pass to
+/// look, one to install a waiter on each pending future, and — unless all completed — one
+/// to remove the waiters and move the unfinished futures to `not_done`.
 ///
 /// [`Future<T>`]: cfutures_core::Future
 /// [`AnyFuture`]: cfutures_core::AnyFuture
@@ -140,43 +145,76 @@ pub fn wait<I, F>(
 ) -> DoneAndNotDone<F>
 where
     I: IntoIterator<Item = F>,
-    F: Waitable + Eq + Hash,
+    F: Waitable + Clone + Eq + Hash,
 {
     let deadline = timeout.and_then(blocking::deadline_after);
 
-    // 1. Dedup (by identity) and look: already complete, or pending.
+    // 1. Dedup into the set that becomes `done` (Python: `fs = set(fs)`), then look: which
+    //    are complete already. `was_done` follows the set's iteration order, which is
+    //    stable while the set is not modified.
     let iter = futures.into_iter();
-    let mut seen: IdSet<FutureId> =
-        IdSet::with_capacity_and_hasher(iter.size_hint().0, Default::default());
-    let mut done = Vec::new();
-    let mut pending = Vec::new();
-    let mut any_failed = false;
-    for f in iter {
-        if !seen.insert(f.id()) {
-            continue;
-        }
-        match f.completion() {
-            Some(c) => {
-                any_failed |= c == Completion::Failed;
-                done.push(f);
-            }
-            None => pending.push(f),
-        }
+    let mut all = FutureSet::with_capacity_and_hasher(iter.size_hint().0, Default::default());
+    all.extend(iter);
+    let mut was_done = Vec::with_capacity(all.len());
+    let (mut n_done, mut any_failed) = (0, false);
+    for f in &all {
+        let c = f.completion();
+        any_failed |= c == Some(Completion::Failed);
+        n_done += usize::from(c.is_some());
+        was_done.push(c.is_some());
     }
-    drop(seen);
+    let mut n_pending = all.len() - n_done;
 
     // 2. Fast returns (Python: still under the locks, before installing waiters).
-    let satisfied = pending.is_empty()
-        || match return_when {
-            ReturnWhen::FirstCompleted => !done.is_empty(),
-            ReturnWhen::FirstException => any_failed,
-            ReturnWhen::AllCompleted => false,
-        };
-    if satisfied {
+    if n_pending == 0 {
         return DoneAndNotDone {
-            done: done.into_iter().collect(),
-            not_done: pending.into_iter().collect(),
+            done: all,
+            not_done: FutureSet::default(),
         };
+    }
+    let satisfied = match return_when {
+        ReturnWhen::FirstCompleted => n_done > 0,
+        ReturnWhen::FirstException => any_failed,
+        ReturnWhen::AllCompleted => false,
+    };
+    if satisfied {
+        return split(all, &[]);
+    }
+
+    // 3a. ALL_COMPLETED needs no waiter: wait for each pending future in turn. Each wait
+    //     is short or parks once (the others complete meanwhile), so this is O(n) in total,
+    //     and it avoids the cost of installing and notifying a waiter on every future.
+    //     A future cancelled but not yet noticed is `done()` yet not complete for waiting:
+    //     those (rare) fall through to the waiter path below.
+    if return_when == ReturnWhen::AllCompleted {
+        let mut unnoticed = false;
+        for (f, &done) in all.iter().zip(&was_done) {
+            if done {
+                continue;
+            }
+            if !f.wait_deadline(deadline) {
+                // Timed out: return what is done now.
+                return split(all, &[]);
+            }
+            unnoticed |= f.completion().is_none();
+        }
+        if !unnoticed {
+            return DoneAndNotDone {
+                done: all,
+                not_done: FutureSet::default(),
+            };
+        }
+        n_pending = 0;
+        for (f, done) in all.iter().zip(was_done.iter_mut()) {
+            *done = f.completion().is_some();
+            n_pending += usize::from(!*done);
+        }
+        if n_pending == 0 {
+            return DoneAndNotDone {
+                done: all,
+                not_done: FutureSet::default(),
+            };
+        }
     }
 
     // 3. Install one waiter on every pending future. A future that completed since step 1
@@ -184,15 +222,16 @@ where
     let waiter = Arc::new(WaitWaiter {
         thread: std::thread::current(),
         return_when,
-        remaining: AtomicUsize::new(pending.len()),
+        remaining: AtomicUsize::new(n_pending),
         fired: AtomicBool::new(false),
     });
     let as_dyn: Arc<dyn Waiter> = waiter.clone();
-    let mut keys: Vec<Option<WaiterKey>> = Vec::with_capacity(pending.len());
-    for f in &pending {
+    let mut keys: Vec<Option<WaiterKey>> = Vec::with_capacity(all.len());
+    for (f, &done) in all.iter().zip(&was_done) {
         // Acquire: see `notify`. Once fired, the rest need no waiter: they are sorted below.
-        if waiter.fired.load(Ordering::Acquire) {
-            break;
+        if done || waiter.fired.load(Ordering::Acquire) {
+            keys.push(None);
+            continue;
         }
         match f.install_waiter(&as_dyn) {
             Ok(key) => keys.push(Some(key)),
@@ -214,27 +253,35 @@ where
     // 5. All notified (every installation already fired and freed its slot): all done.
     //    Otherwise remove the waiter from each future and sort by completion.
     if waiter.remaining.load(Ordering::Acquire) == 0 {
-        done.append(&mut pending);
         return DoneAndNotDone {
-            done: done.into_iter().collect(),
-            not_done: HashSet::new(),
+            done: all,
+            not_done: FutureSet::default(),
         };
     }
-    let mut result = DoneAndNotDone {
-        done: HashSet::with_capacity(done.len() + pending.len() / 2),
-        not_done: HashSet::new(),
-    };
-    result.done.extend(done);
-    let mut keys = keys.into_iter();
-    for f in pending {
+    split(all, &keys)
+}
+
+/// Removes the waiter installations in `keys` (in `all`'s iteration order; may be shorter),
+/// then splits `all` into the complete futures and the others.
+fn split<F>(mut all: FutureSet<F>, keys: &[Option<WaiterKey>]) -> DoneAndNotDone<F>
+where
+    F: Waitable + Clone + Eq + Hash,
+{
+    let mut not_done = FutureSet::default();
+    let mut keys = keys.iter();
+    for f in &all {
         if let Some(Some(key)) = keys.next() {
-            f.remove_waiter(key);
+            f.remove_waiter(*key);
         }
-        if f.completion().is_some() {
-            result.done.insert(f);
-        } else {
-            result.not_done.insert(f);
+        if f.completion().is_none() {
+            not_done.insert(f.clone());
         }
     }
-    result
+    for f in &not_done {
+        all.remove(f);
+    }
+    DoneAndNotDone {
+        done: all,
+        not_done,
+    }
 }

@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cfutures_combinators::{wait, ReturnWhen};
+use cfutures_combinators::{wait, FutureSet, ReturnWhen};
 use cfutures_core::{pending, AnyFuture, Future, InlineExecutor, Submit, TaskError};
 use common::*;
 use proptest::prelude::*;
 
-fn set<T: Clone + Eq + std::hash::Hash>(items: &[&T]) -> HashSet<T> {
+fn set<T: Clone + Eq + std::hash::Hash>(items: &[&T]) -> FutureSet<T> {
     items.iter().map(|f| (*f).clone()).collect()
 }
 
@@ -258,7 +257,7 @@ fn zero_timeout_does_not_block() {
 fn pending_calls_race() {
     let ex = Threads::new(4);
     let gate = Latch::new();
-    let fs: HashSet<Future<usize>> = (0..100)
+    let fs: FutureSet<Future<usize>> = (0..100)
         .map(|i| {
             let g = gate.clone();
             ex.submit(move || {
@@ -446,9 +445,9 @@ proptest! {
         let r = wait(input, Some(Duration::from_millis(timeout_ms)), rw);
         completer.join().unwrap();
 
-        let distinct: HashSet<_> = futures.iter().cloned().collect();
+        let distinct: FutureSet<_> = futures.iter().cloned().collect();
         prop_assert!(r.done.is_disjoint(&r.not_done));
-        let union: HashSet<_> = r.done.union(&r.not_done).cloned().collect();
+        let union: FutureSet<_> = r.done.union(&r.not_done).cloned().collect();
         prop_assert_eq!(&union, &distinct);
         for f in &r.not_done {
             // Not done for waiting at return time (it may have completed since only if it
@@ -486,4 +485,38 @@ proptest! {
         }
         prop_assert_eq!(r.done.len() + r.not_done.len(), n);
     }
+}
+
+// ALL_COMPLETED waits for each future in turn; a cancelled future it reaches before its
+// executor noticed must still be waited for (through a waiter) until it is noticed.
+#[test]
+fn all_completed_waits_for_the_cancellation_to_be_noticed() {
+    let ex = Threads::new(1);
+    let gate = Latch::new();
+    let g = gate.clone();
+    let busy = ex
+        .submit(move || {
+            g.wait();
+            0
+        })
+        .unwrap();
+    let queued = ex.submit(|| 1).unwrap();
+    assert!(queued.cancel());
+    let (b, q) = (busy.clone(), queued.clone());
+    let waiter = std::thread::spawn(move || wait([q, b], Some(LONG), ReturnWhen::AllCompleted));
+    gate.open();
+    let r = waiter.join().unwrap();
+    assert_eq!(r.done, set(&[&busy, &queued]));
+    assert!(r.not_done.is_empty());
+
+    // Never noticed: not done after the timeout.
+    let (never, _p) = cancelled_future();
+    let ok = successful_future();
+    let r = wait(
+        [never.clone(), ok.clone()],
+        Some(Duration::from_millis(20)),
+        ReturnWhen::AllCompleted,
+    );
+    assert_eq!(r.done, set(&[&ok]));
+    assert_eq!(r.not_done, set(&[&never]));
 }
