@@ -9,3 +9,8 @@ pub mod scenarios;
 pub mod site;
 pub mod tour;
 pub mod work;
+
+/// The README's Rust examples, compiled and run as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
