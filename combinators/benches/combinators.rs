@@ -100,6 +100,17 @@ fn pending_with_completer(n: usize) -> (Vec<Counted>, std::thread::JoinHandle<()
     (futures, t)
 }
 
+/// A few hundred nanoseconds of arithmetic.
+fn heavy(x: u64) -> u64 {
+    let mut h = x | 1;
+    for _ in 0..64 {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+    }
+    h
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -269,16 +280,13 @@ fn bench_map(reps: usize) {
     // keeps few chunks in flight, so their memory is reused instead of freshly faulted in.
     let b = 4 * workers;
     let chunks: Vec<(usize, Option<usize>)> = vec![
-        (1_000, None),
         (10_000, None),
         (50_000, None),
         (250_000, None),
-        (1_000, Some(b)),
-        (2_000, Some(b)),
+        (2_000, Some(2 * workers)),
+        (4_000, Some(2 * workers)),
         (4_000, Some(b)),
-        (4_000, Some(2 * b)),
         (8_000, Some(b)),
-        (16_000, Some(b)),
     ];
     // Interleave the runs so that load changes hit every variant alike.
     let mut tr = Vec::new();
@@ -294,7 +302,7 @@ fn bench_map(reps: usize) {
     let tr = median(tr);
     let ratio = |d: Duration| format!("{:.2}×", d.as_secs_f64() / tr.as_secs_f64());
     println!(
-        "| rayon par_iter().map().collect() | – | – | {} | 1.00× |",
+        "| rayon par_iter().map().collect() | – | – | – | {} | 1.00× |",
         ms(tr)
     );
     let ts = median(ts);
@@ -313,6 +321,44 @@ fn bench_map(reps: usize) {
             ratio(d)
         );
     }
+
+    // The same with a function that does some work (a fraction of a microsecond per item):
+    // the per-item cost of `map` is then in the noise.
+    let rayon_heavy = || {
+        let t = Instant::now();
+        let out: Vec<u64> = rayon_pool.install(|| input.par_iter().map(|&x| heavy(x)).collect());
+        black_box(out);
+        t.elapsed()
+    };
+    let map_heavy = || {
+        let t = Instant::now();
+        let out: Vec<u64> = pool
+            .map_builder()
+            .chunksize(4_000)
+            .buffersize(b)
+            .map(heavy, input.iter().copied())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        black_box(out);
+        t.elapsed()
+    };
+    let (mut hr, mut hm) = (Vec::new(), Vec::new());
+    for _ in 0..reps.min(5) {
+        hr.push(rayon_heavy());
+        hm.push(map_heavy());
+    }
+    let (hr, hm) = (median(hr), median(hm));
+    let cost = per(hr * workers as u32, n as usize);
+    println!(
+        "| rayon, heavier f ({cost}/item) | – | – | – | {} | 1.00× |",
+        ms(hr)
+    );
+    println!(
+        "| pool.map, heavier f ({cost}/item) | 4000 | {b} | 250 | {} | {:.2}× |",
+        ms(hm),
+        hm.as_secs_f64() / hr.as_secs_f64()
+    );
 
     println!();
 }

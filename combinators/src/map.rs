@@ -475,11 +475,11 @@ where
 /// The iterator of [`map`]: each item's `Result`, in input order.
 ///
 /// Each item yields `Ok(value)`, or `Err(`[`Error`]`)`: [`Error::Failed`] if `f` panicked
-/// on that item (only that item fails), [`Error::Broken`] / [`Error::Cancelled`] for every
-/// item of a chunk whose task broke or was cancelled, or the executor's refusal (as
-/// [`Error::Broken`] or — for a shutdown — `Error::from(SubmitError::Shutdown)`) for the
-/// items of a chunk it would not accept, after which no more input is read. A failing item
-/// does not end the iteration.
+/// on that item (only that item fails, even within a chunk); [`Error::Cancelled`] or
+/// [`Error::Broken`] for every item of a chunk whose task was cancelled (e.g. by
+/// `shutdown(cancel_futures)`) or whose executor broke; and [`Error::Broken`] for the items
+/// of a chunk the executor refused (it was shut down or broken meanwhile), after which no
+/// more input is read. A failing item does not end the iteration.
 ///
 /// When the `timeout` passes it yields one [`Error::Timeout`] and ends. On timeout and on
 /// drop, the tasks not yet started are cancelled (running ones finish; their results are
@@ -580,10 +580,20 @@ where
             })
             .sum();
         let known = self.out.len() + queued;
-        if self.feeder.input.is_none() && self.deadline.is_none() {
-            (known, Some(known))
+        let (_, hi) = match &self.feeder.input {
+            Some(input) => input.size_hint(),
+            None => (0, Some(0)),
+        };
+        let hi = hi.and_then(|h| h.checked_add(known));
+        if self.finished {
+            (self.out.len(), Some(self.out.len()))
+        } else if self.deadline.is_some() {
+            // A timeout ends the iteration early, with one error.
+            (self.out.len().min(1), hi.map(|h| h + 1))
         } else {
-            (self.out.len(), None)
+            // Without a timeout every item yields exactly once (a refused submission ends
+            // the input early, hence the lower bound leaves the unread input out).
+            (known, hi)
         }
     }
 }
