@@ -31,6 +31,7 @@ impl Row {
 #[derive(Debug, Default)]
 pub struct Out {
     rows: Vec<Row>,
+    lines: Vec<String>,
     quiet: bool,
 }
 
@@ -42,16 +43,14 @@ impl Out {
 
     /// Prints nothing (keeps the measurements): for tests.
     pub fn quiet() -> Self {
-        Out {
-            rows: Vec::new(),
-            quiet: true,
-        }
+        Out::with_quiet(true)
     }
 
     /// Prints nothing if `quiet`, else prints to stdout.
     pub fn with_quiet(quiet: bool) -> Self {
         Out {
             rows: Vec::new(),
+            lines: Vec::new(),
             quiet,
         }
     }
@@ -68,9 +67,16 @@ impl Out {
 
     /// Prints one line of what the scenario did.
     pub fn say(&mut self, line: impl Display) {
+        let line = line.to_string();
         if !self.quiet {
             println!("   {line}");
         }
+        self.lines.push(line);
+    }
+
+    /// Every line said so far.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
 
     /// Records (and prints) a measurement of the same work done sequentially and on a pool.

@@ -17,6 +17,17 @@ pub const THREADS: usize = 16;
 /// The client's per-request timeout.
 pub const TIMEOUT: Duration = Duration::from_millis(400);
 
+/// What went wrong with a request, in a few words.
+pub fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::StatusCode(code) => format!("the server answered {code}"),
+        ureq::Error::Timeout(_) => {
+            format!("no answer within the {} ms timeout", TIMEOUT.as_millis())
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Runs the scenario.
 ///
 /// # Errors
@@ -39,6 +50,10 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
     // Sequential, for comparison.
     let (sequential, seq_time) = timed(|| urls.iter().map(|u| client.get(u)).collect::<Vec<_>>());
     let seq_ok = sequential.iter().filter(|r| r.is_ok()).count();
+    out.say(format!(
+        "sequential: {seq_ok} of {} pages fetched",
+        urls.len()
+    ));
 
     // 1. map: results in input order, one Result per URL — a failing URL does not end the
     //    iteration (Python's map raises at the first exception and the rest are lost).
@@ -54,7 +69,7 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
     for (i, r) in results.iter().enumerate() {
         match r {
             Ok(Ok(body)) => ok += usize::from(!body.is_empty()),
-            Ok(Err(e)) => out.say(format!("map: page {i} failed: {e}")),
+            Ok(Err(e)) => out.say(format!("map: page {i} failed: {}", describe(e))),
             Err(e) => out.say(format!("map: page {i}: the task failed: {e}")),
         }
     }
@@ -63,7 +78,7 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
         urls.len()
     ));
     out.measured(
-        format!("fetch 42 pages: map on {THREADS} threads (sequential got {seq_ok})"),
+        format!("fetch 42 pages: map on {THREADS} threads"),
         Some(seq_time),
         map_time,
     );
@@ -87,7 +102,14 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
             let i = page_of[&f.id()];
             match f.result() {
                 Ok(_) => order.push(i),
-                Err(e) => lines.push(format!("as_completed: page {i} failed: {e}")),
+                Err(e) => {
+                    // The task's own error is inside: `fallible` kept it.
+                    let why = e
+                        .task_error()
+                        .and_then(|t| t.downcast_ref::<ureq::Error>())
+                        .map_or_else(|| e.to_string(), describe);
+                    lines.push(format!("as_completed: page {i} failed: {why}"));
+                }
             }
         }
         let first: Vec<String> = order.iter().take(8).map(|i| i.to_string()).collect();

@@ -1,0 +1,102 @@
+//! The tour's scenarios run to the end and say what they should. (The CPU-heavy ones, 3 and
+//! 4, run in the tour in release mode; here they would take minutes unoptimized.)
+
+use cfutures_examples::report::Out;
+use cfutures_examples::{custom, scenarios};
+
+fn run(f: fn(&mut Out) -> Result<(), cfutures_examples::report::BoxError>) -> Vec<String> {
+    let mut out = Out::quiet();
+    if let Err(e) = f(&mut out) {
+        panic!("scenario failed: {e}\n{}", out.lines().join("\n"));
+    }
+    out.lines().to_vec()
+}
+
+fn has(lines: &[String], text: &str) {
+    assert!(
+        lines.iter().any(|l| l.contains(text)),
+        "no line contains {text:?}:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn fetch_keeps_every_result_but_the_failing_and_the_slow_page() {
+    let lines = run(scenarios::fetch::run);
+    has(&lines, "map: page 7 failed: the server answered 503");
+    has(
+        &lines,
+        "map: page 13 failed: no answer within the 400 ms timeout",
+    );
+    has(&lines, "map: 40 of 42 pages fetched");
+    has(&lines, "as_completed: 40 pages fetched");
+}
+
+#[test]
+fn download_writes_the_same_bytes_both_ways() {
+    let lines = run(scenarios::download::run);
+    has(&lines, "(42 files); both runs wrote the same");
+    has(&lines, "bytes: true");
+}
+
+#[test]
+fn future_status_goes_through_every_state() {
+    let lines = run(scenarios::status::run);
+    has(&lines, "first (running): state Running");
+    has(&lines, "second.cancel() → true");
+    has(&lines, "second: state Cancelled");
+    has(&lines, "first.result() → 42");
+    has(&lines, "callback: the future finished with Ok(42)");
+    has(&lines, "second.result() → Err(Cancelled)");
+    has(
+        &lines,
+        "result_timeout(20 ms) on an unfinished future → Err(Timeout)",
+    );
+}
+
+#[test]
+fn wait_and_map_follow_python() {
+    let lines = run(scenarios::waiting::run);
+    has(&lines, "wait(AllCompleted) returned");
+    has(&lines, "4 done, 0 not done");
+    has(&lines, "50 ms ok, 100 ms ok, error: timed out");
+    has(&lines, "[10, 20, Err(");
+    has(&lines, "item 3 is bad), 40, 50]");
+}
+
+#[test]
+fn deadlocks_become_errors_or_do_not_happen() {
+    let lines = run(scenarios::deadlocks::run);
+    has(&lines, "a waited on the other and failed");
+    has(&lines, "the pool is free again");
+    has(&lines, "waits → 25");
+}
+
+#[test]
+fn faults_fail_only_their_own_future() {
+    let lines = run(scenarios::faults::run);
+    has(&lines, "signal 9");
+    has(&lines, "5 of 5 other tasks submitted with it: ok");
+    has(&lines, "exceeded its time limit");
+    has(
+        &lines,
+        "even_only(7): failed: task failed: task panicked: 7 is odd",
+    );
+    has(&lines, "even_only(8): ok: 4");
+    has(&lines, "add_one(41): ok: 42");
+}
+
+#[test]
+fn progress_reaches_every_task() {
+    let lines = run(scenarios::progress::run);
+    has(&lines, "progress 200/200 (100%)");
+}
+
+#[test]
+fn the_custom_executor_works_with_every_combinator() {
+    let lines = run(custom::run);
+    has(&lines, "[1, 4, 9, 16, 25]");
+    has(&lines, "map(|x| x * 2, 1..=5) → [2, 4, 6, 8, 10]");
+    has(&lines, "wait(AllCompleted) → 5 done, 0 not done");
+    has(&lines, "as_completed → 5 futures");
+}
