@@ -108,17 +108,19 @@ def w5():
 
 
 def w6(mib):
-    """8 CPU-bound sha256 tasks on 2 threads vs sequential: speedup."""
-    t = time.perf_counter()
-    seq = [sha256_mib(mib) for _ in range(8)]
-    sequential = time.perf_counter() - t
+    """8 CPU-bound sha256 tasks on 2 threads vs sequential: speedup (best of 3 each)."""
+    seq = par = float("inf")
     with ThreadPoolExecutor(2) as ex:
         ex.submit(noop).result()
-        t = time.perf_counter()
-        par = list(ex.map(sha256_mib, [mib] * 8))
-        pooled = time.perf_counter() - t
-    assert seq == par
-    return sequential / pooled, "x"
+        for _ in range(3):
+            t = time.perf_counter()
+            a = [sha256_mib(mib) for _ in range(8)]
+            seq = min(seq, time.perf_counter() - t)
+            t = time.perf_counter()
+            b = list(ex.map(sha256_mib, [mib] * 8))
+            par = min(par, time.perf_counter() - t)
+            assert a == b
+    return seq / par, "x"
 
 
 def w7():
@@ -146,7 +148,7 @@ def w8():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8")
-    p.add_argument("--w6-mib", type=int, default=64)
+    p.add_argument("--w6-mib", type=int, default=32)
     args = p.parse_args()
     work = {
         "W1": w1,

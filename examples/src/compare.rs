@@ -27,14 +27,14 @@ pub const PYTHON_SCRIPT: &str = include_str!("../python/compare.py");
 /// Settings shared by both sides.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
-    /// MiB hashed by each of W6's 8 tasks (the pool issue's ~0.25 s task is ~256 MiB at
-    /// ~1 GB/s; the default is scaled down to keep compare's runtime short).
+    /// MiB hashed by each of W6's 8 tasks. The pool issue's task takes ~0.25 s; the default,
+    /// 32 MiB, takes ~0.1 s on the 2-vCPU machine, to keep compare's runtime short.
     pub w6_mib: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { w6_mib: 64 }
+        Config { w6_mib: 32 }
     }
 }
 
@@ -218,23 +218,27 @@ pub fn w5(_: &Config) -> f64 {
     t.as_secs_f64() / N as f64 * 1e6
 }
 
-/// W6: 8 CPU-bound sha256 tasks on 2 threads vs sequentially; the speedup.
+/// W6: 8 CPU-bound sha256 tasks on 2 threads vs sequentially; the speedup. Each side is
+/// timed three times, alternately, and the best of each is kept (the machine is shared).
 pub fn w6(config: &Config) -> f64 {
     let mib = config.w6_mib;
-    let start = Instant::now();
-    let sequential: Vec<String> = (0..8).map(|_| work::sha256_mib(mib)).collect();
-    let seq = start.elapsed();
     let pool = threads(2);
     pool.submit(noop).expect("submit").result().expect("ok");
-    let start = Instant::now();
-    let pooled: Vec<String> = pool
-        .map(work::sha256_mib, vec![mib; 8])
-        .expect("map")
-        .collect::<Result<_, _>>()
-        .expect("every task");
-    let par = start.elapsed();
-    assert_eq!(sequential, pooled);
-    seq.as_secs_f64() / par.as_secs_f64()
+    let (mut seq, mut par) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let sequential: Vec<String> = (0..8).map(|_| work::sha256_mib(mib)).collect();
+        seq = seq.min(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let pooled: Vec<String> = pool
+            .map(work::sha256_mib, vec![mib; 8])
+            .expect("map")
+            .collect::<Result<_, _>>()
+            .expect("every task");
+        par = par.min(start.elapsed().as_secs_f64());
+        assert_eq!(sequential, pooled);
+    }
+    seq / par
 }
 
 /// W7: 42 tasks sleeping 100 ms on 20 threads; ms (ideal: 300).

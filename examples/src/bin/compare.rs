@@ -82,7 +82,7 @@ fn main() {
                     .next()
                     .map(|s| s.split(',').map(str::to_owned).collect())
             }
-            "--w6-mib" => config.w6_mib = args.next().and_then(|s| s.parse().ok()).unwrap_or(64),
+            "--w6-mib" => config.w6_mib = args.next().and_then(|s| s.parse().ok()).unwrap_or(32),
             "--markdown" => md_path = args.next().map(PathBuf::from).unwrap_or(md_path),
             "--svg" => svg_path = args.next().map(PathBuf::from).unwrap_or(svg_path),
             other => {
@@ -151,7 +151,7 @@ fn main() {
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let machine = format!(
-        "{cpus} CPUs; Python {}; W6 tasks hash {} MiB each",
+        "{cpus} CPUs; Python {}; W6: 8 tasks of {} MiB each, best of 3",
         python_version.as_deref().unwrap_or("not run"),
         config.w6_mib
     );
