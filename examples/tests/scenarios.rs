@@ -89,7 +89,7 @@ fn faults_fail_only_their_own_future() {
 #[test]
 fn progress_reaches_every_task() {
     let lines = run(scenarios::progress::run);
-    has(&lines, "progress 200/200 (100%)");
+    has(&lines, "progress 400/400 (100%)");
 }
 
 #[test]

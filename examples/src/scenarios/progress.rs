@@ -13,7 +13,7 @@ use crate::report::{timed, BoxError, Out};
 use crate::work::is_prime;
 
 /// Tasks in each run.
-pub const TASKS: usize = 200;
+pub const TASKS: usize = 400;
 
 /// A progress display: an indicatif bar on a terminal, milestones (25 %, 50 %, …) otherwise.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ impl Bar {
         let bar = out.is_terminal().then(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template("   {msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                ProgressStyle::with_template("   {msg} [{bar:40}] {pos}/{len} ({elapsed_precise})")
                     .expect("a valid template")
                     .progress_chars("=> "),
             );
@@ -61,7 +61,7 @@ impl Bar {
 }
 
 fn task(n: u64) -> bool {
-    std::thread::sleep(Duration::from_millis(5)); // a little I/O
+    std::thread::sleep(Duration::from_millis(10)); // a little I/O
     is_prime(n)
 }
 
