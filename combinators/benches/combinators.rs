@@ -290,6 +290,8 @@ fn bench_map(reps: usize) {
         (4_000, Some(2 * workers)),
         (4_000, Some(b)),
         (8_000, Some(b)),
+        (2_000, Some(8 * workers)),
+        (1_000, Some(16 * workers)),
     ];
     // Interleave the runs so that load changes hit every variant alike.
     let mut tr = Vec::new();

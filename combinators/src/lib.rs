@@ -24,10 +24,10 @@
 //! # `wait`
 //!
 //! [`wait`] blocks until the first completion, the first failure, or all completions
-//! ([`ReturnWhen`]), or a timeout, and returns [`DoneAndNotDone`] sets, with exactly
-//! Python's rules: duplicates collapse, already-complete futures count, a timeout returns
-//! (it is not an error), and a future cancelled while still queued is *not done* until its
-//! executor notices.
+//! ([`ReturnWhen`]), or a timeout, and returns [`DoneAndNotDone`] sets ([`FutureSet`]s),
+//! with exactly Python's rules: duplicates collapse, already-complete futures count, a
+//! timeout returns (it is not an error), and a future cancelled while still queued is *not
+//! done* until its executor notices.
 //!
 //! # `as_completed`
 //!
@@ -86,7 +86,11 @@
 //! # Cost
 //!
 //! `wait` and `as_completed` over n futures cost O(n) in total: installing and removing a
-//! waiter is O(1) per future, and each completion costs O(1).
+//! waiter is O(1) per future, and each completion costs O(1). `wait(ALL_COMPLETED)` needs
+//! no waiter at all (it waits on each future in turn). For `map`, pick a `chunksize` that
+//! makes each task worth tens of microseconds; for very cheap functions a `buffersize` of
+//! a few times the number of workers keeps the chunks' memory hot. Figures are in the
+//! repository's `BENCHMARKS.md`.
 //!
 //! [`Future<T>`]: cfutures_core::Future
 //! [`Future::erase`]: cfutures_core::Future::erase
