@@ -1,4 +1,4 @@
-//! Scenario 10: a custom executor in 30 lines that every combinator accepts.
+//! Scenario 10: a custom executor in ~35 lines that every combinator accepts.
 //!
 //! `cargo run --release -p cfutures-examples --example custom_executor` — the code is in
 //! [`cfutures_examples::custom`] (`examples/src/custom.rs`), shared with the tour.

@@ -87,7 +87,7 @@ pub fn sections() -> Vec<Section> {
         ),
         s(
             10,
-            "A custom executor in 30 lines",
+            "A custom executor in ~35 lines",
             "custom_executor",
             Some(crate::custom::run),
         ),
