@@ -687,3 +687,50 @@ proptest! {
         prop_assert_eq!(ok, expected);
     }
 }
+
+// Dropping the unordered iterator also cancels what has not started.
+#[test]
+fn unordered_drop_cancels_the_tasks_not_started() {
+    let ex = Threads::new(1);
+    let gate = Latch::new();
+    let g = gate.clone();
+    let busy = ex.submit(move || g.wait()).unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let it = ex
+        .map_unordered(
+            move |_: u32| {
+                r.fetch_add(1, Ordering::SeqCst);
+            },
+            0..5,
+        )
+        .unwrap();
+    drop(it);
+    gate.open();
+    assert!(busy.wait_timeout(LONG));
+    ex.shutdown(true, false);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+// The iterators can move to another thread (and be consumed there).
+#[test]
+fn iterators_are_send() {
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let p = Arc::new(pool(2));
+    let it = assert_send(map(p.clone(), |x: i32| x * 2, vec![1, 2, 3]).unwrap());
+    let un = assert_send(map_unordered(p.clone(), |x: i32| x * 2, vec![1, 2, 3]).unwrap());
+    let t = std::thread::spawn(move || {
+        let a: Vec<i32> = it.map(Result::unwrap).collect();
+        let mut b: Vec<i32> = un.map(Result::unwrap).collect();
+        b.sort();
+        (a, b)
+    });
+    let (a, b) = t.join().unwrap();
+    assert_eq!(a, [2, 4, 6]);
+    assert_eq!(b, [2, 4, 6]);
+    let fs = vec![cfutures_core::Future::ready(1)];
+    let ac = assert_send(cfutures_combinators::as_completed(fs, None));
+    assert_eq!(std::thread::spawn(move || ac.count()).join().unwrap(), 1);
+}
