@@ -60,6 +60,14 @@ fn run_isolated(id: &str, config: &Config) -> Result<f64, String> {
         .ok_or_else(|| format!("no figure in {text:?}"))
 }
 
+/// The 1-minute load average (Linux), or `?`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn main() {
     // The process pool's setup line: serves as a worker if this process was started as one.
     // (On Linux and macOS it already ran before `main`; this line is for other platforms.)
@@ -110,6 +118,7 @@ fn main() {
         })
         .collect();
 
+    let load_start = loadavg();
     println!("cfutures side:");
     let mut notes = Vec::new();
     let mut lines: Vec<Line> = workloads
@@ -151,9 +160,11 @@ fn main() {
 
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let machine = format!(
-        "{cpus} CPUs; Python {}; W6: 8 tasks of {} MiB each, best of 3",
+        "{cpus} CPUs; Python {}; W6: 8 tasks of {} MiB each, best of 3; load average {} at the start, {} at the end",
         python_version.as_deref().unwrap_or("not run"),
-        config.w6_mib
+        config.w6_mib,
+        load_start,
+        loadavg()
     );
     println!("\n{}", compare::text(&lines));
     println!(
