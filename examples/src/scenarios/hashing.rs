@@ -75,6 +75,11 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
         );
     }
 
+    out.say(
+        "no GIL here: threads scale CPU-bound work as processes do; processes add a message \
+         per task, which chunksize spreads over many items",
+    );
+
     // The digest task list, collected as each finishes (shorter tasks first).
     let tasks = [1, 1, 1, 2, 2, 3];
     let futures = tasks
