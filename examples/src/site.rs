@@ -42,14 +42,14 @@ pub struct SiteConfig {
 }
 
 impl Default for SiteConfig {
-    /// 42 pages of 16 KiB, 25 ms each; page 7 fails, page 13 takes 2 s.
+    /// 42 pages of 16 KiB, 25 ms each; page 7 fails, page 13 takes 3 s.
     fn default() -> Self {
         SiteConfig {
             pages: 42,
             delay: Duration::from_millis(25),
             failing: Some(7),
             slow: Some(13),
-            slow_delay: Duration::from_secs(2),
+            slow_delay: Duration::from_secs(3),
             page_size: 16 * 1024,
             concurrency: 24,
             lifetime: Duration::from_secs(120),

@@ -15,7 +15,7 @@ use crate::site::{Client, Site, SiteConfig};
 /// Threads used to fetch.
 pub const THREADS: usize = 16;
 /// The client's per-request timeout.
-pub const TIMEOUT: Duration = Duration::from_millis(400);
+pub const TIMEOUT: Duration = Duration::from_millis(800);
 
 /// What went wrong with a request, in a few words.
 pub fn describe(e: &ureq::Error) -> String {
