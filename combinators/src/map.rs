@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use cfutures_core::blocking;
 use cfutures_core::{
-    Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit, SubmitError, TaskError,
-    Waitable, Waiter, WaiterKey,
+    ChunkIter, ChunkOutput, Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit,
+    SubmitError, Waitable, Waiter, WaiterKey,
 };
 
 use crate::hash::IdMap;
@@ -332,7 +332,7 @@ pub trait ExecutorExt: Executor {
 
 impl<E: Executor + ?Sized> ExecutorExt for E {}
 
-type ChunkFuture<R> = Future<Vec<Result<R, TaskError>>>;
+type ChunkFuture<R> = Future<ChunkOutput<R>>;
 
 /// One submitted chunk (or one the executor refused).
 enum Chunk<R> {
@@ -378,7 +378,7 @@ impl<R> Chunk<R> {
 /// Results being handed out: a done chunk's values, or one error for each of its items.
 enum Output<R> {
     Empty,
-    Values(std::vec::IntoIter<Result<R, TaskError>>),
+    Values(ChunkIter<R>),
     Repeat(Error, usize),
 }
 
@@ -563,9 +563,9 @@ where
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         // The hot path: the next value of the current chunk.
-        if let Output::Values(it) = &mut self.out {
-            if let Some(r) = it.next() {
-                return Some(r.map_err(Error::Failed));
+        if let Output::Values(ChunkIter::Values(it)) = &mut self.out {
+            if let Some(v) = it.next() {
+                return Some(Ok(v));
             }
         }
         self.next_slow()
@@ -734,9 +734,9 @@ where
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Output::Values(it) = &mut self.out {
-            if let Some(r) = it.next() {
-                return Some(r.map_err(Error::Failed));
+        if let Output::Values(ChunkIter::Values(it)) = &mut self.out {
+            if let Some(v) = it.next() {
+                return Some(Ok(v));
             }
         }
         self.next_slow()

@@ -370,7 +370,11 @@ mod serde_impls {
 /// The executor broke (Python: `BrokenExecutor` and its subclasses), or the promise was
 /// dropped without a result.
 #[derive(Clone, Debug)]
-pub struct Broken {
+pub struct Broken(Arc<BrokenInner>);
+
+/// Behind an `Arc` so that `Error` (and every `Result<R, Error>`) stays small.
+#[derive(Debug)]
+struct BrokenInner {
     message: Arc<str>,
     cause: Option<TaskError>,
 }
@@ -378,25 +382,25 @@ pub struct Broken {
 impl Broken {
     /// A broken-executor error with this message.
     pub fn new(message: impl Into<Arc<str>>) -> Self {
-        Broken {
+        Broken(Arc::new(BrokenInner {
             message: message.into(),
             cause: None,
-        }
+        }))
     }
     /// The same, with the failure that broke the executor (e.g. the initializer's panic).
     pub fn with_cause(message: impl Into<Arc<str>>, cause: TaskError) -> Self {
-        Broken {
+        Broken(Arc::new(BrokenInner {
             message: message.into(),
             cause: Some(cause),
-        }
+        }))
     }
     /// What broke.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
     /// The failure that broke the executor, when known.
     pub fn cause(&self) -> Option<&TaskError> {
-        self.cause.as_ref()
+        self.0.cause.as_ref()
     }
     pub(crate) fn promise_dropped() -> Self {
         Broken::new("the promise was dropped without setting a result (the executor lost the task)")
@@ -405,8 +409,8 @@ impl Broken {
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(c) = &self.cause {
+        f.write_str(self.message())?;
+        if let Some(c) = self.cause() {
             write!(f, ": {c}")?;
         }
         Ok(())
@@ -415,8 +419,7 @@ impl fmt::Display for Broken {
 
 impl std::error::Error for Broken {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.cause
-            .as_ref()
+        self.cause()
             .map(|c| c as &(dyn std::error::Error + 'static))
     }
 }

@@ -52,10 +52,16 @@ enum Slot {
 }
 
 /// Done-callbacks (kept in registration order) and a slab of parked threads and waiters
-/// (O(1) insert and remove by key).
+/// (O(1) insert and remove by key). The first slot is inline: the usual case (one parked
+/// thread, or one `wait` / `as_completed` waiter) costs one allocation, this box.
 struct Listeners<T> {
     callbacks: Vec<Callback<T>>,
-    slots: Vec<Slot>,
+    /// Slot 0.
+    first: Slot,
+    /// Slots 1.. (slot `i` at `rest[i - 1]`).
+    rest: Vec<Slot>,
+    /// Slots handed out so far (free or not).
+    used: u32,
     free: Vec<u32>,
     next_token: u64,
 }
@@ -64,9 +70,19 @@ impl<T> Listeners<T> {
     const fn new() -> Self {
         Listeners {
             callbacks: Vec::new(),
-            slots: Vec::new(),
+            first: Slot::Free,
+            rest: Vec::new(),
+            used: 0,
             free: Vec::new(),
             next_token: 0,
+        }
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
+        match index {
+            0 if self.used > 0 => Some(&mut self.first),
+            0 => None,
+            i => self.rest.get_mut(i as usize - 1),
         }
     }
 
@@ -76,19 +92,25 @@ impl<T> Listeners<T> {
         let slot = make(token);
         let index = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = slot;
+                *self.slot_mut(i).expect("a freed slot exists") = slot;
                 i
             }
+            None if self.used == 0 => {
+                self.first = slot;
+                self.used = 1;
+                0
+            }
             None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
+                self.rest.push(slot);
+                self.used += 1;
+                self.used - 1
             }
         };
         WaiterKey { index, token }
     }
 
     fn remove(&mut self, key: WaiterKey) -> bool {
-        let Some(slot) = self.slots.get_mut(key.index as usize) else {
+        let Some(slot) = self.slot_mut(key.index) else {
             return false;
         };
         let matches = match slot {
@@ -102,8 +124,9 @@ impl<T> Listeners<T> {
         matches
     }
 
-    /// Takes what a transition must tell (see [`Take`]).
-    fn drain(&mut self, take: Take) -> Drained<T> {
+    /// Takes part of the listeners (see [`Take`]); [`Take::All`] takes the whole box
+    /// instead (see [`Inner::drain`]).
+    fn drain_part(&mut self, take: Take) -> Drained<T> {
         let done_listeners = take != Take::Waiters;
         let with_waiters = take != Take::DoneListeners;
         let callbacks = if done_listeners {
@@ -113,7 +136,8 @@ impl<T> Listeners<T> {
         };
         let mut threads = Vec::new();
         let mut waiters = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        let slots = std::iter::once(&mut self.first).chain(self.rest.iter_mut());
+        for (i, slot) in slots.enumerate() {
             match slot {
                 Slot::Thread { .. } if done_listeners => {
                     if let Slot::Thread { thread, .. } = mem::replace(slot, Slot::Free) {
@@ -130,7 +154,7 @@ impl<T> Listeners<T> {
                 _ => {}
             }
         }
-        Drained {
+        Drained::Part {
             callbacks,
             threads,
             waiters,
@@ -152,20 +176,16 @@ enum Take {
     Waiters,
 }
 
-struct Drained<T> {
-    callbacks: Vec<Callback<T>>,
-    threads: Vec<Thread>,
-    waiters: Vec<Arc<dyn Waiter>>,
-}
-
-impl<T> Default for Drained<T> {
-    fn default() -> Self {
-        Drained {
-            callbacks: Vec::new(),
-            threads: Vec::new(),
-            waiters: Vec::new(),
-        }
-    }
+/// What a transition took from the listeners, to tell outside the lock.
+enum Drained<T> {
+    /// Everyone: the whole box, taken in O(1) (no allocation on the completion path).
+    All(Option<Box<Listeners<T>>>),
+    /// Part of them (a cancel, or the notice of one).
+    Part {
+        callbacks: Vec<Callback<T>>,
+        threads: Vec<Thread>,
+        waiters: Vec<Arc<dyn Waiter>>,
+    },
 }
 
 /// What a finished future holds. The failure is boxed, and the listeners are allocated only
@@ -225,9 +245,15 @@ impl<T> Inner<T> {
     }
 
     fn drain(&self, take: Take) -> Drained<T> {
-        match sync::lock(&self.listeners).as_mut() {
-            Some(l) => l.drain(take),
-            None => Drained::default(),
+        let mut guard = sync::lock(&self.listeners);
+        match take {
+            // Nobody can register after a transition that takes everyone (it is terminal
+            // for every kind of listener), so the box can go.
+            Take::All => Drained::All(guard.take()),
+            _ => match guard.as_mut() {
+                Some(l) => l.drain_part(take),
+                None => Drained::All(None),
+            },
         }
     }
 
@@ -255,17 +281,42 @@ impl<T> Inner<T> {
 
     /// Tells everyone in `d`: wakes threads, notifies waiters, runs callbacks (each caught).
     fn tell(this: &Shared<T>, d: Drained<T>, completion: Option<Completion>) {
-        for t in d.threads {
-            t.unpark();
-        }
-        if let Some(c) = completion {
-            let id = this.id();
-            for w in d.waiters {
-                w.notify(id, c);
+        let id = this.id();
+        let callbacks = match d {
+            Drained::All(None) => return,
+            Drained::All(Some(l)) => {
+                let l = *l;
+                for slot in std::iter::once(l.first).chain(l.rest) {
+                    match slot {
+                        Slot::Thread { thread, .. } => thread.unpark(),
+                        Slot::Waiter { waiter, .. } => {
+                            if let Some(c) = completion {
+                                waiter.notify(id, c);
+                            }
+                        }
+                        Slot::Free => {}
+                    }
+                }
+                l.callbacks
             }
-        }
-        if !d.callbacks.is_empty() {
-            run_callbacks(as_future(this), d.callbacks);
+            Drained::Part {
+                callbacks,
+                threads,
+                waiters,
+            } => {
+                for t in threads {
+                    t.unpark();
+                }
+                if let Some(c) = completion {
+                    for w in waiters {
+                        w.notify(id, c);
+                    }
+                }
+                callbacks
+            }
+        };
+        if !callbacks.is_empty() {
+            run_callbacks(as_future(this), callbacks);
         }
     }
 

@@ -85,7 +85,7 @@ mod waiter;
 pub use error::{panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
-pub use task::{fallible, Fallible, MapChunk, Task};
+pub use task::{fallible, ChunkIter, ChunkOutput, Fallible, MapChunk, Task};
 pub use waiter::{AnyFuture, Completion, FutureId, Waitable, Waiter, WaiterKey};
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl<F, A, R> Task for MapChunk<F, A>
 where
     F: Fn(A) -> R,
 {
-    type Output = Vec<Result<R, TaskError>>;
+    type Output = ChunkOutput<R>;
     fn run(self) -> Result<Self::Output, TaskError> {
         let f = &*self.f;
         Ok(self
@@ -121,3 +121,117 @@ where
             .collect())
     }
 }
+
+/// What a [`MapChunk`] produces: each item's result, in input order.
+///
+/// Stored compactly in the common case: when every item succeeded it is a plain `Vec<R>`
+/// ([`ChunkOutput::Values`]), so a chunk of `u64`s moves 8 bytes per item rather than a
+/// `Result<R, TaskError>` (40). Only a chunk with a failing item keeps each item's own
+/// result ([`ChunkOutput::Mixed`]). Iterate it to get each item's `Result`.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::{ChunkOutput, MapChunk, Task};
+/// use std::sync::Arc;
+///
+/// let out = MapChunk::new(Arc::new(|x: u32| x * 2), vec![1, 2, 3]).run().unwrap();
+/// assert!(matches!(out, ChunkOutput::Values(_)));
+/// let doubled: Vec<u32> = out.into_iter().map(Result::unwrap).collect();
+/// assert_eq!(doubled, [2, 4, 6]);
+///
+/// let out = MapChunk::new(Arc::new(|x: u32| 10 / x), vec![5, 0, 2]).run().unwrap();
+/// let results: Vec<_> = out.into_iter().collect();
+/// assert!(results[1].as_ref().unwrap_err().is_panic());
+/// assert_eq!(*results[2].as_ref().unwrap(), 5);
+/// ```
+#[derive(Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ChunkOutput<R> {
+    /// Every item succeeded: the values, in input order.
+    Values(Vec<R>),
+    /// At least one item failed: each item's result, in input order.
+    Mixed(Vec<Result<R, TaskError>>),
+}
+
+impl<R> ChunkOutput<R> {
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        match self {
+            ChunkOutput::Values(v) => v.len(),
+            ChunkOutput::Mixed(v) => v.len(),
+        }
+    }
+
+    /// True if the chunk had no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<R> Default for ChunkOutput<R> {
+    fn default() -> Self {
+        ChunkOutput::Values(Vec::new())
+    }
+}
+
+impl<R> FromIterator<Result<R, TaskError>> for ChunkOutput<R> {
+    /// Collects per-item results, staying compact until the first failure.
+    fn from_iter<I: IntoIterator<Item = Result<R, TaskError>>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let mut values = Vec::with_capacity(iter.size_hint().0);
+        for r in iter.by_ref() {
+            match r {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    let mut mixed: Vec<Result<R, TaskError>> =
+                        Vec::with_capacity(values.len() + 1 + iter.size_hint().0);
+                    mixed.extend(values.into_iter().map(Ok));
+                    mixed.push(Err(e));
+                    mixed.extend(iter);
+                    return ChunkOutput::Mixed(mixed);
+                }
+            }
+        }
+        ChunkOutput::Values(values)
+    }
+}
+
+impl<R> IntoIterator for ChunkOutput<R> {
+    type Item = Result<R, TaskError>;
+    type IntoIter = ChunkIter<R>;
+    fn into_iter(self) -> ChunkIter<R> {
+        match self {
+            ChunkOutput::Values(v) => ChunkIter::Values(v.into_iter()),
+            ChunkOutput::Mixed(v) => ChunkIter::Mixed(v.into_iter()),
+        }
+    }
+}
+
+/// The iterator of a [`ChunkOutput`]: each item's `Result`, in input order.
+#[derive(Debug)]
+pub enum ChunkIter<R> {
+    /// Over a chunk whose items all succeeded.
+    Values(std::vec::IntoIter<R>),
+    /// Over a chunk with a failing item.
+    Mixed(std::vec::IntoIter<Result<R, TaskError>>),
+}
+
+impl<R> Iterator for ChunkIter<R> {
+    type Item = Result<R, TaskError>;
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ChunkIter::Values(it) => it.next().map(Ok),
+            ChunkIter::Mixed(it) => it.next(),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ChunkIter::Values(it) => it.size_hint(),
+            ChunkIter::Mixed(it) => it.size_hint(),
+        }
+    }
+}
+
+impl<R> ExactSizeIterator for ChunkIter<R> {}

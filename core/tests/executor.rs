@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::thread;
 
 use cfutures_core::{
-    fallible, Executor, Future, InlineExecutor, MapChunk, Submit, SubmitError, Task, TaskError,
+    fallible, ChunkOutput, Executor, Future, InlineExecutor, MapChunk, Submit, SubmitError, Task,
+    TaskError,
 };
 
 #[test]
@@ -85,7 +86,7 @@ where
     A: Clone,
 {
     let f = Arc::new(f);
-    let futures: Vec<Future<Vec<Result<R, TaskError>>>> = items
+    let futures: Vec<Future<ChunkOutput<R>>> = items
         .chunks(chunk)
         .map(|c| ex.submit(MapChunk::new(f.clone(), c.to_vec())).unwrap())
         .collect();

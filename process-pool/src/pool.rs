@@ -24,8 +24,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use cfutures_core::{
-    Broken, Executor, Future, FutureId, MapChunk, Promise, Submit, SubmitError, Task, TaskError,
-    WorkerExit,
+    Broken, ChunkOutput, Executor, Future, FutureId, MapChunk, Promise, Submit, SubmitError, Task,
+    TaskError, WorkerExit,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -904,10 +904,7 @@ where
     A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    fn submit(
-        &self,
-        chunk: MapChunk<F, A>,
-    ) -> Result<Future<Vec<Result<R, TaskError>>>, SubmitError> {
+    fn submit(&self, chunk: MapChunk<F, A>) -> Result<Future<ChunkOutput<R>>, SubmitError> {
         const { wire::assert_zero_sized::<F>() };
         self.submit_encoded(
             wire::run_chunk::<F, A, R> as Tramp,

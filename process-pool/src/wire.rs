@@ -24,7 +24,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cfutures_core::{panic_message, Task, TaskError};
+use cfutures_core::{panic_message, ChunkOutput, Task, TaskError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -408,42 +408,19 @@ where
 {
     let items = match decode::<Vec<A>>(input) {
         Ok(a) => a,
-        Err(e) => return outcome::<Vec<Result<R, TaskError>>>(Err(e), out),
+        Err(e) => return outcome::<ChunkOutput<R>>(Err(e), out),
     };
     // SAFETY: as in `run_fn`.
     let f: F = unsafe { conjure() };
-    let results: Vec<Result<R, TaskError>> = items.into_iter().map(|a| catch(|| f(a))).collect();
-    // Chunk payload: a tag byte, then either every value (0: all succeeded, the common case,
-    // cheaper to encode and decode) or every `Result` (1). See `decode_chunk`.
-    let start = out.len();
-    if results.iter().all(|r| r.is_ok()) {
-        out.push(0);
-        let values: Vec<R> = results.into_iter().filter_map(Result::ok).collect();
-        if outcome(Ok(values), out) {
-            return true;
-        }
-        // The error is encoded after the tag byte: drop the tag.
-        out.remove(start);
-        false
-    } else {
-        out.push(1);
-        if outcome(Ok(results), out) {
-            return true;
-        }
-        out.remove(start);
-        false
-    }
+    // Compact when every item succeeded (a plain `Vec<R>` on the wire, the common case),
+    // each item's `Result` otherwise: `ChunkOutput`'s variant tag says which.
+    let results: ChunkOutput<R> = items.into_iter().map(|a| catch(|| f(a))).collect();
+    outcome(Ok(results), out)
 }
 
 /// Decodes what [`run_chunk`] encoded.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(
-    b: &[u8],
-) -> Result<Vec<Result<R, TaskError>>, TaskError> {
-    match b.split_first() {
-        Some((0, rest)) => Ok(decode::<Vec<R>>(rest)?.into_iter().map(Ok).collect()),
-        Some((1, rest)) => decode::<Vec<Result<R, TaskError>>>(rest),
-        _ => Err(codec("malformed map chunk result")),
-    }
+pub(crate) fn decode_chunk<R: DeserializeOwned>(b: &[u8]) -> Result<ChunkOutput<R>, TaskError> {
+    decode::<ChunkOutput<R>>(b)
 }
 
 /// Trampoline for the initializer.

@@ -2,7 +2,7 @@
 
 mod util;
 
-use cfutures_core::{fallible, Executor, MapChunk, Submit, SubmitError, Task};
+use cfutures_core::{fallible, ChunkOutput, Executor, MapChunk, Submit, SubmitError, Task};
 use cfutures_thread_pool::ThreadPoolExecutor;
 use std::sync::Arc;
 use util::LIMIT;
@@ -58,7 +58,13 @@ fn map_chunk_runs_each_item_and_isolates_failures() {
         x * 10
     });
     let fut = pool.submit(MapChunk::new(f, vec![1, 2, 3, 4])).unwrap();
-    let out = fut.result_timeout(LIMIT).unwrap();
+    assert!(fut.wait_timeout(LIMIT));
+    let out = fut.into_result().unwrap();
+    assert!(
+        matches!(out, ChunkOutput::Mixed(_)),
+        "a failing item keeps per-item results"
+    );
+    let out: Vec<_> = out.into_iter().collect();
     assert_eq!(out.len(), 4);
     assert_eq!(*out[0].as_ref().unwrap(), 10);
     assert!(out[2].as_ref().unwrap_err().is_panic());
