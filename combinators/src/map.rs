@@ -383,6 +383,16 @@ enum Output<R> {
 }
 
 impl<R> Output<R> {
+    /// The hot path of both map iterators: the next value of a done chunk whose items all
+    /// succeeded; `None` means "take the slow path" (not necessarily the end).
+    #[inline]
+    fn next_value(&mut self) -> Option<R> {
+        match self {
+            Output::Values(ChunkIter::Values(it)) => it.next(),
+            _ => None,
+        }
+    }
+
     #[inline]
     fn next(&mut self) -> Option<Result<R, Error>> {
         match self {
@@ -562,13 +572,10 @@ where
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        // The hot path: the next value of the current chunk.
-        if let Output::Values(ChunkIter::Values(it)) = &mut self.out {
-            if let Some(v) = it.next() {
-                return Some(Ok(v));
-            }
+        match self.out.next_value() {
+            Some(v) => Some(Ok(v)),
+            None => self.next_slow(),
         }
-        self.next_slow()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -734,12 +741,10 @@ where
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Output::Values(ChunkIter::Values(it)) = &mut self.out {
-            if let Some(v) = it.next() {
-                return Some(Ok(v));
-            }
+        match self.out.next_value() {
+            Some(v) => Some(Ok(v)),
+            None => self.next_slow(),
         }
-        self.next_slow()
     }
 }
 
