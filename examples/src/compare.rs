@@ -417,9 +417,9 @@ pub fn markdown(lines: &[Line]) -> String {
 
 /// The comparison as an SVG bar chart: per workload, a bar for each side, scaled to the
 /// larger of the two, labelled with its figure.
-pub fn svg(lines: &[Line], title: &str) -> String {
+pub fn svg(lines: &[Line], title: &str, footnote: &str) -> String {
     let (w, label_w, bar_w, row_h) = (1000.0, 430.0, 420.0, 46.0);
-    let h = 76.0 + row_h * lines.len() as f64 + 20.0;
+    let h = 76.0 + row_h * lines.len() as f64 + 36.0;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -471,6 +471,12 @@ pub fn svg(lines: &[Line], title: &str) -> String {
             );
         }
     }
+    let _ = writeln!(
+        s,
+        r##"<text x="10" y="{}" font-size="11" fill="#555">{}</text>"##,
+        h - 12.0,
+        escape(footnote)
+    );
     s.push_str("</svg>\n");
     s
 }
@@ -531,7 +537,7 @@ mod tests {
         for id in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"] {
             assert!(md.contains(&format!("| {id} ")), "{md}");
         }
-        let chart = svg(&lines, "t");
+        let chart = svg(&lines, "t", "f");
         assert_eq!(chart.matches("<rect x=\"430\"").count(), 16 + 1);
         assert!(chart.ends_with("</svg>\n"));
     }

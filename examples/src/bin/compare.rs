@@ -184,7 +184,11 @@ fn main() {
     }
     let chart = compare::svg(
         &lines,
-        &format!("cfutures vs Python concurrent.futures ({machine})"),
+        &format!(
+            "cfutures vs Python concurrent.futures ({cpus} CPUs, Python {})",
+            python_version.as_deref().unwrap_or("not run")
+        ),
+        &machine,
     );
     for (path, text) in [(&md_path, md), (&svg_path, chart)] {
         if let Some(dir) = path.parent() {
