@@ -117,44 +117,28 @@ fn serve(v: &str) -> ! {
     serve_loop(out)
 }
 
-/// Results of tiny tasks are written together while more tasks are already waiting: at
-/// most this many…
-const BATCH_RESULTS: usize = 64;
-/// …or this many bytes…
-const BATCH_BYTES: usize = 32 * 1024;
-/// …and only while the recent tasks took less than this on average, so that holding a
-/// result back behind the next task costs at most about that long.
-const BATCH_TASK_NS: u64 = 10_000;
-
+/// Serves command frames until the command pipe closes.
+///
+/// Each result is written as soon as its frame has run, never held back to be written
+/// together with later ones: the parent attributes a worker's death, and a time limit, to
+/// the first task of that worker whose result it has not seen, so a finished task's result
+/// must not wait behind the next task (which may be long, and may be the one that dies).
+/// An initializer's completion in particular must reach the parent before the first task
+/// runs. (Batching results while more frames were queued made tiny tasks ~1.5× cheaper, but
+/// broke that attribution.)
 fn serve_loop(mut out: Vec<u8>) -> ! {
     let mut buf: Vec<u8> = vec![0; 64 * 1024];
     let (mut lo, mut hi) = (0usize, 0usize);
-    let mut ewma_ns: u64 = u64::MAX;
-    let mut batched = 0usize;
     loop {
         // Run every complete frame in the buffer.
         while let Some(n) = wire::complete_frame(&buf[lo..hi]) {
             let frame = &buf[lo..lo + n];
             lo += n;
-            let t0 = Instant::now();
             run_frame(frame, &mut out);
-            let ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-            ewma_ns = if ewma_ns == u64::MAX {
-                ns
-            } else {
-                (ewma_ns * 7 + ns) / 8
-            };
-            batched += 1;
-            let more = wire::complete_frame(&buf[lo..hi]).is_some();
-            if more && ewma_ns < BATCH_TASK_NS && batched < BATCH_RESULTS && out.len() < BATCH_BYTES
-            {
-                continue;
-            }
             if sys::write_all(RES_FD, &out).is_err() {
                 std::process::exit(0); // the parent is gone
             }
             out.clear();
-            batched = 0;
             if out.capacity() > 1 << 20 {
                 out = Vec::with_capacity(4096);
             }

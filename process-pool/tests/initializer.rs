@@ -3,6 +3,7 @@
 mod util;
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use cfutures_process_pool::ProcessPoolExecutor;
 use util::*;
@@ -53,4 +54,89 @@ fn failing_initializer_breaks_the_pool() {
     assert!(e.to_string().contains("cannot open the database"), "{e}");
     assert!(pool.is_broken());
     assert!(pool.submit_fn(add_one, 1).unwrap_err().is_broken());
+}
+
+/// Writes this worker's pid to `path`, then spins forever.
+fn report_then_spin(path: String) {
+    std::fs::write(path, std::process::id().to_string()).unwrap();
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// A worker killed while it runs its first task after its initializer: the initializer's
+/// completion must have reached the parent before that task ran, so that the death is blamed
+/// on the task alone — not on the initializer, which would break the whole pool. (Regression:
+/// the worker used to hold results back while more frames were queued.)
+#[test]
+fn a_death_right_after_the_initializer_fails_only_its_task() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(set_level, 3)
+        .build()
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("cfpp-init-busy-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let busy = pool
+        .submit_fn(report_then_spin, path.to_string_lossy().into_owned())
+        .unwrap();
+    let others: Vec<_> = (0..5u64)
+        .map(|i| pool.submit_fn(add_one, i).unwrap())
+        .collect();
+    let t0 = std::time::Instant::now();
+    let victim: u32 = loop {
+        if let Some(p) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            break p;
+        }
+        assert!(t0.elapsed() < WAIT, "the task never started");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let _ = std::fs::remove_file(&path);
+    // SAFETY: kill has no memory effects; `victim` is our own worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let err = busy.exception_timeout(WAIT).unwrap().expect("it died");
+    assert!(
+        matches!(err, cfutures_core::TaskError::WorkerDied { pid, .. } if pid == victim),
+        "{err:?}"
+    );
+    for (i, f) in others.iter().enumerate() {
+        assert_eq!(*f.result_timeout(WAIT).unwrap(), i as u64 + 1);
+    }
+    assert!(!pool.is_broken());
+    // Replacement workers run the initializer too.
+    assert_eq!(
+        *pool
+            .submit_fn(level, ())
+            .unwrap()
+            .result_timeout(WAIT)
+            .unwrap(),
+        3
+    );
+}
+
+/// A time limit fires for a worker's first task after its initializer.
+#[test]
+fn a_time_limit_right_after_the_initializer_fires() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(set_level, 5)
+        .build()
+        .unwrap();
+    let endless = pool
+        .submit_fn_with_timeout(spin, (), Duration::from_millis(200))
+        .unwrap();
+    let err = endless.exception_timeout(WAIT).unwrap().expect("stopped");
+    assert!(err.is_time_limit(), "{err:?}");
+    assert_eq!(
+        *pool
+            .submit_fn(level, ())
+            .unwrap()
+            .result_timeout(WAIT)
+            .unwrap(),
+        5
+    );
+    assert!(!pool.is_broken());
 }
