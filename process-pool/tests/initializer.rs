@@ -56,14 +56,6 @@ fn failing_initializer_breaks_the_pool() {
     assert!(pool.submit_fn(add_one, 1).unwrap_err().is_broken());
 }
 
-/// Writes this worker's pid to `path`, then spins forever.
-fn report_then_spin(path: String) {
-    std::fs::write(path, std::process::id().to_string()).unwrap();
-    loop {
-        std::hint::spin_loop();
-    }
-}
-
 /// A worker killed while it runs its first task after its initializer: the initializer's
 /// completion must have reached the parent before that task ran, so that the death is blamed
 /// on the task alone — not on the initializer, which would break the whole pool. (Regression:
@@ -75,26 +67,14 @@ fn a_death_right_after_the_initializer_fails_only_its_task() {
         .initializer(set_level, 3)
         .build()
         .unwrap();
-    let path = std::env::temp_dir().join(format!("cfpp-init-busy-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let path = pid_file("init-busy");
     let busy = pool
         .submit_fn(report_then_spin, path.to_string_lossy().into_owned())
         .unwrap();
     let others: Vec<_> = (0..5u64)
         .map(|i| pool.submit_fn(add_one, i).unwrap())
         .collect();
-    let t0 = std::time::Instant::now();
-    let victim: u32 = loop {
-        if let Some(p) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.parse().ok())
-        {
-            break p;
-        }
-        assert!(t0.elapsed() < WAIT, "the task never started");
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let _ = std::fs::remove_file(&path);
+    let victim = wait_for_pid(&path);
     // SAFETY: kill has no memory effects; `victim` is our own worker.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let err = busy.exception_timeout(WAIT).unwrap().expect("it died");

@@ -3,8 +3,6 @@
 
 mod util;
 
-use std::time::Duration;
-
 use cfutures_core::{TaskError, WorkerExit};
 use cfutures_process_pool::ProcessPoolExecutor;
 use util::*;
@@ -72,34 +70,14 @@ fn exit_fails_only_its_task() {
     check_crash(exit3, WorkerExit::Code(3));
 }
 
-/// Writes this worker's pid to `path`, then spins forever.
-fn report_then_spin(path: String) {
-    std::fs::write(path, std::process::id().to_string()).unwrap();
-    loop {
-        std::hint::spin_loop();
-    }
-}
-
 #[test]
 fn sigkill_of_a_busy_worker() {
     let pool = ProcessPoolExecutor::new(2).unwrap();
-    let path = std::env::temp_dir().join(format!("cfpp-busy-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let path = pid_file("busy");
     let busy = pool
         .submit_fn(report_then_spin, path.to_string_lossy().into_owned())
         .unwrap();
-    let t0 = std::time::Instant::now();
-    let victim: u32 = loop {
-        if let Some(p) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.parse().ok())
-        {
-            break p;
-        }
-        assert!(t0.elapsed() < WAIT, "the task never started");
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let _ = std::fs::remove_file(&path);
+    let victim = wait_for_pid(&path);
     // The other worker serves meanwhile.
     let other_pid = *pool
         .submit_fn(pid, ())

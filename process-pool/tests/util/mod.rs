@@ -50,3 +50,34 @@ pub fn children() -> Vec<u32> {
     }
     out
 }
+
+/// A task that writes its worker's pid to `path`, then spins forever: lets a test find, and
+/// kill, exactly the worker that is busy with it.
+pub fn report_then_spin(path: String) {
+    std::fs::write(path, std::process::id().to_string()).unwrap();
+    spin(())
+}
+
+/// A fresh path for [`report_then_spin`] (removed if it exists).
+pub fn pid_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cfpp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Waits (bounded by [`WAIT`]) until a [`report_then_spin`] task wrote its worker's pid to
+/// `path`; removes the file and returns the pid.
+pub fn wait_for_pid(path: &std::path::Path) -> u32 {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(p) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            let _ = std::fs::remove_file(path);
+            return p;
+        }
+        assert!(t0.elapsed() < WAIT, "the task never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
