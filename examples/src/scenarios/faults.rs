@@ -88,8 +88,13 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()?;
+    let failed = if status.success() {
+        String::new()
+    } else {
+        format!(" (kill reported {status})")
+    };
     out.say(format!(
-        "sent SIGKILL to worker {pid} while it ran a task (kill: {status})"
+        "sent SIGKILL to worker {pid} while it ran a task, as the OOM killer would{failed}"
     ));
     out.say(format!("   the killed task: {}", fate(&victim)));
     let ok = others
