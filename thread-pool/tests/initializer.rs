@@ -6,7 +6,7 @@ use cfutures_thread_pool::ThreadPoolExecutor;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use util::{Gate, LIMIT};
+use util::{eventually, Gate, LIMIT};
 
 thread_local! {
     static INITIALIZED: Cell<u32> = const { Cell::new(0) };
@@ -35,6 +35,11 @@ fn the_initializer_runs_once_in_every_worker_before_its_tasks() {
             .unwrap()
         })
         .collect();
+    // All three running at once: three threads, each of which ran the initializer first.
+    // (Opening the gate earlier would let the first thread run all three tasks while the
+    // other two threads are still starting, before their initializers ran.)
+    eventually("three tasks running at once", || pool.running_tasks() == 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
     gate.open();
     for f in &fs {
         assert_eq!(*f.result_timeout(LIMIT).unwrap(), 1);
