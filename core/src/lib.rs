@@ -87,6 +87,3 @@ pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{fallible, ChunkIter, ChunkOutput, Fallible, MapChunk, Task};
 pub use waiter::{AnyFuture, Completion, FutureId, Waitable, Waiter, WaiterKey};
-
-#[cfg(test)]
-mod test;
