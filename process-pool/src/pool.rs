@@ -910,7 +910,7 @@ where
             wire::run_chunk::<F, A, R> as Tramp,
             chunk.items(),
             self.shared.config.time_limit,
-            wire::decode_chunk::<R>,
+            wire::decode::<ChunkOutput<R>>,
         )
     }
 }

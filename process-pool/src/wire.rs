@@ -418,11 +418,6 @@ where
     outcome(Ok(results), out)
 }
 
-/// Decodes what [`run_chunk`] encoded.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(b: &[u8]) -> Result<ChunkOutput<R>, TaskError> {
-    decode::<ChunkOutput<R>>(b)
-}
-
 /// Trampoline for the initializer.
 pub(crate) fn run_init<F, A>(input: &[u8], out: &mut Vec<u8>) -> bool
 where
