@@ -74,6 +74,7 @@
 //! Design notes: `DESIGN-NOTES.md` next to this crate's `Cargo.toml`.
 
 mod pool;
+mod prim;
 mod sys;
 mod wire;
 mod worker;

@@ -30,6 +30,7 @@ use cfutures_core::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::prim;
 use crate::sys;
 use crate::wire::{self, FnId, Tramp};
 use crate::worker;
@@ -675,12 +676,36 @@ impl ProcessPoolExecutor {
     where
         R: DeserializeOwned + Send + Sync + 'static,
     {
+        // Room for the frame at once in the common case (postcard is rarely larger than
+        // the value in memory), rather than growing it by doubling.
+        let guess = wire::CMD_HEADER + std::mem::size_of_val(value).clamp(16, 1 << 16);
+        self.submit_with(
+            tramp,
+            guess,
+            |frame| wire::encode_into(value, frame),
+            limit,
+            decode,
+        )
+    }
+
+    /// Builds a job's frame with `encode` (which appends the payload) and queues it.
+    fn submit_with<R>(
+        &self,
+        tramp: Tramp,
+        capacity: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskError>,
+        limit: Option<Duration>,
+        decode: fn(&[u8]) -> Result<R, TaskError>,
+    ) -> Result<Future<R>, SubmitError>
+    where
+        R: DeserializeOwned + Send + Sync + 'static,
+    {
         let promise = Promise::<R>::new();
         let future = promise.future();
-        let mut frame = Vec::with_capacity(64);
+        let mut frame = Vec::with_capacity(capacity);
         let encoded = wire::fn_id(tramp).and_then(|id| {
             let start = wire::begin_cmd(&mut frame, wire::CMD_RUN, 0, id);
-            wire::encode_into(value, &mut frame)?;
+            encode(&mut frame)?;
             wire::finish(&mut frame, start)
         });
         let slot = Box::new(TypedSlot {
@@ -906,11 +931,21 @@ where
 {
     fn submit(&self, chunk: MapChunk<F, A>) -> Result<Future<ChunkOutput<R>>, SubmitError> {
         const { wire::assert_zero_sized::<F>() };
-        self.submit_encoded(
+        let (_, items) = chunk.into_parts();
+        self.submit_with(
             wire::run_chunk::<F, A, R> as Tramp,
-            chunk.items(),
+            // Numbers are packed into a frame of the exact size; other items get room as
+            // in `submit_encoded`.
+            wire::CMD_HEADER + 16,
+            |frame| {
+                if prim::encode_items(&items, frame) {
+                    return Ok(());
+                }
+                frame.reserve(std::mem::size_of_val(&items[..]).min(1 << 16));
+                wire::encode_into(&items[..], frame)
+            },
             self.shared.config.time_limit,
-            wire::decode::<ChunkOutput<R>>,
+            prim::decode_output::<R>,
         )
     }
 }

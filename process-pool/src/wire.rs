@@ -403,10 +403,10 @@ where
 pub(crate) fn run_chunk<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> bool
 where
     F: Fn(A) -> R + Copy,
-    A: DeserializeOwned,
-    R: Serialize,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
 {
-    let items = match decode::<Vec<A>>(input) {
+    let items = match crate::prim::decode_items::<A>(input) {
         Ok(a) => a,
         Err(e) => return outcome::<ChunkOutput<R>>(Err(e), out),
     };
@@ -415,6 +415,9 @@ where
     // Compact when every item succeeded (a plain `Vec<R>` on the wire, the common case),
     // each item's `Result` otherwise: `ChunkOutput`'s variant tag says which.
     let results: ChunkOutput<R> = items.into_iter().map(|a| catch(|| f(a))).collect();
+    if crate::prim::encode_output(&results, out) {
+        return true;
+    }
     outcome(Ok(results), out)
 }
 
