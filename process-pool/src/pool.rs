@@ -300,12 +300,15 @@ trait Slot: Send {
     /// Marks it running (false: it was cancelled, and that is now noticed).
     fn start(&self) -> bool;
     fn cancel(&self);
-    fn finish(self: Box<Self>, outcome: Outcome);
+    /// Completes the future; a [`Outcome::Frame`]'s payload is in `payloads`.
+    fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]);
 }
 
 enum Outcome {
-    /// Encoded value (`true`) or encoded `TaskError` (`false`).
-    Frame(bool, Vec<u8>),
+    /// Encoded value (`true`) or encoded `TaskError` (`false`): where it is in the I/O
+    /// thread's payload buffer (copied there from the result pipe's buffer, so that
+    /// results cost no allocation of their own on the way to being decoded).
+    Frame(bool, std::ops::Range<usize>),
     Failed(TaskError),
     Broken(Broken),
     Cancelled,
@@ -330,13 +333,15 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
     fn cancel(&self) {
         self.promise.future().cancel();
     }
-    fn finish(self: Box<Self>, outcome: Outcome) {
+    fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]) {
         let p = self.promise;
         let _ = match outcome {
-            Outcome::Frame(true, b) => p.set_outcome((self.decode)(&b)),
-            Outcome::Frame(false, b) => p.set_exception(match wire::decode::<TaskError>(&b) {
-                Ok(e) | Err(e) => e,
-            }),
+            Outcome::Frame(true, r) => p.set_outcome((self.decode)(&payloads[r])),
+            Outcome::Frame(false, r) => {
+                p.set_exception(match wire::decode::<TaskError>(&payloads[r]) {
+                    Ok(e) | Err(e) => e,
+                })
+            }
             Outcome::Failed(e) => p.set_exception(e),
             Outcome::Broken(b) => p.set_broken(b),
             Outcome::Cancelled => p.set_cancelled(),
@@ -738,7 +743,7 @@ impl ProcessPoolExecutor {
             drop(st);
             // Python: an argument that cannot be pickled fails its future; the pool is fine.
             slot.start();
-            slot.finish(Outcome::Failed(e));
+            slot.finish(Outcome::Failed(e), &[]);
             return Ok(());
         }
         let id = st.next_id;
@@ -804,7 +809,7 @@ impl ProcessPoolExecutor {
         if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.queue.remove(i).expect("index is valid");
             drop(st);
-            job.slot.finish(Outcome::Cancelled);
+            job.slot.finish(Outcome::Cancelled, &[]);
             return true;
         }
         for w in &mut st.workers {
@@ -1020,6 +1025,8 @@ struct Io {
     procs: Vec<Proc>,
     next_key: u64,
     pollfds: Vec<libc::pollfd>,
+    /// The payloads of the results taken in this round (see [`Outcome::Frame`]).
+    payloads: Vec<u8>,
 }
 
 impl Io {
@@ -1030,6 +1037,7 @@ impl Io {
             procs: Vec::new(),
             next_key: 1,
             pollfds: Vec::new(),
+            payloads: Vec::new(),
         }
     }
 
@@ -1051,7 +1059,11 @@ impl Io {
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
             for (slot, outcome) in done.drain(..) {
-                slot.finish(outcome);
+                slot.finish(outcome, &self.payloads);
+            }
+            self.payloads.clear();
+            if self.payloads.capacity() > 1 << 20 {
+                self.payloads = Vec::new();
             }
             discard.clear();
             if exit {
@@ -1254,9 +1266,11 @@ impl Io {
                                 sys::kill(w.pid, libc::SIGKILL);
                             }
                         }
+                        let at = self.payloads.len();
+                        self.payloads.extend_from_slice(payload);
                         done.push((
                             job.slot,
-                            Outcome::Frame(kind == wire::RES_OK, payload.to_vec()),
+                            Outcome::Frame(kind == wire::RES_OK, at..self.payloads.len()),
                         ));
                     }
                     _ => {
