@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::blocking::{self, Backoff};
 use crate::error::{Broken, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
-use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread, UnsafeCell};
+use crate::sync::{self, AtomicU16, AtomicU32, Mutex, Ordering, Thread, UnsafeCell};
 
 /// The shared state's `Arc` (loom's under `cfg(loom)`, so `into_result`'s `get_mut` is
 /// modelled); waiters stay in std `Arc`s (they are `dyn`).
@@ -178,8 +178,12 @@ enum Take {
 
 /// What a transition took from the listeners, to tell outside the lock.
 enum Drained<T> {
-    /// Everyone: the whole box, taken in O(1) (no allocation on the completion path).
-    All(Option<Box<Listeners<T>>>),
+    /// Everyone: the inline waiter and the whole box, taken in O(1) (no allocation on the
+    /// completion path).
+    All {
+        waiter: Option<Arc<dyn Waiter>>,
+        more: Option<Box<Listeners<T>>>,
+    },
     /// Part of them (a cancel, or the notice of one).
     Part {
         callbacks: Vec<Callback<T>>,
@@ -188,18 +192,63 @@ enum Drained<T> {
     },
 }
 
-/// What a finished future holds. The failure is boxed, and the listeners are allocated only
-/// when someone registers, so that the common future (submitted, finished, read) is one small
-/// allocation: 64 bytes with its `Arc` header for a `u64` result, against ~190 with both
-/// inline. That size is most of the cost of a future in a throughput workload (allocation
-/// and first-touch page faults).
+/// The index of a [`WaiterKey`] that names the inline waiter of a [`Registry`]; its token is
+/// made by [`inline_token`].
+const INLINE: u32 = u32::MAX;
+
+/// Everyone registered on a future, under its mutex.
+///
+/// The first `wait` / `as_completed` / `map_unordered` waiter is kept inline, so that
+/// installing one — what those do to every pending future, a million times for a million
+/// futures — allocates nothing: the box of [`Listeners`] (callbacks, parked threads, further
+/// waiters) is made only when something else registers. Its [`WaiterKey`] is
+/// `{ index: INLINE, token: inline_token(..) }`.
+struct Registry<T> {
+    waiter: Option<Arc<dyn Waiter>>,
+    more: Option<Box<Listeners<T>>>,
+}
+
+impl<T> Registry<T> {
+    const fn new() -> Self {
+        Registry {
+            waiter: None,
+            more: None,
+        }
+    }
+
+    fn listeners(&mut self) -> &mut Listeners<T> {
+        self.more.get_or_insert_with(|| Box::new(Listeners::new()))
+    }
+}
+
+/// The token of the key of an inline installation: the waiter's address and the future's
+/// count of inline installations (mod 2^16), so that a stale key matches a later
+/// installation only if it is of the same waiter object *and* exactly a multiple of 65,536
+/// installations came in between. (User-space addresses fit in 48 bits.)
+fn inline_token(w: &Arc<dyn Waiter>, generation: u16) -> u64 {
+    ((Arc::as_ptr(w) as *const () as usize as u64) << 16) | u64::from(generation)
+}
+
+/// What a finished future holds. The failure is boxed, and the listeners (but for one
+/// waiter) are allocated only when someone registers, so that the common future (submitted,
+/// finished, read; or waited on by `wait` / `as_completed`) is one small allocation: 72
+/// bytes with its `Arc` header for a `u64` result (an 80-byte malloc chunk), against ~190
+/// with everything inline. That size is most of the cost of a future in a throughput
+/// workload (allocation and first-touch page faults).
 type Outcome<T> = Result<T, Box<Error>>;
 
 pub(crate) struct Inner<T> {
     state: StateCell,
-    handles: AtomicUsize,
+    /// `u32` so that it packs with `state` into one word: with the inline waiter the state
+    /// of a `Future<u64>` is 72 bytes, which malloc serves from the same 80-byte chunks as
+    /// 64. Four billion handles to one future would take 32 GiB of handles; overflow aborts,
+    /// as `Arc`'s does.
+    handles: AtomicU32,
+    /// How many waiters were installed inline (mod 2^16), for [`inline_token`]. Written
+    /// only under the `listeners` lock; it fills the word `state` and `handles` share.
+    inline_generation: AtomicU16,
     value: UnsafeCell<Option<Outcome<T>>>,
-    listeners: Mutex<Option<Box<Listeners<T>>>>,
+    listeners: Mutex<Registry<T>>,
 }
 
 // SAFETY: `value` is the only field that is not already `Sync`. It is written once, by the
@@ -216,9 +265,10 @@ impl<T> Inner<T> {
     fn new() -> Self {
         Inner {
             state: StateCell::new(),
-            handles: AtomicUsize::new(0),
+            handles: AtomicU32::new(0),
+            inline_generation: AtomicU16::new(0),
             value: UnsafeCell::new(None),
-            listeners: Mutex::new(None),
+            listeners: Mutex::new(Registry::new()),
         }
     }
 
@@ -239,27 +289,91 @@ impl<T> Inner<T> {
         is_terminal: impl Fn(u8) -> bool,
         add: impl FnOnce(&mut Listeners<T>) -> R,
     ) -> Result<R, u8> {
-        let mut l = sync::lock(&self.listeners);
+        let mut r = sync::lock(&self.listeners);
         self.state.set_listeners_unless(is_terminal)?;
-        Ok(add(l.get_or_insert_with(|| Box::new(Listeners::new()))))
+        Ok(add(r.listeners()))
+    }
+
+    /// Installs a waiter unless the future is complete for waiting: inline if that slot is
+    /// free (no allocation), else in the box.
+    fn install(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, u8> {
+        // Complete already (terminal for waiting, so it stays so): no lock needed.
+        let s = self.state.load();
+        if state::is_complete_for_wait(s) {
+            return Err(s);
+        }
+        let mut r = sync::lock(&self.listeners);
+        self.state
+            .set_listeners_unless(state::is_complete_for_wait)?;
+        if r.waiter.is_none() {
+            // Relaxed: only read and written under the lock, which orders it.
+            let generation = self.inline_generation.load(Ordering::Relaxed);
+            self.inline_generation
+                .store(generation.wrapping_add(1), Ordering::Relaxed);
+            let key = WaiterKey {
+                index: INLINE,
+                token: inline_token(waiter, generation),
+            };
+            r.waiter = Some(waiter.clone());
+            return Ok(key);
+        }
+        let w = waiter.clone();
+        Ok(r.listeners()
+            .insert(|token| Slot::Waiter { token, waiter: w }))
     }
 
     fn drain(&self, take: Take) -> Drained<T> {
-        let mut guard = sync::lock(&self.listeners);
+        let mut r = sync::lock(&self.listeners);
         match take {
             // Nobody can register after a transition that takes everyone (it is terminal
             // for every kind of listener), so the box can go.
-            Take::All => Drained::All(guard.take()),
-            _ => match guard.as_mut() {
-                Some(l) => l.drain_part(take),
-                None => Drained::All(None),
+            Take::All => Drained::All {
+                waiter: r.waiter.take(),
+                more: r.more.take(),
             },
+            Take::DoneListeners => match r.more.as_mut() {
+                Some(l) => l.drain_part(take),
+                None => Drained::All {
+                    waiter: None,
+                    more: None,
+                },
+            },
+            Take::Waiters => {
+                let waiter = r.waiter.take();
+                match r.more.as_mut() {
+                    None => Drained::All { waiter, more: None },
+                    Some(l) => {
+                        let mut d = l.drain_part(take);
+                        if let (Drained::Part { waiters, .. }, Some(w)) = (&mut d, waiter) {
+                            waiters.push(w);
+                        }
+                        d
+                    }
+                }
+            }
         }
     }
 
     /// Removes a parked thread or a waiter by key (nothing if it already fired).
     fn remove(&self, key: WaiterKey) {
-        if let Some(l) = sync::lock(&self.listeners).as_mut() {
+        let mut r = sync::lock(&self.listeners);
+        if key.index == INLINE {
+            // Relaxed: under the lock (see `install`); the current installation's generation
+            // is the one before the counter.
+            let generation = self
+                .inline_generation
+                .load(Ordering::Relaxed)
+                .wrapping_sub(1);
+            if r.waiter
+                .as_ref()
+                .is_some_and(|w| inline_token(w, generation) == key.token)
+            {
+                let w = r.waiter.take();
+                // The waiter's own drop (if this was the last reference) runs unlocked.
+                drop(r);
+                drop(w);
+            }
+        } else if let Some(l) = r.more.as_mut() {
             l.remove(key);
         }
     }
@@ -283,8 +397,11 @@ impl<T> Inner<T> {
     fn tell(this: &Shared<T>, d: Drained<T>, completion: Option<Completion>) {
         let id = this.id();
         let callbacks = match d {
-            Drained::All(None) => return,
-            Drained::All(Some(l)) => {
+            Drained::All { waiter, more } => {
+                if let (Some(w), Some(c)) = (waiter, completion) {
+                    w.notify(id, c);
+                }
+                let Some(l) = more else { return };
                 let l = *l;
                 for slot in std::iter::once(l.first).chain(l.rest) {
                     match slot {
@@ -436,7 +553,11 @@ pub struct Future<T> {
 impl<T> Future<T> {
     fn from_inner(inner: Shared<T>) -> Self {
         // Relaxed: a new handle needs no ordering, like `Arc::clone`.
-        inner.handles.fetch_add(1, Ordering::Relaxed);
+        if inner.handles.fetch_add(1, Ordering::Relaxed) > u32::MAX / 2 {
+            // As `Arc::clone` on overflow: counting on would let `into_result` move the
+            // value out from under live handles.
+            std::process::abort();
+        }
         Future { inner }
     }
 
@@ -745,16 +866,11 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
     }
 
     fn install_waiter(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
-        let w = waiter.clone();
-        self.inner
-            .register(state::is_complete_for_wait, move |l| {
-                l.insert(|token| Slot::Waiter { token, waiter: w })
-            })
-            .map_err(|_| {
-                self.inner
-                    .completion()
-                    .expect("complete for wait has a completion")
-            })
+        self.inner.install(waiter).map_err(|_| {
+            self.inner
+                .completion()
+                .expect("complete for wait has a completion")
+        })
     }
 
     fn remove_waiter(&self, key: WaiterKey) {
@@ -960,4 +1076,15 @@ pub fn pending<T>() -> (Promise<T>, Future<T>) {
     let p = Promise::new();
     let f = p.future();
     (p, f)
+}
+
+#[cfg(all(test, not(loom)))]
+mod layout {
+    /// The shared state of a `Future<u64>` (with `Arc`'s two counters) stays within what
+    /// malloc serves from 80-byte chunks.
+    #[test]
+    fn future_state_fits_an_80_byte_chunk() {
+        let size = std::mem::size_of::<super::Inner<u64>>() + 2 * std::mem::size_of::<usize>();
+        assert!(size <= 72, "{size} bytes");
+    }
 }

@@ -245,3 +245,33 @@ fn into_result_vs_set_result_with_callback() {
         setter.join().unwrap();
     });
 }
+
+#[test]
+fn remove_inline_and_boxed_waiters_vs_set_result() {
+    // Two waiters: the first is kept inline in the future, the second in the listener box.
+    // Each removal races the completion: a waiter is told at most once, and either way the
+    // future lets go of it (no reference leaks).
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (da, db): (Arc<dyn Waiter>, Arc<dyn Waiter>) = (a.clone(), b.clone());
+        let ka = f.install_waiter(&da).unwrap();
+        let kb = f.install_waiter(&db).unwrap();
+        let g = f.clone();
+        let remover = thread::spawn(move || {
+            g.remove_waiter(ka);
+            g.remove_waiter(kb);
+        });
+        p.set_result(5).unwrap();
+        remover.join().unwrap();
+        for w in [&a, &b] {
+            assert!(w.0.load(Ordering::SeqCst) <= 1);
+            // Held here and in `da` / `db` only.
+            assert_eq!(Arc::strong_count(w), 2);
+        }
+        // A removed key does nothing more, and a new installation on the finished future is
+        // refused with its completion.
+        f.remove_waiter(ka);
+        assert_eq!(f.install_waiter(&da).unwrap_err(), Completion::Succeeded);
+    });
+}
