@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfutures_core::blocking;
-use cfutures_core::{FutureId, Waitable, Waiter, WaiterKey};
+use cfutures_core::{Waitable, Waiter, WaiterKey};
 
 use crate::hash::IdMap;
 use crate::progress::Progress;
-use crate::queue::QueueWaiter;
+use crate::queue::SlotQueueWaiter;
 
 /// The error [`as_completed`] yields when its timeout passes with futures still
 /// unfinished (Python's `TimeoutError('2 (of 5) futures unfinished')`).
@@ -127,9 +127,11 @@ where
         timeout,
         deadline: None,
         ready: VecDeque::new(),
-        slots: IdMap::default(),
+        index: IdMap::default(),
+        slots: Vec::new(),
         pending: 0,
         waiter: None,
+        head: 0,
         scratch: Vec::new(),
         total: 0,
         yielded: 0,
@@ -149,12 +151,16 @@ where
     deadline: Option<Instant>,
     /// Complete, not yet yielded.
     ready: VecDeque<I::Item>,
-    /// Every distinct future seen: `Some` while pending (with its waiter), `None` once it
-    /// moved to `ready` (kept to skip duplicates and stale notifications).
-    slots: IdMap<FutureId, Option<(I::Item, WaiterKey)>>,
+    /// Every distinct future, by address: its index in `slots`.
+    index: IdMap<usize, u32>,
+    /// Every distinct future, in input order: `Some` (with the waiter's key, if installed)
+    /// until it moves to `ready`.
+    slots: Vec<Option<(I::Item, Option<WaiterKey>)>>,
     pending: usize,
-    waiter: Option<Arc<QueueWaiter>>,
-    scratch: Vec<FutureId>,
+    waiter: Option<Arc<SlotQueueWaiter>>,
+    /// How far this iterator has read the waiter's queue.
+    head: usize,
+    scratch: Vec<usize>,
     total: usize,
     yielded: usize,
     finished: bool,
@@ -185,37 +191,39 @@ where
 
     fn start(&mut self, input: I) {
         self.deadline = self.timeout.and_then(blocking::deadline_after);
-        let waiter = Arc::new(QueueWaiter::default());
-        let as_dyn: Arc<dyn Waiter> = waiter.clone();
-        self.slots.reserve(input.size_hint().0);
+        // 1. Dedup (by address: this does not touch the futures themselves).
+        self.index.reserve(input.size_hint().0);
         for f in input {
-            match self.slots.entry(f.id()) {
-                Entry::Occupied(_) => continue,
-                // Finished already: no waiter (and no lock) needed.
-                Entry::Vacant(v) if f.completion().is_some() => {
-                    v.insert(None);
-                    self.ready.push_back(f);
-                }
-                Entry::Vacant(v) => match f.install_waiter(&as_dyn) {
-                    Ok(key) => {
-                        v.insert(Some((f, key)));
-                        self.pending += 1;
-                    }
-                    Err(_) => {
-                        v.insert(None);
-                        self.ready.push_back(f);
-                    }
-                },
+            if let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) {
+                v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
+                self.slots.push(Some((f, None)));
             }
         }
         self.total = self.slots.len();
+        // 2. One waiter with a slot per future, installed on each that is not complete
+        //    (installing looks at the state first: no lock for those).
+        let waiter = Arc::new(SlotQueueWaiter::new(self.slots.len()));
+        let as_dyn: Arc<dyn Waiter> = waiter.clone();
+        for slot in &mut self.slots {
+            let (f, key) = slot.as_mut().expect("not taken yet");
+            match f.install_waiter(&as_dyn) {
+                Ok(k) => {
+                    *key = Some(k);
+                    self.pending += 1;
+                }
+                Err(_) => self.ready.push_back(slot.take().expect("not taken yet").0),
+            }
+        }
         self.waiter = Some(waiter);
     }
 
     /// Moves the futures the waiter reported into `ready`.
     fn collect(&mut self) {
         for id in self.scratch.drain(..) {
-            if let Some(slot) = self.slots.get_mut(&id) {
+            let Some(&i) = self.index.get(&id) else {
+                continue;
+            };
+            if let Some(slot) = self.slots.get_mut(i as usize) {
                 if let Some((f, _key)) = slot.take() {
                     self.pending -= 1;
                     self.ready.push_back(f);
@@ -227,11 +235,12 @@ where
     /// Removes the waiter from every future still pending and forgets them.
     fn finish(&mut self) {
         self.finished = true;
-        for (_, slot) in self.slots.drain() {
-            if let Some((f, key)) = slot {
+        for (f, key) in self.slots.drain(..).flatten() {
+            if let Some(key) = key {
                 f.remove_waiter(key);
             }
         }
+        self.index = IdMap::default();
         self.pending = 0;
     }
 }
@@ -255,8 +264,8 @@ where
             if self.finished || self.pending == 0 {
                 return None;
             }
-            let waiter = self.waiter.as_ref().expect("started").clone();
-            if !waiter.take_until(&mut self.scratch, self.deadline) {
+            let waiter = self.waiter.as_ref().expect("started");
+            if !waiter.take_until(&mut self.head, &mut self.scratch, self.deadline) {
                 let err = TimedOut {
                     unfinished: self.pending,
                     total: self.total,

@@ -11,7 +11,7 @@
 //! wake-up. `nonempty` mirrors `!ids.is_empty()` (written under the lock) so that the
 //! consumer's spin loop polls an atomic, not the mutex.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
@@ -91,6 +91,115 @@ impl Waiter for QueueWaiter {
         };
         if let Some(t) = wake {
             t.unpark();
+        }
+    }
+}
+
+/// The waiter `as_completed` installs: like [`QueueWaiter`], but for a number of
+/// notifications known in advance (one per installation), so that notifying takes no lock.
+///
+/// # Protocol
+///
+/// A notifier claims the next slot with a `fetch_add` on `tail` and stores the future's
+/// address there (addresses are never 0, the empty mark). The consumer reads the slots in
+/// order from its own `head`, and has work when `slots[head]` is non-zero — slots may be
+/// filled out of order, so a filled slot behind an empty one waits for it.
+///
+/// Before parking, the consumer sets `sleeping` and then reads `slots[head]`; a notifier
+/// stores its slot and then reads `sleeping`. All four are `SeqCst`, so at least one side
+/// sees the other: the consumer does not park, or the notifier unparks it. Notifiers do not
+/// clear `sleeping` (only the consumer does, once awake): the notifier that fills
+/// `slots[head]` may not be the first to see it set, and must still wake the consumer.
+///
+/// `tail`, which every notification writes, has a cache line of its own (as has the `Arc`'s
+/// count, before the aligned struct), so that the consumer's reads of `slots` and
+/// `sleeping` do not miss on every notification.
+#[repr(align(128))]
+pub(crate) struct SlotQueueWaiter {
+    slots: Box<[AtomicUsize]>,
+    sleeping: AtomicBool,
+    thread: Thread,
+    tail: CachePadded<AtomicUsize>,
+}
+
+/// A value alone in its cache line (two lines: adjacent-line prefetching pairs them).
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl SlotQueueWaiter {
+    /// For at most `capacity` notifications, consumed by the calling thread.
+    pub(crate) fn new(capacity: usize) -> Self {
+        SlotQueueWaiter {
+            slots: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
+            tail: CachePadded(AtomicUsize::new(0)),
+            sleeping: AtomicBool::new(false),
+            thread: std::thread::current(),
+        }
+    }
+
+    /// The address in slot `i` (0: not filled yet, or past the end).
+    fn slot(&self, i: usize, order: Ordering) -> usize {
+        self.slots.get(i).map_or(0, |s| s.load(order))
+    }
+
+    /// Moves the addresses of the futures notified from `*head` on (completion order) into
+    /// `out`, advancing `*head`; false if there were none.
+    pub(crate) fn take(&self, head: &mut usize, out: &mut Vec<usize>) -> bool {
+        let start = out.len();
+        loop {
+            // Acquire: pairs with the notifier's store; nothing else is read through it,
+            // but it keeps the address from being seen before the notification happened.
+            let id = self.slot(*head, Ordering::Acquire);
+            if id == 0 {
+                break;
+            }
+            out.push(id);
+            *head += 1;
+        }
+        out.len() > start
+    }
+
+    /// Takes as [`take`](Self::take), blocking until there is something or `deadline`
+    /// passes; false if it passed with nothing. Must be called from the thread that made
+    /// the waiter.
+    pub(crate) fn take_until(
+        &self,
+        head: &mut usize,
+        out: &mut Vec<usize>,
+        deadline: Option<Instant>,
+    ) -> bool {
+        if self.take(head, out) {
+            return true;
+        }
+        let h = *head;
+        let ready = blocking::block_until(
+            deadline,
+            || self.slot(h, Ordering::Acquire) != 0,
+            || {
+                // SeqCst, both: see the protocol.
+                self.sleeping.store(true, Ordering::SeqCst);
+                self.slot(h, Ordering::SeqCst) == 0
+            },
+            // Relaxed: it only spares notifiers an unpark; the next park sets it with SeqCst.
+            || self.sleeping.store(false, Ordering::Relaxed),
+        );
+        ready && self.take(head, out)
+    }
+}
+
+impl Waiter for SlotQueueWaiter {
+    fn notify(&self, id: FutureId, _completion: Completion) {
+        // Relaxed: claiming a slot needs no ordering; the slot's own store publishes.
+        let i = self.tail.0.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = self.slots.get(i) else {
+            // More notifications than installations: cannot happen (each installation
+            // notifies at most once). Never panic in a notifier's thread.
+            return;
+        };
+        // SeqCst, this store and the load below: see the protocol.
+        slot.store(id.as_usize(), Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.thread.unpark();
         }
     }
 }

@@ -86,7 +86,7 @@ impl Waiter for WaitWaiter {
 ///
 /// * Duplicates collapse: each distinct future appears once in the result.
 /// * Futures already complete count; if that satisfies `return_when` (or everything is
-///   complete, including the empty input) it returns at once without installing anything.
+///   complete, including the empty input) it returns at once, without blocking.
 /// * "Complete" means finished (with a value or a failure), or cancelled **and noticed by
 ///   its executor**. A future cancelled while still queued is `done()` but stays in
 ///   `not_done` until its executor notices (Python's `CANCELLED` vs
@@ -99,9 +99,10 @@ impl Waiter for WaitWaiter {
 /// The handles can be any [`Waitable`] that is `Eq + Hash`: [`Future<T>`] for one result
 /// type, or [`AnyFuture`] to mix result types and executors.
 ///
-/// Cost: O(n) for n futures: one set built from the input (it becomes `done`), one pass to
-/// look, one to install a waiter on each pending future, and — unless all completed — one
-/// to remove the waiters and move the unfinished futures to `not_done`.
+/// Cost: O(n) for n futures: one set built from the input (it becomes `done`), one pass
+/// that installs a waiter on each pending future (a complete one costs a load: no lock, no
+/// allocation), and — unless all completed — one to remove the waiters and move the
+/// unfinished futures to `not_done`.
 ///
 /// [`Future<T>`]: cfutures_core::Future
 /// [`AnyFuture`]: cfutures_core::AnyFuture
@@ -149,49 +150,23 @@ where
 {
     let deadline = timeout.and_then(blocking::deadline_after);
 
-    // 1. Dedup into the set that becomes `done` (Python: `fs = set(fs)`), then look: which
-    //    are complete already. `was_done` follows the set's iteration order, which is
-    //    stable while the set is not modified.
+    // 1. Dedup into the set that becomes `done` (Python: `fs = set(fs)`). Hashing is by
+    //    address: this does not look at the futures' state.
     let iter = futures.into_iter();
     let mut all = FutureSet::with_capacity_and_hasher(iter.size_hint().0, Default::default());
     all.extend(iter);
-    let mut was_done = Vec::with_capacity(all.len());
-    let (mut n_done, mut any_failed) = (0, false);
-    for f in &all {
-        let c = f.completion();
-        any_failed |= c == Some(Completion::Failed);
-        n_done += usize::from(c.is_some());
-        was_done.push(c.is_some());
-    }
-    let mut n_pending = all.len() - n_done;
-
-    // 2. Fast returns (Python: still under the locks, before installing waiters).
-    if n_pending == 0 {
-        return DoneAndNotDone {
-            done: all,
-            not_done: FutureSet::default(),
-        };
-    }
-    let satisfied = match return_when {
-        ReturnWhen::FirstCompleted => n_done > 0,
-        ReturnWhen::FirstException => any_failed,
-        ReturnWhen::AllCompleted => false,
-    };
-    if satisfied {
-        return split(all, &[]);
+    if all.is_empty() {
+        return DoneAndNotDone::default();
     }
 
-    // 3a. ALL_COMPLETED needs no waiter: wait for each pending future in turn. Each wait
-    //     is short or parks once (the others complete meanwhile), so this is O(n) in total,
-    //     and it avoids the cost of installing and notifying a waiter on every future.
-    //     A future cancelled but not yet noticed is `done()` yet not complete for waiting:
-    //     those (rare) fall through to the waiter path below.
+    // 2a. ALL_COMPLETED needs no waiter: wait for each future in turn (a done one costs a
+    //     load). Each wait is short or parks once (the others complete meanwhile), so this
+    //     is O(n) in total, and it avoids installing and notifying a waiter on every
+    //     future. A future cancelled but not yet noticed is `done()` yet not complete for
+    //     waiting: those (rare) fall through to the waiter path below.
     if return_when == ReturnWhen::AllCompleted {
         let mut unnoticed = false;
-        for (f, &done) in all.iter().zip(&was_done) {
-            if done {
-                continue;
-            }
+        for f in &all {
             if !f.wait_deadline(deadline) {
                 // Timed out: return what is done now.
                 return split(all, &[]);
@@ -204,34 +179,26 @@ where
                 not_done: FutureSet::default(),
             };
         }
-        n_pending = 0;
-        for (f, done) in all.iter().zip(was_done.iter_mut()) {
-            *done = f.completion().is_some();
-            n_pending += usize::from(!*done);
-        }
-        if n_pending == 0 {
-            return DoneAndNotDone {
-                done: all,
-                not_done: FutureSet::default(),
-            };
-        }
     }
 
-    // 3. Install one waiter on every pending future. A future that completed since step 1
-    //    is counted as if it had notified.
+    // 2. One pass: install one waiter on every future not complete, and count the complete
+    //    ones as if they had notified (installing looks at the state first, so those take
+    //    no lock). Once the condition holds the rest need no waiter: they are sorted at the
+    //    end. So a `return_when` already satisfied by the futures as given returns at once,
+    //    as Python's check before installing anything, having installed only on the
+    //    futures before the first that satisfied it.
     let waiter = Arc::new(WaitWaiter {
         thread: std::thread::current(),
         return_when,
-        remaining: AtomicUsize::new(n_pending),
+        remaining: AtomicUsize::new(all.len()),
         fired: AtomicBool::new(false),
     });
     let as_dyn: Arc<dyn Waiter> = waiter.clone();
     let mut keys: Vec<Option<WaiterKey>> = Vec::with_capacity(all.len());
-    for (f, &done) in all.iter().zip(&was_done) {
-        // Acquire: see `notify`. Once fired, the rest need no waiter: they are sorted below.
-        if done || waiter.fired.load(Ordering::Acquire) {
-            keys.push(None);
-            continue;
+    for f in &all {
+        // Acquire: see `notify`.
+        if waiter.fired.load(Ordering::Acquire) {
+            break;
         }
         match f.install_waiter(&as_dyn) {
             Ok(key) => keys.push(Some(key)),
@@ -242,7 +209,7 @@ where
         }
     }
 
-    // 4. Block until fired or the deadline.
+    // 3. Block until fired or the deadline.
     blocking::block_until(
         deadline,
         || waiter.fired.load(Ordering::Acquire),
@@ -250,7 +217,7 @@ where
         || {},
     );
 
-    // 5. All notified (every installation already fired and freed its slot): all done.
+    // 4. All notified (every installation already fired and freed its slot): all done.
     //    Otherwise remove the waiter from each future and sort by completion.
     if waiter.remaining.load(Ordering::Acquire) == 0 {
         return DoneAndNotDone {
