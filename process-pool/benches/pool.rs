@@ -9,6 +9,9 @@
 //!   `map` over the pool).
 //! * W6: 8 CPU-bound tasks on 2 workers vs the same 8 run sequentially.
 //! * W8: create a pool of 2, run one task, shut down.
+//!
+//! Profiling aid: `CFPP_BENCH_ONLY=w3|w5|rt|w6` runs one workload 20 times and prints each
+//! run (`w6` also prints the CPU time the parent itself used while the pool ran).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -128,17 +131,45 @@ fn w3_map(pool: &ProcessPoolExecutor) -> Duration {
 }
 
 fn w6(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration) {
+    let (seq, par, _) = w6_cpu(pool, n);
+    (seq, par)
+}
+
+/// W6, and the CPU time the parent process itself (all its threads, not the workers)
+/// used while the pool ran the 8 tasks.
+fn w6_cpu(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration, Duration) {
     let t0 = Instant::now();
     for _ in 0..8 {
         burn(n);
     }
     let seq = t0.elapsed();
+    let c0 = cpu_self();
     let t0 = Instant::now();
     let fs: Vec<_> = (0..8).map(|_| pool.submit_fn(burn, n).unwrap()).collect();
     for f in &fs {
         f.result().unwrap();
     }
-    (seq, t0.elapsed())
+    (seq, t0.elapsed(), cpu_self() - c0)
+}
+
+/// User + system CPU time of this process (its threads; not its children).
+fn cpu_self() -> Duration {
+    // SAFETY: `ru` is a valid out-pointer for getrusage.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The `n` for which `burn(n)` takes about `secs` here.
+fn calibrate_burn(secs: f64) -> u64 {
+    let t0 = Instant::now();
+    burn(1_000_000);
+    let per = t0.elapsed().as_secs_f64() / 1e6;
+    (secs / per) as u64
 }
 
 fn w8() -> Duration {
@@ -240,10 +271,21 @@ fn main() {
         // Profiling aid: one workload, repeated.
         let pool = ProcessPoolExecutor::new(2).unwrap();
         w5_throughput(&pool, 1000);
+        let n = calibrate_burn(0.05);
         for _ in 0..20 {
             match only.as_str() {
                 "w3" => println!("w3 {:?}", w3_map(&pool)),
                 "w5" => println!("w5 {:?}", w5_throughput(&pool, 10_000)),
+                "w6" => {
+                    let (seq, par, cpu) = w6_cpu(&pool, n);
+                    println!(
+                        "w6 {:.3} speedup; parent CPU {:?} while the pool ran ({:.2}% of its {:?})",
+                        seq.as_secs_f64() / par.as_secs_f64(),
+                        cpu,
+                        100.0 * cpu.as_secs_f64() / par.as_secs_f64(),
+                        par
+                    );
+                }
                 _ => println!("rt {:?}", w5_round_trip(&pool, 5_000)),
             }
         }
@@ -256,10 +298,7 @@ fn main() {
     let rt = median(5, || w5_round_trip(&pool, 5_000 / scale));
     let w3 = median(5, || w3_map(&pool));
     // Calibrate W6 so that one task takes ~50 ms here.
-    let t0 = Instant::now();
-    burn(1_000_000);
-    let per = t0.elapsed().as_secs_f64() / 1e6;
-    let n = ((0.05 / scale as f64) / per) as u64;
+    let n = calibrate_burn(0.05 / scale as f64);
     let (seq, par) = w6(&pool, n);
     drop(pool);
     let w8 = median(11, w8);
