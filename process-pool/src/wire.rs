@@ -420,7 +420,9 @@ where
     // `catch_unwind` per item, without a `Result` per item in the common case.
     let mut items = items.into_iter();
     let mut values: Vec<R> = Vec::with_capacity(items.len());
-    let results = match catch(|| items.by_ref().for_each(|a| values.push(f(a)))) {
+    // (`extend` from `&mut vec::IntoIter` writes in place, and keeps the values written
+    // so far if `f` panics.)
+    let results = match catch(|| values.extend(items.by_ref().map(f))) {
         Ok(()) => ChunkOutput::Values(values),
         Err(e) => ChunkOutput::Mixed(
             values
