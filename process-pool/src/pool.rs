@@ -759,10 +759,15 @@ impl ProcessPoolExecutor {
         });
         let mut discard = Vec::new();
         st.dispatch(&shared.config, &mut discard);
-        // The I/O thread must look again if work waits (to start a worker), if a pipe is
-        // full (to finish the write), or if a time limit started (to arm its timer).
-        let need_io =
-            limit.is_some() || !st.queue.is_empty() || st.workers.iter().any(|w| !w.out.is_empty());
+        // The I/O thread must look again if work waits and a worker could be started for
+        // it, if a pipe is full (to finish the write), or if a time limit started (to arm
+        // its timer). Work that waits because every worker's window is full needs no wake:
+        // the next result (or a worker's exit) wakes the I/O thread, which then sends more.
+        // (Waking it anyway made it run once per submit while `map` queued its chunks,
+        // taking the lock and a CPU from the submitting thread and the workers.)
+        let need_io = limit.is_some()
+            || (!st.queue.is_empty() && st.live_workers() < shared.config.max_workers)
+            || st.workers.iter().any(|w| !w.out.is_empty());
         drop(st);
         drop(discard);
         if need_io {
