@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use cfutures_core::blocking;
 use cfutures_core::{
-    ChunkIter, ChunkOutput, Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit,
-    SubmitError, Waitable, Waiter, WaiterKey,
+    ChunkOutput, Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit, SubmitError,
+    TaskError, Waitable, Waiter, WaiterKey,
 };
 
 use crate::hash::IdMap;
@@ -149,7 +149,7 @@ impl<E> MapBuilder<E> {
         let mut map = Map {
             feeder,
             queue: VecDeque::new(),
-            out: Output::Empty,
+            out: Output::empty(),
             deadline,
             buffered: buffersize.is_some(),
             finished: false,
@@ -195,7 +195,7 @@ impl<E> MapBuilder<E> {
             inflight: IdMap::default(),
             ready: VecDeque::new(),
             scratch: Vec::new(),
-            out: Output::Empty,
+            out: Output::empty(),
             deadline,
             buffered: buffersize.is_some(),
             finished: false,
@@ -350,13 +350,24 @@ impl<R> Chunk<R> {
     /// The chunk's per-item results. The chunk must be done.
     fn into_output(self) -> Output<R> {
         match self {
-            Chunk::Failed { len, error } => Output::Repeat(error.into(), len),
+            Chunk::Failed { len, error } => Output::repeat(error.into(), len),
             Chunk::Submitted { len, mut future } => {
                 let give_up = Instant::now() + Duration::from_secs(1);
                 loop {
                     match future.try_into_result() {
-                        Ok(Ok(values)) => break Output::Values(values.into_iter()),
-                        Ok(Err(e)) => break Output::Repeat(e, len),
+                        Ok(Ok(ChunkOutput::Values(values))) => {
+                            break Output {
+                                values: values.into_iter(),
+                                rest: Rest::Empty,
+                            }
+                        }
+                        Ok(Ok(ChunkOutput::Mixed(results))) => {
+                            break Output {
+                                values: Vec::new().into_iter(),
+                                rest: Rest::Mixed(results.into_iter()),
+                            }
+                        }
+                        Ok(Err(e)) => break Output::repeat(e, len),
                         // Another handle is alive: the executor may be letting go of one.
                         Err(handle) if Instant::now() < give_up => {
                             future = handle;
@@ -366,7 +377,7 @@ impl<R> Chunk<R> {
                             let e = InvalidState::new(
                                 "map: the executor kept a handle to a chunk's future",
                             );
-                            break Output::Repeat(Error::InvalidState(e), len);
+                            break Output::repeat(Error::InvalidState(e), len);
                         }
                     }
                 }
@@ -375,30 +386,50 @@ impl<R> Chunk<R> {
     }
 }
 
-/// Results being handed out: a done chunk's values, or one error for each of its items.
-enum Output<R> {
+/// Results being handed out: a done chunk's values (the hot path: a plain `vec::IntoIter`,
+/// so that `next` is a pointer compare and a read), or its per-item results, or one error
+/// for each of its items.
+struct Output<R> {
+    values: std::vec::IntoIter<R>,
+    rest: Rest<R>,
+}
+
+enum Rest<R> {
     Empty,
-    Values(ChunkIter<R>),
+    Mixed(std::vec::IntoIter<Result<R, TaskError>>),
     Repeat(Error, usize),
 }
 
 impl<R> Output<R> {
-    /// The hot path of both map iterators: the next value of a done chunk whose items all
-    /// succeeded; `None` means "take the slow path" (not necessarily the end).
-    #[inline]
-    fn next_value(&mut self) -> Option<R> {
-        match self {
-            Output::Values(ChunkIter::Values(it)) => it.next(),
-            _ => None,
+    fn empty() -> Self {
+        Output {
+            values: Vec::new().into_iter(),
+            rest: Rest::Empty,
         }
     }
 
-    #[inline]
+    fn repeat(e: Error, n: usize) -> Self {
+        Output {
+            values: Vec::new().into_iter(),
+            rest: Rest::Repeat(e, n),
+        }
+    }
+
+    /// The hot path of both map iterators: the next value of a done chunk whose items all
+    /// succeeded; `None` means "take the slow path" (not necessarily the end).
+    #[inline(always)]
+    fn next_value(&mut self) -> Option<R> {
+        self.values.next()
+    }
+
     fn next(&mut self) -> Option<Result<R, Error>> {
-        match self {
-            Output::Empty => None,
-            Output::Values(it) => it.next().map(|r| r.map_err(Error::Failed)),
-            Output::Repeat(e, n) => {
+        if let Some(v) = self.values.next() {
+            return Some(Ok(v));
+        }
+        match &mut self.rest {
+            Rest::Empty => None,
+            Rest::Mixed(it) => it.next().map(|r| r.map_err(Error::Failed)),
+            Rest::Repeat(e, n) => {
                 if *n == 0 {
                     return None;
                 }
@@ -409,11 +440,12 @@ impl<R> Output<R> {
     }
 
     fn len(&self) -> usize {
-        match self {
-            Output::Empty => 0,
-            Output::Values(it) => it.len(),
-            Output::Repeat(_, n) => *n,
-        }
+        self.values.len()
+            + match &self.rest {
+                Rest::Empty => 0,
+                Rest::Mixed(it) => it.len(),
+                Rest::Repeat(_, n) => *n,
+            }
     }
 }
 

@@ -1,6 +1,7 @@
 //! What executors run: [`Task`], the fallible adapter [`Fallible`], and [`MapChunk`], the
 //! batch task `map` submits.
 
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -113,12 +114,132 @@ where
 {
     type Output = ChunkOutput<R>;
     fn run(self) -> Result<Self::Output, TaskError> {
-        let f = &*self.f;
-        Ok(self
-            .items
-            .into_iter()
-            .map(|a| panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(TaskError::from_panic))
-            .collect())
+        Ok(run_chunk(self.items, &*self.f))
+    }
+}
+
+/// Applies `f` to every item, each item's panic caught on its own.
+///
+/// The items run in one `catch_unwind` (a panic is rare; catching per item costs a call
+/// per item and stops the loop from being optimised); after a panic the rest run one by
+/// one. When `A` and `R` have the same size and alignment (`u64 -> u64`, say) the results
+/// are written over the items in their own buffer: no allocation, and memory the submitting
+/// thread just wrote (and will free) instead of fresh pages in the worker.
+fn run_chunk<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
+    let same_layout = mem::size_of::<A>() == mem::size_of::<R>()
+        && mem::align_of::<A>() == mem::align_of::<R>()
+        && mem::size_of::<A>() != 0;
+    if same_layout {
+        return in_place::run(items, f);
+    }
+    let mut items = items.into_iter();
+    let mut values: Vec<R> = Vec::with_capacity(items.len());
+    let all = panic::catch_unwind(AssertUnwindSafe(|| {
+        for a in items.by_ref() {
+            values.push(f(a));
+        }
+    }));
+    match all {
+        Ok(()) => ChunkOutput::Values(values),
+        // The item at `values.len()` panicked (it was moved out of `items` before the call).
+        Err(payload) => mixed(values, payload, items, f),
+    }
+}
+
+/// The results of a chunk in which an item panicked: the values before it, its panic,
+/// then the remaining items, run one by one.
+fn mixed<A, R>(
+    values: Vec<R>,
+    payload: Box<dyn std::any::Any + Send>,
+    rest: impl ExactSizeIterator<Item = A>,
+    f: &impl Fn(A) -> R,
+) -> ChunkOutput<R> {
+    let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(values.len() + 1 + rest.len());
+    out.extend(values.into_iter().map(Ok));
+    out.push(Err(TaskError::from_panic(payload)));
+    out.extend(
+        rest.map(|a| panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(TaskError::from_panic)),
+    );
+    ChunkOutput::Mixed(out)
+}
+
+mod in_place {
+    //! `run_chunk` for items and results of the same layout: results overwrite items.
+
+    use std::mem::ManuallyDrop;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::ptr;
+
+    use super::{mixed, ChunkOutput};
+
+    /// The buffer, as `[R; written] ++ [A; len - read]` with `written <= read` (one item,
+    /// at `written`, is in `f` while the two differ), and its capacity in elements.
+    struct Buffer<A> {
+        ptr: *mut A,
+        cap: usize,
+        len: usize,
+        read: usize,
+        written: usize,
+    }
+
+    /// Runs `f` on every item, writing each result where its item was.
+    ///
+    /// Requires `size_of::<A>() == size_of::<R>() != 0` and equal alignments (checked by
+    /// the caller), so the allocation of `cap` `A`s is exactly one of `cap` `R`s.
+    pub(super) fn run<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
+        debug_assert!(
+            std::mem::size_of::<A>() == std::mem::size_of::<R>()
+                && std::mem::align_of::<A>() == std::mem::align_of::<R>()
+        );
+        let mut items = ManuallyDrop::new(items);
+        let mut b = Buffer {
+            ptr: items.as_mut_ptr(),
+            cap: items.capacity(),
+            len: items.len(),
+            read: 0,
+            written: 0,
+        };
+        let all = panic::catch_unwind(AssertUnwindSafe(|| {
+            let out = b.ptr.cast::<R>();
+            while b.read < b.len {
+                // SAFETY: `read < len`: slot `read` holds an initialised `A`, which is moved
+                // out here and never read again (`read` moves past it first).
+                let a = unsafe { ptr::read(b.ptr.add(b.read)) };
+                b.read += 1;
+                let r = f(a);
+                // SAFETY: `written < read`, so slot `written` is an `A` already moved out (or
+                // an `R` slot past the last written); the same size and alignment make it a
+                // valid place for an `R`.
+                unsafe { ptr::write(out.add(b.written), r) };
+                b.written += 1;
+            }
+        }));
+        match all {
+            Ok(()) => {
+                // SAFETY: every slot `0..len` now holds an initialised `R`; the allocation
+                // was made for `cap` `A`s, which has the layout of `cap` `R`s (same size and
+                // alignment), so a `Vec<R>` may own and free it.
+                let values = unsafe { Vec::from_raw_parts(b.ptr.cast::<R>(), b.len, b.cap) };
+                ChunkOutput::Values(values)
+            }
+            Err(payload) => {
+                // Item `written` panicked: `[R; written]`, then a hole, then the
+                // `A`s `read..len`. Move both out, then free the buffer.
+                let out = b.ptr.cast::<R>();
+                // SAFETY: slots `0..written` hold initialised `R`s, moved out once here.
+                let values: Vec<R> = (0..b.written)
+                    .map(|i| unsafe { ptr::read(out.add(i)) })
+                    .collect();
+                // SAFETY: slots `read..len` hold initialised `A`s, moved out once here.
+                let rest: Vec<A> = (b.read..b.len)
+                    .map(|i| unsafe { ptr::read(b.ptr.add(i)) })
+                    .collect();
+                // SAFETY: the allocation was made by a `Vec<A>` with capacity `cap`; with
+                // length 0 dropping it frees the memory and drops no element (all moved).
+                drop(unsafe { Vec::from_raw_parts(b.ptr, 0, b.cap) });
+                mixed(values, payload, rest.into_iter(), f)
+            }
+        }
     }
 }
 
