@@ -192,7 +192,9 @@ where
     fn start(&mut self, input: I) {
         self.deadline = self.timeout.and_then(blocking::deadline_after);
         // 1. Dedup (by address: this does not touch the futures themselves).
-        self.index.reserve(input.size_hint().0);
+        let hint = input.size_hint().0;
+        self.index.reserve(hint);
+        self.slots.reserve(hint);
         for f in input {
             if let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) {
                 v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
