@@ -242,6 +242,43 @@ fn works_across_threads_with_an_executor() {
 }
 
 #[test]
+fn many_completing_threads_racing_the_consumer() {
+    // Four threads complete 4 x 5000 futures while the consumer installs its waiter and
+    // drains the notification queue: every future comes out once, none is lost between
+    // the consumer's last look and its park.
+    let n = 5000;
+    let mut promises = Vec::new();
+    let mut futures = Vec::new();
+    for _ in 0..4 {
+        let (p, f): (Vec<_>, Vec<_>) = (0..n).map(|_| pending::<usize>()).unzip();
+        promises.push(p);
+        futures.extend(f);
+    }
+    let completers: Vec<_> = promises
+        .into_iter()
+        .map(|ps| {
+            std::thread::spawn(move || {
+                for (i, p) in ps.into_iter().enumerate() {
+                    p.set_result(i).unwrap();
+                    if i % 64 == 0 {
+                        std::thread::yield_now(); // vary the interleaving
+                    }
+                }
+            })
+        })
+        .collect();
+    let ids: HashSet<_> = futures.iter().map(|f| f.id()).collect();
+    let seen: Vec<_> = as_completed(futures, Some(LONG))
+        .map(|f| f.expect("no timeout").id())
+        .collect();
+    for t in completers {
+        t.join().unwrap();
+    }
+    assert_eq!(seen.len(), 4 * n);
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), ids);
+}
+
+#[test]
 fn dropping_the_iterator_midway_is_fine() {
     let (promises, futures): (Vec<_>, Vec<_>) = (0..10).map(|_| pending::<usize>()).unzip();
     let mut input = futures.clone();
