@@ -4,8 +4,8 @@
 //!
 //! * `Shared::state` (one mutex): the queue of jobs not yet sent, and per worker the command
 //!   pipe's write end, its output buffer and the jobs in its window (sent, in order). User
-//!   threads take it to submit (and may write a frame straight into a worker's pipe, never
-//!   blocking: the pipes are non-blocking and what does not fit waits in the buffer); the
+//!   threads take it to submit (and may write a frame straight into an idle worker's pipe,
+//!   never blocking: the pipes are non-blocking and what does not fit waits in the buffer); the
 //!   I/O thread takes it to account for results, deaths, and to refill windows.
 //! * The I/O thread alone owns the result pipes, their input buffers, and the child
 //!   processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows the
@@ -453,11 +453,12 @@ type Done = Vec<(Box<dyn Slot>, Outcome)>;
 
 impl State {
     /// Sends queued jobs to workers with room; cancelled ones are set aside (to be dropped
-    /// outside the lock, which notices their cancellation).
-    fn dispatch(&mut self, cfg: &Config, discard: &mut Vec<Job>) {
+    /// outside the lock, which notices their cancellation). With `idle_only`, only to
+    /// workers running nothing.
+    fn dispatch(&mut self, cfg: &Config, discard: &mut Vec<Job>, idle_only: bool) {
         // Queue behind a running task only when no more workers can start: an idle or new
         // worker is better than a place in a busy one's window.
-        let pipeline = self.live_workers() >= cfg.max_workers;
+        let pipeline = !idle_only && self.live_workers() >= cfg.max_workers;
         while !self.queue.is_empty() {
             let Some(w) = self
                 .workers
@@ -758,7 +759,12 @@ impl ProcessPoolExecutor {
             cancel: false,
         });
         let mut discard = Vec::new();
-        st.dispatch(&shared.config, &mut discard);
+        // A submitting thread hands a job straight to an idle worker (a lone task reaches
+        // its worker without a thread hand-off), but leaves filling the windows of busy
+        // workers to the I/O thread, which their next results wake anyway: that keeps the
+        // submitter's time under the lock (and pipe writes under it) short while `map`
+        // queues chunks, when the I/O thread, taking results, needs the lock most.
+        st.dispatch(&shared.config, &mut discard, true);
         // The I/O thread must look again if work waits and a worker could be started for
         // it, if a pipe is full (to finish the write), or if a time limit started (to arm
         // its timer). Work that waits because every worker's window is full needs no wake:
@@ -1058,7 +1064,7 @@ impl Io {
             self.handle_deaths(&mut st, &mut done);
             self.apply_requests(&mut st);
             self.spawn_needed(&mut st, &mut done);
-            st.dispatch(cfg, &mut discard);
+            st.dispatch(cfg, &mut discard, false);
             let exit = self.build_pollset(&mut st);
             let timeout = Self::next_deadline(&mut st);
             drop(st);
