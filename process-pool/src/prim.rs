@@ -11,8 +11,9 @@
 //! each item as its bits (zigzag for signed integers, as postcard does; the IEEE bits of a
 //! float; 0 or 1 for a `bool`), little-endian, in the `w` low bytes, `w` being the fewest
 //! bytes that hold every item of the chunk (at least 1). Packing is a pass that ORs the
-//! items together and a loop of fixed-stride stores; unpacking, a loop of fixed-stride loads
-//! and a mask. Both run at a few instructions per item with no data-dependent branch,
+//! items together and a loop of `w`-byte stores; unpacking, a loop of `w`-byte loads (each
+//! width has its own loop, with constant sizes). Both run at a few instructions per item
+//! with no data-dependent branch,
 //! where postcard's varints cost a serde call and a branch per byte (about half of W3's CPU
 //! time on both sides of both pipes). For W3's values (below 2^21) `w` is 3: as compact
 //! as the varints.
@@ -147,34 +148,58 @@ fn take_varint(b: &[u8], at: &mut usize) -> Result<u64, postcard::Error> {
     Err(postcard::Error::DeserializeBadVarint)
 }
 
+/// Calls `$f::<W>($args)` for the width `$w` (1 to 8) as a constant, so that each width
+/// gets its own loop of fixed-size loads and stores.
+macro_rules! by_width {
+    ($w:expr, $f:ident($($args:expr),*)) => {
+        match $w {
+            1 => $f::<1, _>($($args),*),
+            2 => $f::<2, _>($($args),*),
+            3 => $f::<3, _>($($args),*),
+            4 => $f::<4, _>($($args),*),
+            5 => $f::<5, _>($($args),*),
+            6 => $f::<6, _>($($args),*),
+            7 => $f::<7, _>($($args),*),
+            _ => $f::<8, _>($($args),*),
+        }
+    };
+}
+
 /// Appends `items`, packed.
 fn put_packed<P: Prim>(items: &[P], out: &mut Vec<u8>) {
+    fn pack<const W: usize, P: Prim>(items: &[P], buf: &mut [u8]) {
+        for (c, &x) in buf.chunks_exact_mut(W).zip(items) {
+            c.copy_from_slice(&x.bits().to_le_bytes()[..W]);
+        }
+    }
     let any = items.iter().fold(0u64, |a, &x| a | x.bits());
     let w = (8 - any.leading_zeros() as usize / 8).max(1);
     let n = items.len();
-    // Each item is stored as 8 bytes at its place, the next overwriting the excess: 8
-    // bytes of room past the end, cut off afterwards.
-    out.reserve_exact(10 + 1 + n * w + 8);
+    out.reserve_exact(10 + 1 + n * w);
     put_varint(n as u64, out);
     out.push(w as u8);
     let body = out.len();
-    out.resize(body + n * w + 8, 0);
-    let buf = &mut out[body..];
-    if w == 8 {
-        for (c, &x) in buf.chunks_exact_mut(8).zip(items) {
-            c.copy_from_slice(&x.bits().to_le_bytes());
-        }
-    } else {
-        for (i, &x) in items.iter().enumerate() {
-            buf[i * w..i * w + 8].copy_from_slice(&x.bits().to_le_bytes());
-        }
-    }
-    out.truncate(body + n * w);
+    out.resize(body + n * w, 0);
+    by_width!(w, pack(items, &mut out[body..]));
 }
 
 /// Reads packed items at `b[*at..]`.
 fn take_packed<P: Prim>(b: &[u8], at: &mut usize) -> Result<Vec<P>, postcard::Error> {
     use postcard::Error::{DeserializeBadBool, DeserializeBadEncoding, DeserializeUnexpectedEnd};
+    fn unpack<const W: usize, P: Prim>(body: &[u8]) -> Result<Vec<P>, postcard::Error> {
+        let bits = |c: &[u8]| {
+            let mut x = [0u8; 8];
+            x[..W].copy_from_slice(c);
+            u64::from_le_bytes(x)
+        };
+        if !P::ALL_VALID && !body.chunks_exact(W).all(|c| P::valid(bits(c))) {
+            return Err(DeserializeBadBool);
+        }
+        // (`extend` from `ChunksExact` writes in place: no capacity check per item.)
+        let mut v = Vec::with_capacity(body.len() / W);
+        v.extend(body.chunks_exact(W).map(|c| P::from_bits(bits(c))));
+        Ok(v)
+    }
     let n = take_varint(b, at)?;
     let Some(&w) = b.get(*at) else {
         return Err(DeserializeUnexpectedEnd);
@@ -192,33 +217,7 @@ fn take_packed<P: Prim>(b: &[u8], at: &mut usize) -> Result<Vec<P>, postcard::Er
         .and_then(|len| b.get(*at..).and_then(|rest| rest.get(..len)))
         .ok_or(DeserializeUnexpectedEnd)?;
     *at += body.len();
-    let n = body.len() / w;
-    let mask = u64::MAX >> (64 - 8 * w);
-    // Items with 8 bytes of input from their start are read as a word and masked; the
-    // last few byte by byte.
-    let words = if body.len() >= 8 {
-        (body.len() - 8) / w + 1
-    } else {
-        0
-    }
-    .min(n);
-    let word =
-        |i: usize| u64::from_le_bytes(body[i * w..i * w + 8].try_into().expect("8 bytes")) & mask;
-    let tail = |i: usize| {
-        let mut x = [0u8; 8];
-        x[..w].copy_from_slice(&body[i * w..i * w + w]);
-        u64::from_le_bytes(x)
-    };
-    let valid = P::ALL_VALID
-        || ((0..words).all(|i| P::valid(word(i))) && (words..n).all(|i| P::valid(tail(i))));
-    if !valid {
-        return Err(DeserializeBadBool);
-    }
-    // (`extend` from a `Range` map writes in place: no capacity check per item.)
-    let mut v = Vec::with_capacity(n);
-    v.extend((0..words).map(|i| P::from_bits(word(i))));
-    v.extend((words..n).map(|i| P::from_bits(tail(i))));
-    Ok(v)
+    by_width!(w, unpack(body))
 }
 
 /// `t` as a `U`, if `T` and `U` are the same type.
