@@ -153,9 +153,9 @@ where
     ready: VecDeque<I::Item>,
     /// Every distinct future, by address: its index in `slots`.
     index: IdMap<usize, u32>,
-    /// Every distinct future, in input order: `Some` (with the waiter's key, if installed)
-    /// until it moves to `ready`.
-    slots: Vec<Option<(I::Item, Option<WaiterKey>)>>,
+    /// Every distinct future, in input order: `Some` (with its waiter's key) while it is
+    /// pending; `None` once it moved to `ready`.
+    slots: Vec<Option<(I::Item, WaiterKey)>>,
     pending: usize,
     waiter: Option<Arc<SlotQueueWaiter>>,
     /// How far this iterator has read the waiter's queue.
@@ -191,29 +191,37 @@ where
 
     fn start(&mut self, input: I) {
         self.deadline = self.timeout.and_then(blocking::deadline_after);
-        // 1. Dedup (by address: this does not touch the futures themselves).
+        // 1. Dedup, by address: this touches the hash table only, not the futures.
         let hint = input.size_hint().0;
         self.index.reserve(hint);
-        self.slots.reserve(hint);
+        let mut unique = Vec::with_capacity(hint);
         for f in input {
             if let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) {
-                v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
-                self.slots.push(Some((f, None)));
+                v.insert(u32::try_from(unique.len()).expect("fewer than 2^32 futures"));
+                unique.push(f);
             }
         }
-        self.total = self.slots.len();
-        // 2. One waiter with a slot per future, installed on each that is not complete
-        //    (installing looks at the state first: no lock for those).
-        let waiter = Arc::new(SlotQueueWaiter::new(self.slots.len()));
+        self.total = unique.len();
+        // 2. One waiter with a slot per future (allocated zeroed: the slots of complete
+        //    futures cost nothing), installed on each future that is not complete, in one
+        //    sequential pass over the futures. A complete one goes to `ready` (a look, no
+        //    lock).
+        let waiter = Arc::new(SlotQueueWaiter::new(unique.len()));
         let as_dyn: Arc<dyn Waiter> = waiter.clone();
-        for slot in &mut self.slots {
-            let (f, key) = slot.as_mut().expect("not taken yet");
-            match f.install_waiter(&as_dyn) {
-                Ok(k) => {
-                    *key = Some(k);
+        self.slots.reserve(unique.len());
+        for f in unique {
+            match f
+                .completion()
+                .map_or_else(|| f.install_waiter(&as_dyn), Err)
+            {
+                Ok(key) => {
+                    self.slots.push(Some((f, key)));
                     self.pending += 1;
                 }
-                Err(_) => self.ready.push_back(slot.take().expect("not taken yet").0),
+                Err(_) => {
+                    self.slots.push(None);
+                    self.ready.push_back(f);
+                }
             }
         }
         self.waiter = Some(waiter);
@@ -238,9 +246,7 @@ where
     fn finish(&mut self) {
         self.finished = true;
         for (f, key) in self.slots.drain(..).flatten() {
-            if let Some(key) = key {
-                f.remove_waiter(key);
-            }
+            f.remove_waiter(key);
         }
         self.index = IdMap::default();
         self.pending = 0;

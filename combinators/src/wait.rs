@@ -182,11 +182,11 @@ where
     }
 
     // 2. One pass: install one waiter on every future not complete, and count the complete
-    //    ones as if they had notified (installing looks at the state first, so those take
-    //    no lock). Once the condition holds the rest need no waiter: they are sorted at the
-    //    end. So a `return_when` already satisfied by the futures as given returns at once,
-    //    as Python's check before installing anything, having installed only on the
-    //    futures before the first that satisfied it.
+    //    ones (installing looks at the state first, so those take no lock and no
+    //    notification). Once the condition holds the rest need no waiter: they are sorted
+    //    at the end. So a `return_when` already satisfied by the futures as given returns
+    //    at once, as Python's check before installing anything, having installed only on
+    //    the futures before the first that satisfied it.
     let waiter = Arc::new(WaitWaiter {
         thread: std::thread::current(),
         return_when,
@@ -194,28 +194,57 @@ where
         fired: AtomicBool::new(false),
     });
     let as_dyn: Arc<dyn Waiter> = waiter.clone();
-    let mut keys: Vec<Option<WaiterKey>> = Vec::with_capacity(all.len());
-    for f in &all {
+    // (position in `all`'s iteration order, key) of each installation.
+    let mut keys: Vec<(usize, WaiterKey)> = Vec::new();
+    let mut complete = 0;
+    let mut satisfied = false;
+    for (pos, f) in all.iter().enumerate() {
         // Acquire: see `notify`.
         if waiter.fired.load(Ordering::Acquire) {
             break;
         }
-        match f.install_waiter(&as_dyn) {
-            Ok(key) => keys.push(Some(key)),
+        // Look first (one load): most futures of a large set are complete or not for a
+        // while, and a complete one needs nothing more.
+        match f
+            .completion()
+            .map_or_else(|| f.install_waiter(&as_dyn), Err)
+        {
+            Ok(key) => {
+                if keys.capacity() == 0 {
+                    keys.reserve(all.len() - pos);
+                }
+                keys.push((pos, key));
+            }
             Err(c) => {
-                keys.push(None);
-                waiter.notify(f.id(), c);
+                complete += 1;
+                satisfied = match return_when {
+                    ReturnWhen::FirstCompleted => true,
+                    ReturnWhen::FirstException => c == Completion::Failed,
+                    ReturnWhen::AllCompleted => false,
+                };
+                if satisfied {
+                    break;
+                }
             }
         }
     }
+    // The complete ones count as notified, all at once. `remaining` started at every
+    // future, so no notification could have seen itself last while these were uncounted;
+    // if this brings it to 0, every installation has notified already and all are done.
+    if !satisfied && complete > 0 {
+        // AcqRel: as a notification's decrement (see `notify`).
+        satisfied = waiter.remaining.fetch_sub(complete, Ordering::AcqRel) == complete;
+    }
 
     // 3. Block until fired or the deadline.
-    blocking::block_until(
-        deadline,
-        || waiter.fired.load(Ordering::Acquire),
-        || !waiter.fired.load(Ordering::Acquire),
-        || {},
-    );
+    if !satisfied {
+        blocking::block_until(
+            deadline,
+            || waiter.fired.load(Ordering::Acquire),
+            || !waiter.fired.load(Ordering::Acquire),
+            || {},
+        );
+    }
 
     // 4. All notified (every installation already fired and freed its slot): all done.
     //    Otherwise remove the waiter from each future and sort by completion.
@@ -228,16 +257,16 @@ where
     split(all, &keys)
 }
 
-/// Removes the waiter installations in `keys` (in `all`'s iteration order; may be shorter),
+/// Removes the waiter installations in `keys` (position in `all`'s iteration order, key),
 /// then splits `all` into the complete futures and the others.
-fn split<F>(mut all: FutureSet<F>, keys: &[Option<WaiterKey>]) -> DoneAndNotDone<F>
+fn split<F>(mut all: FutureSet<F>, keys: &[(usize, WaiterKey)]) -> DoneAndNotDone<F>
 where
     F: Waitable + Clone + Eq + Hash,
 {
     let mut not_done = FutureSet::default();
-    let mut keys = keys.iter();
-    for f in &all {
-        if let Some(Some(key)) = keys.next() {
+    let mut keys = keys.iter().peekable();
+    for (pos, f) in all.iter().enumerate() {
+        if let Some((_, key)) = keys.next_if(|(p, _)| *p == pos) {
             f.remove_waiter(*key);
         }
         if f.completion().is_none() {
