@@ -13,10 +13,9 @@
 //! bytes that hold every item of the chunk (at least 1). Packing is a pass that ORs the
 //! items together and a loop of `w`-byte stores; unpacking, a loop of `w`-byte loads (each
 //! width has its own loop, with constant sizes). Both run at a few instructions per item
-//! with no data-dependent branch,
-//! where postcard's varints cost a serde call and a branch per byte (about half of W3's CPU
-//! time on both sides of both pipes). For W3's values (below 2^21) `w` is 3: as compact
-//! as the varints.
+//! with no data-dependent branch, where postcard's varints cost a serde call and a branch
+//! per byte (about half of W3's CPU time on both sides of both pipes). For W3's values
+//! (below 2^21) `w` is 3: as compact as the varints.
 //!
 //! A chunk's output is `0` (postcard's variant index of `ChunkOutput::Values`) and the
 //! packed items; a `ChunkOutput::Mixed` (an item failed), and chunks of any other type, are
@@ -39,9 +38,9 @@ trait Prim: Copy + 'static {
     const BYTES: usize;
     /// The bits that travel (zero-extended to 64).
     fn bits(self) -> u64;
-    /// Whether `bits` (at most `BYTES` bytes) are the bits of a value: all are but for
-    /// `bool`.
+    /// Whether all bit patterns (of at most `BYTES` bytes) are values: all but `bool`.
     const ALL_VALID: bool = true;
+    /// Whether `bits` (at most `BYTES` bytes) are the bits of a value.
     fn valid(_bits: u64) -> bool {
         true
     }
