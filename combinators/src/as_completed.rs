@@ -153,9 +153,9 @@ where
     ready: VecDeque<I::Item>,
     /// Every distinct future, by address: its index in `slots`.
     index: IdMap<usize, u32>,
-    /// Every distinct future, in input order: `Some` (with its waiter's key) while it is
-    /// pending; `None` once it moved to `ready`.
-    slots: Vec<Option<(I::Item, WaiterKey)>>,
+    /// Every distinct future, in input order: `Some` (with its waiter's key, once
+    /// installed) while it is pending; `None` once it moved to `ready`.
+    slots: Vec<Option<(I::Item, Option<WaiterKey>)>>,
     pending: usize,
     waiter: Option<Arc<SlotQueueWaiter>>,
     /// How far this iterator has read the waiter's queue.
@@ -194,34 +194,31 @@ where
         // 1. Dedup, by address: this touches the hash table only, not the futures.
         let hint = input.size_hint().0;
         self.index.reserve(hint);
-        let mut unique = Vec::with_capacity(hint);
+        self.slots.reserve(hint);
         for f in input {
             if let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) {
-                v.insert(u32::try_from(unique.len()).expect("fewer than 2^32 futures"));
-                unique.push(f);
+                v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
+                self.slots.push(Some((f, None)));
             }
         }
-        self.total = unique.len();
+        self.total = self.slots.len();
         // 2. One waiter with a slot per future (allocated zeroed: the slots of complete
         //    futures cost nothing), installed on each future that is not complete, in one
         //    sequential pass over the futures. A complete one goes to `ready` (a look, no
         //    lock).
-        let waiter = Arc::new(SlotQueueWaiter::new(unique.len()));
+        let waiter = Arc::new(SlotQueueWaiter::new(self.slots.len()));
         let as_dyn: Arc<dyn Waiter> = waiter.clone();
-        self.slots.reserve(unique.len());
-        for f in unique {
+        for slot in &mut self.slots {
+            let (f, key) = slot.as_mut().expect("not taken yet");
             match f
                 .completion()
                 .map_or_else(|| f.install_waiter(&as_dyn), Err)
             {
-                Ok(key) => {
-                    self.slots.push(Some((f, key)));
+                Ok(k) => {
+                    *key = Some(k);
                     self.pending += 1;
                 }
-                Err(_) => {
-                    self.slots.push(None);
-                    self.ready.push_back(f);
-                }
+                Err(_) => self.ready.push_back(slot.take().expect("not taken yet").0),
             }
         }
         self.waiter = Some(waiter);
@@ -246,7 +243,9 @@ where
     fn finish(&mut self) {
         self.finished = true;
         for (f, key) in self.slots.drain(..).flatten() {
-            f.remove_waiter(key);
+            if let Some(key) = key {
+                f.remove_waiter(key);
+            }
         }
         self.index = IdMap::default();
         self.pending = 0;

@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem;
+use std::num::NonZeroU32;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,11 +107,17 @@ impl<T> Listeners<T> {
                 self.used - 1
             }
         };
-        WaiterKey { index, token }
+        WaiterKey {
+            index: NonZeroU32::new(index + 1)
+                .filter(|&i| i != INLINE)
+                .expect("fewer than 2^32 - 2 listeners on one future"),
+            token,
+        }
     }
 
     fn remove(&mut self, key: WaiterKey) -> bool {
-        let Some(slot) = self.slot_mut(key.index) else {
+        let index = key.index.get() - 1;
+        let Some(slot) = self.slot_mut(index) else {
             return false;
         };
         let matches = match slot {
@@ -119,7 +126,7 @@ impl<T> Listeners<T> {
         };
         if matches {
             *slot = Slot::Free;
-            self.free.push(key.index);
+            self.free.push(index);
         }
         matches
     }
@@ -194,7 +201,7 @@ enum Drained<T> {
 
 /// The index of a [`WaiterKey`] that names the inline waiter of a [`Registry`]; its token is
 /// made by [`inline_token`].
-const INLINE: u32 = u32::MAX;
+const INLINE: NonZeroU32 = NonZeroU32::MAX;
 
 /// Everyone registered on a future, under its mutex.
 ///

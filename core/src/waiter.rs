@@ -50,9 +50,12 @@ pub trait Waiter: Send + Sync {
 }
 
 /// Identifies one installation of a waiter on one future, for [`Waitable::remove_waiter`].
+///
+/// 16 bytes, and `Option<WaiterKey>` too (the index is never 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaiterKey {
-    pub(crate) index: u32,
+    /// The slot's index plus one (or the inline marker).
+    pub(crate) index: std::num::NonZeroU32,
     pub(crate) token: u64,
 }
 

@@ -282,3 +282,9 @@ fn install_racing_completion_is_notified_or_refused_never_lost() {
         }
     }
 }
+
+#[test]
+fn a_key_is_16_bytes_and_so_is_an_optional_one() {
+    assert_eq!(std::mem::size_of::<cfutures_core::WaiterKey>(), 16);
+    assert_eq!(std::mem::size_of::<Option<cfutures_core::WaiterKey>>(), 16);
+}
