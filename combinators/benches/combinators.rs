@@ -3,10 +3,11 @@
 //! `cargo bench -p cfutures-combinators` (add `-- --quick` for fewer repetitions).
 //!
 //! * `wait` / `as_completed` over 10k, 100k and 1M futures, already finished and still
-//!   pending. "Pending" futures are completed by another thread only after every waiter is
-//!   installed (the bench wraps each future to count installations), so the time covers
-//!   installing, every completion's notification, and the wake-up; per-future cost should be
-//!   flat in n.
+//!   pending. Pending futures are completed by another thread, either concurrently (it
+//!   starts with the call) or — the strict case, for `FIRST_EXCEPTION` and `as_completed` —
+//!   only after every waiter is installed (the bench wraps each future to count
+//!   installations), so that the time covers installing n waiters, then n completions with
+//!   their notifications, one after the other; per-future cost should be flat in n.
 //! * Thread-pool `map` of `x * 2` over 1M items at several chunk sizes, against rayon's
 //!   `par_iter().map().collect()` measured in the same run, on the same number of threads.
 
@@ -100,6 +101,29 @@ fn pending_with_completer(n: usize) -> (Vec<Counted>, std::thread::JoinHandle<()
     (futures, t)
 }
 
+/// `n` pending futures, and a thread that completes them as soon as `go` is set (the
+/// timed call sets it as it starts).
+fn pending_with_go(
+    n: usize,
+) -> (
+    Vec<Future<u64>>,
+    Arc<AtomicUsize>,
+    std::thread::JoinHandle<()>,
+) {
+    let (promises, fs): (Vec<_>, Vec<_>) = (0..n).map(|_| pending::<u64>()).unzip();
+    let go = Arc::new(AtomicUsize::new(0));
+    let g = go.clone();
+    let completer = std::thread::spawn(move || {
+        while g.load(Ordering::Acquire) == 0 {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        for (i, p) in promises.into_iter().enumerate() {
+            p.set_result(i as u64).unwrap();
+        }
+    });
+    (fs, go, completer)
+}
+
 /// A few hundred nanoseconds of arithmetic.
 fn heavy(x: u64) -> u64 {
     let mut h = x | 1;
@@ -165,18 +189,10 @@ fn bench_wait_as_completed(reps: usize) {
         let mut tw = Vec::new();
         let mut tx = Vec::new();
         let mut ta = Vec::new();
+        let mut txc = Vec::new();
+        let mut tac = Vec::new();
         for _ in 0..reps {
-            let (promises, fs): (Vec<_>, Vec<_>) = (0..n).map(|_| pending::<u64>()).unzip();
-            let go = Arc::new(AtomicUsize::new(0));
-            let g = go.clone();
-            let completer = std::thread::spawn(move || {
-                while g.load(Ordering::Acquire) == 0 {
-                    std::thread::sleep(Duration::from_micros(20));
-                }
-                for (i, p) in promises.into_iter().enumerate() {
-                    p.set_result(i as u64).unwrap();
-                }
-            });
+            let (fs, go, completer) = pending_with_go(n);
             let t = Instant::now();
             go.store(1, Ordering::Release);
             let r = wait(fs.iter().cloned(), None, ReturnWhen::AllCompleted);
@@ -184,6 +200,28 @@ fn bench_wait_as_completed(reps: usize) {
             completer.join().unwrap();
             assert_eq!(r.done.len(), n);
             drop(r);
+
+            // Completed concurrently: the completer starts with the call.
+            let (fs, go, completer) = pending_with_go(n);
+            let t = Instant::now();
+            go.store(1, Ordering::Release);
+            let r = wait(fs, None, ReturnWhen::FirstException);
+            txc.push(t.elapsed());
+            completer.join().unwrap();
+            assert_eq!(r.done.len(), n);
+            drop(r);
+
+            let (fs, go, completer) = pending_with_go(n);
+            let mut got = Vec::with_capacity(n);
+            let t = Instant::now();
+            go.store(1, Ordering::Release);
+            for f in as_completed(fs, None) {
+                got.push(f.unwrap());
+            }
+            tac.push(t.elapsed());
+            completer.join().unwrap();
+            assert_eq!(got.len(), n);
+            drop(got);
 
             let (fs, completer) = pending_with_completer(n);
             let t = Instant::now();
@@ -207,18 +245,29 @@ fn bench_wait_as_completed(reps: usize) {
         }
         let tx = median(tx);
         let (tw, ta) = (median(tw), median(ta));
+        let (txc, tac) = (median(txc), median(tac));
         println!(
-            "| wait ALL_COMPLETED | pending | {n} | {} | {} |",
+            "| wait ALL_COMPLETED | pending, completed concurrently | {n} | {} | {} |",
             ms(tw),
             per(tw, n)
         );
         println!(
-            "| wait FIRST_EXCEPTION | pending | {n} | {} | {} |",
+            "| wait FIRST_EXCEPTION | pending, completed concurrently | {n} | {} | {} |",
+            ms(txc),
+            per(txc, n)
+        );
+        println!(
+            "| as_completed | pending, completed concurrently | {n} | {} | {} |",
+            ms(tac),
+            per(tac, n)
+        );
+        println!(
+            "| wait FIRST_EXCEPTION | pending, completed after all installs | {n} | {} | {} |",
             ms(tx),
             per(tx, n)
         );
         println!(
-            "| as_completed | pending | {n} | {} | {} |",
+            "| as_completed | pending, completed after all installs | {n} | {} | {} |",
             ms(ta),
             per(ta, n)
         );
