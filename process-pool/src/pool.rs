@@ -390,16 +390,18 @@ impl Worker {
     /// How many jobs may be in its window: deep for tiny tasks (latency of the round trip
     /// dominates), one for long ones (so `cancel` keeps working on the rest, as in Python).
     ///
-    /// A head that has run longer than the queued work aims at is a long task, whatever
-    /// the average of the past ones says: nothing more goes behind it. (The average lags
-    /// when tiny tasks are followed by long ones: in W6, after W3, the first worker to
-    /// finish a long task learned it, the other still looked fit for 64, and got the 5
-    /// tasks still queued, while the first then sat idle: 1.3× instead of 2×.)
+    /// A head that has been running for long (`LONG_HEAD`) is a long task, whatever the
+    /// average of the past ones says: nothing more goes behind it. (The average lags when
+    /// tiny tasks are followed by long ones: in W6, after W3, the first worker to finish a
+    /// long task learned it, the other still looked fit for 64, and got the 5 tasks still
+    /// queued, while the first then sat idle: 1.3× instead of 2×.) `LONG_HEAD` is well
+    /// above the window's aim, because a head's age also counts the time its worker was
+    /// not scheduled and the I/O thread's delay in seeing its result: tiny tasks on a busy
+    /// machine would keep hitting a limit near 100 µs.
     fn depth(&self, now: Instant) -> usize {
         const QUEUED_WORK_NS: u64 = 100_000;
-        if !self.window.is_empty()
-            && now.saturating_duration_since(self.head_since) > Duration::from_nanos(QUEUED_WORK_NS)
-        {
+        const LONG_HEAD: Duration = Duration::from_millis(5);
+        if !self.window.is_empty() && now.saturating_duration_since(self.head_since) > LONG_HEAD {
             return 1;
         }
         match self.ewma_ns {
