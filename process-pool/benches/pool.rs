@@ -11,7 +11,8 @@
 //! * W8: create a pool of 2, run one task, shut down.
 //!
 //! Profiling aid: `CFPP_BENCH_ONLY=w3|w5|rt|w6` runs one workload 20 times and prints each
-//! run (`w6` also prints the CPU time the parent itself used while the pool ran).
+//! run (`w6`, after a W3 as in the full run, also prints the CPU time the parent itself
+//! used while the pool ran, and how many of the 8 tasks each worker ran).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -39,6 +40,11 @@ fn burn(n: u64) -> u64 {
         x ^= x << 17;
     }
     std::hint::black_box(x)
+}
+
+/// `burn`, and which worker ran it.
+fn burn_pid(n: u64) -> (u64, u32) {
+    (burn(n), std::process::id())
 }
 
 fn pong() {
@@ -131,13 +137,13 @@ fn w3_map(pool: &ProcessPoolExecutor) -> Duration {
 }
 
 fn w6(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration) {
-    let (seq, par, _) = w6_cpu(pool, n);
+    let (seq, par, _, _) = w6_cpu(pool, n);
     (seq, par)
 }
 
-/// W6, and the CPU time the parent process itself (all its threads, not the workers)
-/// used while the pool ran the 8 tasks.
-fn w6_cpu(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration, Duration) {
+/// W6, the CPU time the parent process itself (all its threads, not the workers) used
+/// while the pool ran the 8 tasks, and how many of them each worker ran.
+fn w6_cpu(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration, Duration, Vec<usize>) {
     let t0 = Instant::now();
     for _ in 0..8 {
         burn(n);
@@ -145,11 +151,20 @@ fn w6_cpu(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration, Duration) 
     let seq = t0.elapsed();
     let c0 = cpu_self();
     let t0 = Instant::now();
-    let fs: Vec<_> = (0..8).map(|_| pool.submit_fn(burn, n).unwrap()).collect();
+    let fs: Vec<_> = (0..8)
+        .map(|_| pool.submit_fn(burn_pid, n).unwrap())
+        .collect();
+    let mut per_worker = std::collections::BTreeMap::new();
     for f in &fs {
-        f.result().unwrap();
+        *per_worker.entry(f.result().unwrap().1).or_insert(0) += 1;
     }
-    (seq, t0.elapsed(), cpu_self() - c0)
+    let par = t0.elapsed();
+    (
+        seq,
+        par,
+        cpu_self() - c0,
+        per_worker.into_values().collect(),
+    )
 }
 
 /// User + system CPU time of this process (its threads; not its children).
@@ -277,9 +292,12 @@ fn main() {
                 "w3" => println!("w3 {:?}", w3_map(&pool)),
                 "w5" => println!("w5 {:?}", w5_throughput(&pool, 10_000)),
                 "w6" => {
-                    let (seq, par, cpu) = w6_cpu(&pool, n);
+                    // As in the full run, W6 follows W3's tiny tasks.
+                    w3_map(&pool);
+                    let (seq, par, cpu, split) = w6_cpu(&pool, n);
                     println!(
-                        "w6 {:.3} speedup; parent CPU {:?} while the pool ran ({:.2}% of its {:?})",
+                        "w6 {:.3} speedup; parent CPU {:?} while the pool ran ({:.2}% of its \
+                         {:?}); tasks per worker {split:?}",
                         seq.as_secs_f64() / par.as_secs_f64(),
                         cpu,
                         100.0 * cpu.as_secs_f64() / par.as_secs_f64(),
