@@ -15,6 +15,9 @@ use crate::hash::IdMap;
 use crate::progress::Progress;
 use crate::queue::SlotQueueWaiter;
 
+/// The `index` of a future that was complete when first seen.
+const NOT_PENDING: u32 = u32::MAX;
+
 /// The error [`as_completed`] yields when its timeout passes with futures still
 /// unfinished (Python's `TimeoutError('2 (of 5) futures unfinished')`).
 ///
@@ -151,10 +154,11 @@ where
     deadline: Option<Instant>,
     /// Complete, not yet yielded.
     ready: VecDeque<I::Item>,
-    /// Every distinct future, by address: its index in `slots`.
+    /// Every distinct future, by address: its index in `slots`, or `NOT_PENDING` if it was
+    /// complete when first seen.
     index: IdMap<usize, u32>,
-    /// Every distinct future, in input order: `Some` (with its waiter's key, once
-    /// installed) while it is pending; `None` once it moved to `ready`.
+    /// The futures that were pending when first seen, in input order: `Some` (with its
+    /// waiter's key, once installed) until it moves to `ready`.
     slots: Vec<Option<(I::Item, Option<WaiterKey>)>>,
     pending: usize,
     waiter: Option<Arc<SlotQueueWaiter>>,
@@ -191,29 +195,31 @@ where
 
     fn start(&mut self, input: I) {
         self.deadline = self.timeout.and_then(blocking::deadline_after);
-        // 1. Dedup, by address: this touches the hash table only, not the futures.
+        // 1. Dedup (by address) and look: a complete future goes to `ready` (a load, no
+        //    lock), a pending one to `slots`.
         let hint = input.size_hint().0;
         self.index.reserve(hint);
         self.slots.reserve(hint);
         for f in input {
-            if let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) {
+            let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) else {
+                continue;
+            };
+            if f.completion().is_some() {
+                v.insert(NOT_PENDING);
+                self.ready.push_back(f);
+            } else {
                 v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
                 self.slots.push(Some((f, None)));
             }
         }
-        self.total = self.slots.len();
-        // 2. One waiter with a slot per future (allocated zeroed: the slots of complete
-        //    futures cost nothing), installed on each future that is not complete, in one
-        //    sequential pass over the futures. A complete one goes to `ready` (a look, no
-        //    lock).
+        self.total = self.index.len();
+        // 2. One waiter with a slot per pending future, installed on each of them in one
+        //    sequential pass. One that completed since it was looked at goes to `ready`.
         let waiter = Arc::new(SlotQueueWaiter::new(self.slots.len()));
         let as_dyn: Arc<dyn Waiter> = waiter.clone();
         for slot in &mut self.slots {
             let (f, key) = slot.as_mut().expect("not taken yet");
-            match f
-                .completion()
-                .map_or_else(|| f.install_waiter(&as_dyn), Err)
-            {
+            match f.install_waiter(&as_dyn) {
                 Ok(k) => {
                     *key = Some(k);
                     self.pending += 1;
