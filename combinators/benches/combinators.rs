@@ -342,6 +342,9 @@ fn bench_map(reps: usize) {
         (4_000, Some(2 * workers)),
         (4_000, Some(b)),
         (8_000, Some(b)),
+        (16_000, Some(2 * workers)),
+        (16_000, Some(b)),
+        (32_000, Some(b)),
         (2_000, Some(8 * workers)),
         (1_000, Some(16 * workers)),
     ];
