@@ -18,7 +18,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use cfutures_core::{
 };
 
 use crate::hash::IdMap;
-use crate::progress::Progress;
+use crate::progress::{ChunkCount, Progress};
 use crate::queue::QueueWaiter;
 
 /// The options of a `map`: `timeout`, `chunksize`, `buffersize`, for an executor `E`.
@@ -110,7 +109,14 @@ impl<E> MapBuilder<E> {
         self
     }
 
-    fn feeder<F, I>(self, f: F, items: I) -> Feeder<E, F, I::IntoIter>
+    /// The feeder of a map whose chunks get `watcher` installed (it must tell `count`).
+    fn feeder<F, I>(
+        self,
+        f: F,
+        items: I,
+        count: Arc<ChunkCount>,
+        watcher: Arc<dyn Waiter>,
+    ) -> Feeder<E, F, I::IntoIter>
     where
         I: IntoIterator,
     {
@@ -122,7 +128,8 @@ impl<E> MapBuilder<E> {
             input: Some(items.into_iter()),
             chunksize: self.chunksize,
             submitted: 0,
-            done: Arc::new(AtomicUsize::new(0)),
+            count,
+            watcher,
             deadline,
             buffersize: self.buffersize,
         }
@@ -144,7 +151,8 @@ impl<E> MapBuilder<E> {
         R: Send + Sync + 'static,
         E: Submit<MapChunk<F, I::Item>>,
     {
-        let feeder = self.feeder(f, items);
+        let count = Arc::new(ChunkCount::new(self.chunksize));
+        let feeder = self.feeder(f, items, count.clone(), count);
         let (deadline, buffersize) = (feeder.deadline, feeder.buffersize);
         let mut map = Map {
             feeder,
@@ -185,12 +193,12 @@ impl<E> MapBuilder<E> {
         R: Send + Sync + 'static,
         E: Submit<MapChunk<F, I::Item>>,
     {
-        let feeder = self.feeder(f, items);
+        let count = Arc::new(ChunkCount::new(self.chunksize));
+        let waiter = Arc::new(QueueWaiter::new(count.clone()));
+        let feeder = self.feeder(f, items, count, waiter.clone());
         let (deadline, buffersize) = (feeder.deadline, feeder.buffersize);
-        let waiter = Arc::new(QueueWaiter::default());
         let mut map = MapUnordered {
             feeder,
-            as_dyn: waiter.clone(),
             waiter,
             inflight: IdMap::default(),
             ready: VecDeque::new(),
@@ -336,8 +344,17 @@ type ChunkFuture<R> = Future<ChunkOutput<R>>;
 
 /// One submitted chunk (or one the executor refused).
 enum Chunk<R> {
-    Submitted { len: usize, future: ChunkFuture<R> },
-    Failed { len: usize, error: SubmitError },
+    /// Submitted, with the feeder's watcher installed (`key: None`: it was complete by
+    /// then).
+    Submitted {
+        len: usize,
+        future: ChunkFuture<R>,
+        key: Option<WaiterKey>,
+    },
+    Failed {
+        len: usize,
+        error: SubmitError,
+    },
 }
 
 impl<R> Chunk<R> {
@@ -351,7 +368,9 @@ impl<R> Chunk<R> {
     fn into_output(self) -> Output<R> {
         match self {
             Chunk::Failed { len, error } => Output::repeat(error.into(), len),
-            Chunk::Submitted { len, mut future } => {
+            Chunk::Submitted {
+                len, mut future, ..
+            } => {
                 let give_up = Instant::now() + Duration::from_secs(1);
                 loop {
                     match future.try_into_result() {
@@ -458,8 +477,11 @@ struct Feeder<E, F, I> {
     chunksize: usize,
     /// Items submitted (or refused) so far.
     submitted: usize,
-    /// Items whose chunk is done (bumped by a done-callback on each chunk).
-    done: Arc<AtomicUsize>,
+    /// Items whose chunk is done, counted by `watcher`.
+    count: Arc<ChunkCount>,
+    /// Installed on every chunk's future: tells `count` (and, for `map_unordered`, queues
+    /// the chunk).
+    watcher: Arc<dyn Waiter>,
     /// When the map's timeout ends (from the call).
     deadline: Option<Instant>,
     /// At most this many chunks in flight.
@@ -469,8 +491,7 @@ struct Feeder<E, F, I> {
 impl<E, F, I> Feeder<E, F, I> {
     fn progress(&self) -> Progress {
         Progress {
-            // Relaxed: a progress figure orders nothing.
-            done: self.done.load(Ordering::Relaxed),
+            done: self.count.done(),
             total: self.submitted,
         }
     }
@@ -480,6 +501,7 @@ impl<E, F, I, R> Feeder<E, F, I>
 where
     I: Iterator,
     F: Fn(I::Item) -> R,
+    R: Send + Sync + 'static,
     E: Submit<MapChunk<F, I::Item>>,
 {
     /// Reads and submits the next chunk; `None` when the input is exhausted.
@@ -497,17 +519,24 @@ where
         self.submitted += len;
         match self.executor.submit(MapChunk::new(self.f.clone(), items)) {
             Ok(future) => {
-                let done = self.done.clone();
-                future.add_done_callback(move |_| {
-                    // Relaxed: a progress counter.
-                    done.fetch_add(len, Ordering::Relaxed);
-                });
-                Some(Chunk::Submitted { len, future })
+                let id = future.id();
+                if len < self.chunksize {
+                    // Before the watcher can hear of it.
+                    self.count.set_short(id, len);
+                }
+                let key = match future.install_waiter(&self.watcher) {
+                    Ok(key) => Some(key),
+                    Err(_) => {
+                        self.count.completed(id);
+                        None
+                    }
+                };
+                Some(Chunk::Submitted { len, future, key })
             }
             Err(e) => {
                 // No more input after a refusal: the executor is shut down or broken.
                 self.input = None;
-                self.done.fetch_add(len, Ordering::Relaxed);
+                self.count.add(len);
                 Some(Chunk::Failed { len, error: e })
             }
         }
@@ -673,7 +702,6 @@ where
 {
     feeder: Feeder<E, F, I>,
     waiter: Arc<QueueWaiter>,
-    as_dyn: Arc<dyn Waiter>,
     /// Submitted, not yet complete: the chunk's length, future and waiter installation.
     inflight: IdMap<FutureId, (usize, ChunkFuture<R>, WaiterKey)>,
     /// Complete, in completion order, not yet handed out.
@@ -697,14 +725,16 @@ where
 
     fn add(&mut self, chunk: Chunk<R>) {
         match chunk {
-            Chunk::Submitted { len, future } => match future.install_waiter(&self.as_dyn) {
-                Ok(key) => {
-                    self.inflight
-                        .insert(Waitable::id(&future), (len, future, key));
-                }
-                Err(_) => self.ready.push_back(Chunk::Submitted { len, future }),
-            },
-            failed => self.ready.push_back(failed),
+            Chunk::Submitted {
+                len,
+                future,
+                key: Some(key),
+            } => {
+                self.inflight
+                    .insert(Waitable::id(&future), (len, future, key));
+            }
+            // Complete when submitted, or refused.
+            done_or_failed => self.ready.push_back(done_or_failed),
         }
     }
 
@@ -755,7 +785,11 @@ where
             }
             for id in self.scratch.drain(..) {
                 if let Some((len, future, _)) = self.inflight.remove(&id) {
-                    self.ready.push_back(Chunk::Submitted { len, future });
+                    self.ready.push_back(Chunk::Submitted {
+                        len,
+                        future,
+                        key: None,
+                    });
                 }
             }
         }

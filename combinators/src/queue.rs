@@ -12,12 +12,14 @@
 //! consumer's spin loop polls an atomic, not the mutex.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
 
 use cfutures_core::blocking;
 use cfutures_core::{Completion, FutureId, Waiter};
+
+use crate::progress::ChunkCount;
 
 #[derive(Default)]
 struct Inner {
@@ -25,13 +27,22 @@ struct Inner {
     thread: Option<Thread>,
 }
 
-#[derive(Default)]
 pub(crate) struct QueueWaiter {
     inner: Mutex<Inner>,
     nonempty: AtomicBool,
+    /// Told of every completion first (`map_unordered`'s progress).
+    count: Arc<ChunkCount>,
 }
 
 impl QueueWaiter {
+    pub(crate) fn new(count: Arc<ChunkCount>) -> Self {
+        QueueWaiter {
+            inner: Mutex::default(),
+            nonempty: AtomicBool::new(false),
+            count,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Nothing panics while holding this lock; a poisoned lock still guards valid data.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -76,7 +87,8 @@ impl QueueWaiter {
 }
 
 impl Waiter for QueueWaiter {
-    fn notify(&self, id: FutureId, _completion: Completion) {
+    fn notify(&self, id: FutureId, completion: Completion) {
+        self.count.notify(id, completion);
         let wake = {
             let mut g = self.lock();
             g.ids.push(id);

@@ -734,3 +734,32 @@ fn iterators_are_send() {
     let ac = assert_send(cfutures_combinators::as_completed(fs, None));
     assert_eq!(std::thread::spawn(move || ac.count()).join().unwrap(), 1);
 }
+
+#[test]
+fn progress_counts_a_short_last_chunk_exactly() {
+    // 10 items in chunks of 4: 4 + 4 + 2. The last chunk's completion adds 2, not 4.
+    let p = pool(2);
+    let mut it = p.map_builder().chunksize(4).map(|x: u32| x, 0..10).unwrap();
+    let all: Vec<u32> = it.by_ref().map(Result::unwrap).collect();
+    assert_eq!(all, (0..10).collect::<Vec<_>>());
+    assert_eq!(it.progress().to_string(), "10/10");
+
+    let mut it = p
+        .map_builder()
+        .chunksize(4)
+        .map_unordered(|x: u32| x, 0..10)
+        .unwrap();
+    let mut all: Vec<u32> = it.by_ref().map(Result::unwrap).collect();
+    all.sort();
+    assert_eq!(all, (0..10).collect::<Vec<_>>());
+    assert_eq!(it.progress().to_string(), "10/10");
+
+    // All complete before the watcher is installed (inline executor): counted at once.
+    let ex = InlineExecutor::new();
+    let it = ex
+        .map_builder()
+        .chunksize(4)
+        .map(|x: u32| x, 0..10)
+        .unwrap();
+    assert_eq!(it.progress().to_string(), "10/10");
+}
