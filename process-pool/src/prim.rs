@@ -243,6 +243,18 @@ pub(crate) fn encode_items<A: 'static>(items: &Vec<A>, out: &mut Vec<u8>) -> boo
     false
 }
 
+/// `Some(go::<P, T>(arg))` for the primitive number `P` that `T` is, `None` if `T` is none
+/// of them.
+macro_rules! by_prim {
+    ($t:ty, $go:ident, $arg:expr) => {
+        by_prim!(@ $t, $go, $arg; u8 i8 u16 i16 u32 i32 u64 i64 usize isize f32 f64 bool)
+    };
+    (@ $t:ty, $go:ident, $arg:expr; $($p:ty)*) => {{
+        let id = TypeId::of::<$t>();
+        $( if id == TypeId::of::<$p>() { Some($go::<$p, $t>($arg)) } else )* { None }
+    }};
+}
+
 /// Decodes a chunk's items (`Vec<A>`): packed if `A` is a primitive number, else postcard.
 pub(crate) fn decode_items<A: serde::de::DeserializeOwned + 'static>(
     b: &[u8],
@@ -250,15 +262,7 @@ pub(crate) fn decode_items<A: serde::de::DeserializeOwned + 'static>(
     fn go<P: Prim, A: 'static>(b: &[u8]) -> Result<Vec<A>, postcard::Error> {
         take_packed::<P>(b, &mut 0).map(|v| cast(v).expect("same type"))
     }
-    let fast: Option<Result<Vec<A>, postcard::Error>> = {
-        macro_rules! call {
-            ($($p:ty)*) => {{
-                let id = TypeId::of::<A>();
-                $( if id == TypeId::of::<$p>() { Some(go::<$p, A>(b)) } else )* { None }
-            }};
-        }
-        call!(u8 i8 u16 i16 u32 i32 u64 i64 usize isize f32 f64 bool)
-    };
+    let fast: Option<Result<Vec<A>, postcard::Error>> = by_prim!(A, go, b);
     match fast {
         Some(r) => r.map_err(decode_error::<Vec<A>>),
         None => wire::decode(b),
@@ -291,15 +295,7 @@ pub(crate) fn decode_output<R: serde::de::DeserializeOwned + 'static>(
         take_packed::<P>(b, &mut 1).map(|v| cast(ChunkOutput::Values(v)).expect("same type"))
     }
     if b.first() == Some(&0) {
-        let fast: Option<Result<ChunkOutput<R>, postcard::Error>> = {
-            macro_rules! call {
-                ($($p:ty)*) => {{
-                    let id = TypeId::of::<R>();
-                    $( if id == TypeId::of::<$p>() { Some(go::<$p, R>(b)) } else )* { None }
-                }};
-            }
-            call!(u8 i8 u16 i16 u32 i32 u64 i64 usize isize f32 f64 bool)
-        };
+        let fast: Option<Result<ChunkOutput<R>, postcard::Error>> = by_prim!(R, go, b);
         if let Some(r) = fast {
             return r.map_err(decode_error::<ChunkOutput<R>>);
         }
