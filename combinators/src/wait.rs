@@ -24,6 +24,18 @@ pub enum ReturnWhen {
     AllCompleted,
 }
 
+impl ReturnWhen {
+    /// Whether one future completing as `c` is enough to return (for `AllCompleted`, only
+    /// the last one is).
+    fn satisfied_by(self, c: Completion) -> bool {
+        match self {
+            ReturnWhen::FirstCompleted => true,
+            ReturnWhen::FirstException => c == Completion::Failed,
+            ReturnWhen::AllCompleted => false,
+        }
+    }
+}
+
 /// What [`wait`] returns: the futures that completed and those that did not (Python's
 /// `DoneAndNotDoneFutures` named tuple). Together they are exactly the distinct futures
 /// that were passed in.
@@ -65,12 +77,7 @@ impl Waiter for WaitWaiter {
         // AcqRel: the last decrement must see the earlier ones; the waiting thread reads
         // `remaining` with Acquire after `fired`.
         let last = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
-        let fire = last
-            || match self.return_when {
-                ReturnWhen::FirstCompleted => true,
-                ReturnWhen::FirstException => completion == Completion::Failed,
-                ReturnWhen::AllCompleted => false,
-            };
+        let fire = last || self.return_when.satisfied_by(completion);
         // AcqRel on the swap: Release publishes the decrement above to the waiting thread,
         // which loads `fired` with Acquire; only the first firing unparks.
         if fire && !self.fired.swap(true, Ordering::AcqRel) {
@@ -159,11 +166,11 @@ where
         return DoneAndNotDone::default();
     }
 
-    // 2a. ALL_COMPLETED needs no waiter: wait for each future in turn (a done one costs a
-    //     load). Each wait is short or parks once (the others complete meanwhile), so this
-    //     is O(n) in total, and it avoids installing and notifying a waiter on every
-    //     future. A future cancelled but not yet noticed is `done()` yet not complete for
-    //     waiting: those (rare) fall through to the waiter path below.
+    // 2. ALL_COMPLETED needs no waiter: wait for each future in turn (a done one costs a
+    //    load). Each wait is short or parks once (the others complete meanwhile), so this
+    //    is O(n) in total, and it avoids installing and notifying a waiter on every
+    //    future. A future cancelled but not yet noticed is `done()` yet not complete for
+    //    waiting: those (rare) fall through to the waiter path below.
     if return_when == ReturnWhen::AllCompleted {
         let mut unnoticed = false;
         for f in &all {
@@ -181,7 +188,7 @@ where
         }
     }
 
-    // 2. One pass: install one waiter on every future not complete, and count the complete
+    // 3. One pass: install one waiter on every future not complete, and count the complete
     //    ones (installing looks at the state first, so those take no lock and no
     //    notification). Once the condition holds the rest need no waiter: they are sorted
     //    at the end. So a `return_when` already satisfied by the futures as given returns
@@ -203,12 +210,8 @@ where
         if waiter.fired.load(Ordering::Acquire) {
             break;
         }
-        // Look first (one load): most futures of a large set are complete or not for a
-        // while, and a complete one needs nothing more.
-        match f
-            .completion()
-            .map_or_else(|| f.install_waiter(&as_dyn), Err)
-        {
+        // A complete future refuses the installation with its completion, without a lock.
+        match f.install_waiter(&as_dyn) {
             Ok(key) => {
                 if keys.capacity() == 0 {
                     keys.reserve(all.len() - pos);
@@ -217,11 +220,7 @@ where
             }
             Err(c) => {
                 complete += 1;
-                satisfied = match return_when {
-                    ReturnWhen::FirstCompleted => true,
-                    ReturnWhen::FirstException => c == Completion::Failed,
-                    ReturnWhen::AllCompleted => false,
-                };
+                satisfied = return_when.satisfied_by(c);
                 if satisfied {
                     break;
                 }
@@ -236,7 +235,7 @@ where
         satisfied = waiter.remaining.fetch_sub(complete, Ordering::AcqRel) == complete;
     }
 
-    // 3. Block until fired or the deadline.
+    // 4. Block until fired or the deadline.
     if !satisfied {
         blocking::block_until(
             deadline,
@@ -246,7 +245,7 @@ where
         );
     }
 
-    // 4. All notified (every installation already fired and freed its slot): all done.
+    // 5. All notified (every installation already fired and freed its slot): all done.
     //    Otherwise remove the waiter from each future and sort by completion.
     if waiter.remaining.load(Ordering::Acquire) == 0 {
         return DoneAndNotDone {

@@ -303,15 +303,22 @@ impl<T> Inner<T> {
 
     /// Installs a waiter unless the future is complete for waiting: inline if that slot is
     /// free (no allocation), else in the box.
-    fn install(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, u8> {
+    /// Refused with the completion if the future is complete for waiting: a look, without
+    /// the lock, in the usual case.
+    fn install(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
+        let complete = |s| {
+            self.completion_in(s)
+                .expect("complete for wait has a completion")
+        };
         // Complete already (terminal for waiting, so it stays so): no lock needed.
         let s = self.state.load();
         if state::is_complete_for_wait(s) {
-            return Err(s);
+            return Err(complete(s));
         }
         let mut r = sync::lock(&self.listeners);
         self.state
-            .set_listeners_unless(state::is_complete_for_wait)?;
+            .set_listeners_unless(state::is_complete_for_wait)
+            .map_err(complete)?;
         if r.waiter.is_none() {
             // Relaxed: only read and written under the lock, which orders it.
             let generation = self.inline_generation.load(Ordering::Relaxed);
@@ -390,7 +397,12 @@ impl<T> Inner<T> {
     }
 
     fn completion(&self) -> Option<Completion> {
-        match self.state.load() {
+        self.completion_in(self.state.load())
+    }
+
+    /// The completion of a future seen in state `s` (`None`: not complete for waiting).
+    fn completion_in(&self, s: u8) -> Option<Completion> {
+        match s {
             state::CANCELLED_NOTIFIED => Some(Completion::Cancelled),
             state::FINISHED => Some(match self.outcome() {
                 Some(Ok(_)) => Completion::Succeeded,
@@ -873,11 +885,7 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
     }
 
     fn install_waiter(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
-        self.inner.install(waiter).map_err(|_| {
-            self.inner
-                .completion()
-                .expect("complete for wait has a completion")
-        })
+        self.inner.install(waiter)
     }
 
     fn remove_waiter(&self, key: WaiterKey) {
