@@ -142,7 +142,7 @@ impl SlotQueueWaiter {
     /// For at most `capacity` notifications, consumed by the calling thread.
     pub(crate) fn new(capacity: usize) -> Self {
         SlotQueueWaiter {
-            slots: zeroed_slots(capacity),
+            slots: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
             tail: CachePadded(AtomicUsize::new(0)),
             sleeping: AtomicBool::new(false),
             thread: std::thread::current(),
@@ -214,20 +214,4 @@ impl Waiter for SlotQueueWaiter {
             self.thread.unpark();
         }
     }
-}
-
-/// `n` zeroed atomics, allocated zeroed (`calloc`): a large array comes as fresh zero pages
-/// that cost nothing until written, so the slots of futures that never notify (those
-/// already complete when `as_completed` started) cost no time.
-fn zeroed_slots(n: usize) -> Box<[AtomicUsize]> {
-    // `AtomicUsize` has the size and bit validity of `usize`; where its alignment is
-    // larger too, build the array element by element instead.
-    if std::mem::align_of::<AtomicUsize>() != std::mem::align_of::<usize>() {
-        return (0..n).map(|_| AtomicUsize::new(0)).collect();
-    }
-    let zeros: Box<[usize]> = vec![0usize; n].into_boxed_slice();
-    // SAFETY: `AtomicUsize` has the same size, alignment (checked above) and bit validity
-    // as `usize`, so the allocation of `n` `usize`s is one of `n` `AtomicUsize`s, each
-    // holding 0; ownership moves from one box to the other.
-    unsafe { Box::from_raw(Box::into_raw(zeros) as *mut [AtomicUsize]) }
 }
