@@ -18,6 +18,10 @@ use crate::queue::SlotQueueWaiter;
 /// The `index` of a future that was complete when first seen.
 const NOT_PENDING: u32 = u32::MAX;
 
+/// How many pending futures `as_completed` looks at before installing its waiter on them:
+/// a few hundred kilobytes of futures, which stay in cache in between.
+const BLOCK: usize = 4096;
+
 /// The error [`as_completed`] yields when its timeout passes with futures still
 /// unfinished (Python's `TimeoutError('2 (of 5) futures unfinished')`).
 ///
@@ -195,11 +199,40 @@ where
 
     fn start(&mut self, input: I) {
         self.deadline = self.timeout.and_then(blocking::deadline_after);
-        // 1. Dedup (by address) and look: a complete future goes to `ready` (a load, no
-        //    lock), a pending one to `slots`.
-        let hint = input.size_hint().0;
-        self.index.reserve(hint);
-        self.slots.reserve(hint);
+        let (lower, upper) = input.size_hint();
+        self.index.reserve(lower);
+        self.slots.reserve(lower);
+        // The waiter needs a slot per installation, so its size before the first one: the
+        // input's upper bound when that is close to its lower one, else the length of the
+        // input once read. (A bound that turns out too small costs a move to a larger
+        // waiter: see `move_to_new_waiter`.)
+        match upper {
+            Some(upper) if upper <= lower.saturating_mul(2).max(1 << 16) => {
+                self.install_all(input, upper)
+            }
+            _ => {
+                let all: Vec<I::Item> = input.collect();
+                let n = all.len();
+                self.install_all(all.into_iter(), n);
+            }
+        }
+        self.total = self.index.len();
+    }
+
+    /// Reads the input once: a duplicate is skipped, a future already complete goes to
+    /// `ready`, a pending one gets a slot; every [`BLOCK`] pending futures, the waiter is
+    /// installed on them.
+    ///
+    /// Looking is a plain load, so the CPU overlaps the cache misses of a whole block; the
+    /// installations (locked instructions, which would take those misses one at a time)
+    /// then find the block in cache. And the look runs ahead of the installations: when
+    /// another thread completes the futures in input order as this one installs (a pool
+    /// draining a queue), the two do not end up on the same cache lines in lockstep.
+    fn install_all(&mut self, input: impl Iterator<Item = I::Item>, capacity: usize) {
+        let mut capacity = capacity;
+        let mut waiter = self.new_waiter(capacity);
+        // Slots from `start` on are not installed yet.
+        let mut start = 0;
         for f in input {
             let Entry::Vacant(v) = self.index.entry(f.id().as_usize()) else {
                 continue;
@@ -207,27 +240,63 @@ where
             if f.completion().is_some() {
                 v.insert(NOT_PENDING);
                 self.ready.push_back(f);
-            } else {
-                v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
-                self.slots.push(Some((f, None)));
+                continue;
+            }
+            v.insert(u32::try_from(self.slots.len()).expect("fewer than 2^32 futures"));
+            if self.slots.len() == capacity {
+                // More pending futures than the size hint promised.
+                self.install_from(start, &waiter);
+                start = self.slots.len();
+                capacity = capacity.saturating_mul(2).max(16);
+                waiter = self.move_to_new_waiter(capacity);
+            }
+            self.slots.push(Some((f, None)));
+            if self.slots.len() - start == BLOCK {
+                self.install_from(start, &waiter);
+                start = self.slots.len();
             }
         }
-        self.total = self.index.len();
-        // 2. One waiter with a slot per pending future, installed on each of them in one
-        //    sequential pass. One that completed since it was looked at goes to `ready`.
-        let waiter = Arc::new(SlotQueueWaiter::new(self.slots.len()));
-        let as_dyn: Arc<dyn Waiter> = waiter.clone();
-        for slot in &mut self.slots {
-            let (f, key) = slot.as_mut().expect("not taken yet");
-            match f.install_waiter(&as_dyn) {
+        self.install_from(start, &waiter);
+    }
+
+    /// Installs `waiter` on the futures in `slots[start..]`; one that completed since it was
+    /// looked at goes to `ready`.
+    fn install_from(&mut self, start: usize, waiter: &Arc<dyn Waiter>) {
+        for slot in &mut self.slots[start..] {
+            let Some((f, key)) = slot else {
+                continue;
+            };
+            match f.install_waiter(waiter) {
                 Ok(k) => {
                     *key = Some(k);
                     self.pending += 1;
                 }
-                Err(_) => self.ready.push_back(slot.take().expect("not taken yet").0),
+                Err(_) => self.ready.push_back(slot.take().expect("checked above").0),
             }
         }
-        self.waiter = Some(waiter);
+    }
+
+    fn new_waiter(&mut self, capacity: usize) -> Arc<dyn Waiter> {
+        let waiter = Arc::new(SlotQueueWaiter::new(capacity));
+        self.waiter = Some(waiter.clone());
+        self.head = 0;
+        waiter
+    }
+
+    /// Moves every installation to a new waiter with `capacity` slots (more than
+    /// `slots.len()`); futures that complete meanwhile go to `ready`. Whatever the old
+    /// waiter was told is dropped with it: each future is checked again by its new
+    /// installation.
+    fn move_to_new_waiter(&mut self, capacity: usize) -> Arc<dyn Waiter> {
+        for (f, key) in self.slots.iter_mut().flatten() {
+            if let Some(old) = key.take() {
+                f.remove_waiter(old);
+            }
+        }
+        let waiter = self.new_waiter(capacity);
+        self.pending = 0;
+        self.install_from(0, &waiter);
+        waiter
     }
 
     /// Moves the futures the waiter reported into `ready`.

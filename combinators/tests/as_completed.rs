@@ -7,10 +7,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cfutures_combinators::as_completed;
-use cfutures_core::{pending, AnyFuture, Future, InlineExecutor, Submit};
+use cfutures_core::{
+    pending, AnyFuture, Completion, Future, FutureId, InlineExecutor, State, Submit, Waitable,
+    Waiter, WaiterKey,
+};
 use common::*;
 use proptest::prelude::*;
 
@@ -293,6 +298,142 @@ fn dropping_the_iterator_midway_is_fine() {
     assert!(futures.iter().all(|f| f.done()));
 }
 
+/// What an input iterator says of its length.
+#[derive(Clone, Copy, Debug)]
+enum Hint {
+    /// The truth (a `Vec`'s iterator).
+    Exact,
+    /// Nothing: no upper bound (`iter::from_fn`, a channel).
+    Unbounded,
+    /// An upper bound this many items below the truth: a buggy iterator, which must still
+    /// yield every future.
+    TooSmall(usize),
+}
+
+struct Hinted<T> {
+    inner: std::vec::IntoIter<T>,
+    hint: Hint,
+}
+
+impl<T> Hinted<T> {
+    fn new(v: Vec<T>, hint: Hint) -> Self {
+        Hinted {
+            inner: v.into_iter(),
+            hint,
+        }
+    }
+}
+
+impl<T> Iterator for Hinted<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.inner.len();
+        match self.hint {
+            Hint::Exact => (n, Some(n)),
+            Hint::Unbounded => (0, None),
+            Hint::TooSmall(k) => (0, Some(n.saturating_sub(k + 1))),
+        }
+    }
+}
+
+#[test]
+fn an_input_longer_than_its_size_hint_still_yields_every_future() {
+    // 100 pending futures behind an iterator that claims to be empty: the waiter, sized
+    // from the hint, fills up and is replaced as the input goes on, while another thread
+    // completes the futures.
+    let (promises, futures): (Vec<_>, Vec<_>) = (0..100).map(|_| pending::<usize>()).unzip();
+    let mut input = futures.clone();
+    input.push(Future::ready(100));
+    input.push(futures[3].clone()); // a duplicate
+    let start = Latch::new();
+    let go = start.clone();
+    let completer = std::thread::spawn(move || {
+        go.wait();
+        for (i, p) in promises.into_iter().enumerate() {
+            p.set_result(i).unwrap();
+        }
+    });
+    let mut it = as_completed(Hinted::new(input, Hint::TooSmall(200)), Some(LONG));
+    let first = it.next().unwrap().unwrap();
+    start.open();
+    let mut got: Vec<usize> = std::iter::once(first)
+        .chain(it.by_ref().map(Result::unwrap))
+        .map(|f| *f.result().unwrap())
+        .collect();
+    completer.join().unwrap();
+    got.sort();
+    assert_eq!(got, (0..=100).collect::<Vec<_>>());
+    assert_eq!(it.total(), 101);
+}
+
+/// A future that counts its live waiter installations (installed, not yet removed).
+#[derive(Clone)]
+struct Tracked {
+    f: Future<usize>,
+    live: Arc<AtomicIsize>,
+}
+
+impl Waitable for Tracked {
+    fn id(&self) -> FutureId {
+        Waitable::id(&self.f)
+    }
+    fn state(&self) -> State {
+        self.f.state()
+    }
+    fn completion(&self) -> Option<Completion> {
+        self.f.completion()
+    }
+    fn install_waiter(&self, w: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
+        let r = self.f.install_waiter(w);
+        if r.is_ok() {
+            self.live.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+    fn remove_waiter(&self, key: WaiterKey) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.f.remove_waiter(key)
+    }
+    fn cancel(&self) -> bool {
+        self.f.cancel()
+    }
+    fn wait_deadline(&self, d: Option<Instant>) -> bool {
+        self.f.wait_deadline(d)
+    }
+}
+
+#[test]
+fn dropping_after_a_too_small_size_hint_removes_every_waiter() {
+    // The waiter is replaced several times while installing (the hint says 0); dropping
+    // the iterator then leaves no installation behind, old or new.
+    let live = Arc::new(AtomicIsize::new(0));
+    let (promises, futures): (Vec<_>, Vec<_>) = (0..50)
+        .map(|_| {
+            let (p, f) = pending::<usize>();
+            let live = live.clone();
+            (p, Tracked { f, live })
+        })
+        .unzip();
+    let mut input = futures.clone();
+    input.push(Tracked {
+        f: Future::ready(7),
+        live: live.clone(),
+    });
+    let mut it = as_completed(Hinted::new(input, Hint::TooSmall(60)), None);
+    assert_eq!(*it.next().unwrap().unwrap().f.result().unwrap(), 7);
+    assert_eq!(it.total(), 51);
+    assert_eq!(live.load(Ordering::SeqCst), 50);
+    drop(it);
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+    for (i, p) in promises.into_iter().enumerate() {
+        p.set_result(i).unwrap();
+    }
+    assert!(futures.iter().all(|t| t.f.done()));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -302,6 +443,11 @@ proptest! {
         finished in prop::collection::vec(any::<bool>(), 0..60),
         dups in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
         order in any::<u64>(),
+        hint in prop_oneof![
+            Just(Hint::Exact),
+            Just(Hint::Unbounded),
+            (0usize..20).prop_map(Hint::TooSmall),
+        ],
     ) {
         let mut futures = Vec::new();
         let mut later = Vec::new();
@@ -330,7 +476,7 @@ proptest! {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17;
             later.swap(i, (state % (i as u64 + 1)) as usize);
         }
-        let mut it = as_completed(input, Some(LONG));
+        let mut it = as_completed(Hinted::new(input, hint), Some(LONG));
         let first = it.next();
         prop_assert!(first.as_ref().is_some_and(|r| r.is_ok()));
         let completer = std::thread::spawn(move || {

@@ -58,13 +58,13 @@ fn current_hook() -> Option<Arc<dyn BlockingHook>> {
 /// Whether spinning can help: false when this process may run on one CPU only (then the
 /// thread we wait for needs our CPU, and spinning only delays it).
 #[cfg(not(loom))]
-fn may_spin() -> bool {
+pub fn may_spin() -> bool {
     static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 /// Under loom every wait step is a loom yield.
 #[cfg(loom)]
-fn may_spin() -> bool {
+pub fn may_spin() -> bool {
     false
 }
 
