@@ -8,8 +8,10 @@
 //!   only after every waiter is installed (the bench wraps each future to count
 //!   installations), so that the time covers installing n waiters, then n completions with
 //!   their notifications, one after the other; per-future cost should be flat in n.
-//! * Thread-pool `map` of `x * 2` over 1M items at several chunk sizes, against rayon's
-//!   `par_iter().map().collect()` measured in the same run, on the same number of threads.
+//! * Thread-pool `map` of `x * 2` over 1M items at several chunk sizes, and `map_vec` (a
+//!   `Vec` in, a `Vec` out, the workers reading and writing in place), against rayon's
+//!   `par_iter().map().collect()` (and `into_par_iter()` on a moved `Vec`) measured in the
+//!   same run, on the same number of threads.
 
 use std::hash::{Hash, Hasher};
 use std::hint::black_box;
@@ -320,6 +322,29 @@ fn bench_map(reps: usize) {
         assert_eq!(out, expected);
         d
     };
+    // map_vec takes the input by value: the `Vec` is made before the clock starts (as a
+    // program that owns its data and hands it over would), and, on another row, inside it.
+    let time_map_vec = |chunksize: Option<usize>, clone_inside: bool| {
+        let owned = (!clone_inside).then(|| input.clone());
+        let t = Instant::now();
+        let owned = owned.unwrap_or_else(|| input.clone());
+        let mut b = pool.map_builder();
+        if let Some(c) = chunksize {
+            b = b.chunksize(c);
+        }
+        let out: Vec<u64> = b.map_vec(|x: u64| x * 2, owned).unwrap();
+        let d = t.elapsed();
+        assert_eq!(out, expected);
+        d
+    };
+    let time_rayon_owned = || {
+        let owned = input.clone();
+        let t = Instant::now();
+        let out: Vec<u64> = rayon_pool.install(|| owned.into_par_iter().map(|x| x * 2).collect());
+        let d = t.elapsed();
+        assert_eq!(out, expected);
+        d
+    };
     let time_seq = || {
         let t = Instant::now();
         let out: Vec<u64> = black_box(&input).iter().map(|x| x * 2).collect();
@@ -348,31 +373,79 @@ fn bench_map(reps: usize) {
         (2_000, Some(8 * workers)),
         (1_000, Some(16 * workers)),
     ];
-    // Interleave the runs so that load changes hit every variant alike.
-    let mut tr = Vec::new();
-    let mut ts = Vec::new();
-    let mut tm: Vec<Vec<Duration>> = vec![Vec::new(); chunks.len()];
+    // Interleave the runs so that load changes hit every variant alike, in a new random
+    // order each repetition: what a variant finds depends on the one run before it
+    // (whether the allocator just gave 16 MB back to the kernel, so that the next output
+    // `Vec` is faulted in afresh, at ~2 µs a page on these VMs), and a fixed order would
+    // charge that to the same variant every time.
+    const FIXED: usize = 6;
+    let k = FIXED + chunks.len();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); k];
+    let mut order: Vec<usize> = (0..k).collect();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..reps {
-        tr.push(time_rayon());
-        ts.push(time_seq());
-        for (i, &(c, b)) in chunks.iter().enumerate() {
-            tm[i].push(time_map(c, b));
+        for i in (1..k).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &v in &order {
+            let d = match v {
+                0 => time_rayon(),
+                1 => time_seq(),
+                2 => time_rayon_owned(),
+                3 => time_map_vec(None, false),
+                4 => time_map_vec(Some(15_625), false),
+                5 => time_map_vec(None, true),
+                _ => {
+                    let (c, b) = chunks[v - FIXED];
+                    time_map(c, b)
+                }
+            };
+            times[v].push(d);
         }
     }
-    let tr = median(tr);
+    let mut times = times.into_iter();
+    let mut next = || median(times.next().expect("one per variant"));
+    let (tr, ts, tro) = (next(), next(), next());
+    let (tv0, tv1, tv2) = (next(), next(), next());
+    let tm: Vec<Duration> = (0..chunks.len()).map(|_| next()).collect();
     let ratio = |d: Duration| format!("{:.2}×", d.as_secs_f64() / tr.as_secs_f64());
     println!(
         "| rayon par_iter().map().collect() | – | – | – | {} | 1.00× |",
         ms(tr)
     );
-    let ts = median(ts);
     println!(
         "| sequential iter().map().collect() | – | – | – | {} | {} |",
         ms(ts),
         ratio(ts)
     );
+    println!(
+        "| rayon into_par_iter().map().collect(), input moved in | – | – | – | {} | {} |",
+        ms(tro),
+        ratio(tro)
+    );
+    let auto = (n as usize).div_ceil(8 * workers).max(1024);
+    println!(
+        "| pool.map_vec, input moved in | {auto} (auto) | – | {} | {} | {} |",
+        (n as usize).div_ceil(auto),
+        ms(tv0),
+        ratio(tv0)
+    );
+    println!(
+        "| pool.map_vec, input moved in | 15625 | – | 64 | {} | {} |",
+        ms(tv1),
+        ratio(tv1)
+    );
+    println!(
+        "| pool.map_vec(input.clone()), clone timed | {auto} (auto) | – | {} | {} | {} |",
+        (n as usize).div_ceil(auto),
+        ms(tv2),
+        ratio(tv2)
+    );
     for (i, &(c, b)) in chunks.iter().enumerate() {
-        let d = median(std::mem::take(&mut tm[i]));
+        let d = tm[i];
         let tasks = (n as usize).div_ceil(c);
         let b = b.map_or("–".to_owned(), |b| b.to_string());
         println!(

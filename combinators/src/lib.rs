@@ -67,6 +67,22 @@
 //! when it implements `Submit<MapChunk<F, A>>` — the thread pool for any closure, the
 //! process pool for plain functions.
 //!
+//! To turn a whole `Vec` into a `Vec`, [`ExecutorExt::map_vec`] (or
+//! [`MapBuilder::map_vec`]) has the workers read the items from the input's buffer and write
+//! the results into the output's, so the calling thread handles no item: on cheap
+//! functions it runs at the speed of rayon, where the item-by-item `map` is held back by the
+//! calling thread. It returns the values, or the first failure in input order, and needs
+//! an executor that runs tasks in this process ([`VecChunk`]).
+//!
+//! ```
+//! use cfutures_combinators::ExecutorExt;
+//! use cfutures_core::InlineExecutor;
+//!
+//! let pool = InlineExecutor::new();
+//! let doubled: Vec<u64> = pool.map_vec(|x| x * 2, (0..1000).collect()).unwrap();
+//! assert_eq!(doubled[999], 1998);
+//! ```
+//!
 //! # Progress
 //!
 //! [`AsCompleted::progress`], [`Map::progress`] and [`MapUnordered::progress`] return a
@@ -89,8 +105,9 @@
 //! waiter is O(1) per future, and each completion costs O(1). `wait(ALL_COMPLETED)` needs
 //! no waiter at all (it waits on each future in turn). For `map`, pick a `chunksize` that
 //! makes each task worth tens of microseconds; for very cheap functions a `buffersize` of
-//! a few times the number of workers keeps the chunks' memory hot. Figures are in the
-//! repository's `BENCHMARKS.md`.
+//! a few times the number of workers keeps the chunks' memory hot, and `map_vec` avoids
+//! the calling thread's per-item work altogether. Figures are in the repository's
+//! `BENCHMARKS.md`.
 //!
 //! [`Future<T>`]: cfutures_core::Future
 //! [`Future::erase`]: cfutures_core::Future::erase
@@ -99,6 +116,7 @@
 mod as_completed;
 mod hash;
 mod map;
+mod map_vec;
 mod progress;
 mod queue;
 mod wait;
@@ -106,5 +124,6 @@ mod wait;
 pub use as_completed::{as_completed, AsCompleted, TimedOut};
 pub use hash::{BuildFutureHasher, FutureHasher, FutureSet};
 pub use map::{map, map_unordered, ExecutorExt, Map, MapBuilder, MapUnordered};
+pub use map_vec::VecChunk;
 pub use progress::Progress;
 pub use wait::{wait, DoneAndNotDone, ReturnWhen};
