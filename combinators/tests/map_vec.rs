@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use cfutures_combinators::ExecutorExt;
-use cfutures_core::{Executor, InlineExecutor};
+use cfutures_core::{Executor, Future, InlineExecutor, Submit, SubmitError, Task};
 use cfutures_thread_pool::ThreadPoolExecutor;
 use common::*;
 use proptest::prelude::*;
@@ -189,29 +189,60 @@ fn refused_after_shutdown() {
     assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
+/// An executor that passes tasks on to `inner` and opens `all` at the `expect`-th
+/// submission, so a test knows when a call has submitted everything.
+struct Counting<E> {
+    inner: E,
+    submitted: AtomicUsize,
+    expect: usize,
+    all: Latch,
+}
+
+impl<E: Executor> Executor for Counting<E> {
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.inner.shutdown(wait, cancel_futures)
+    }
+    fn is_shutdown(&self) -> bool {
+        self.inner.is_shutdown()
+    }
+}
+
+impl<T: Task, E: Submit<T>> Submit<T> for Counting<E> {
+    fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+        let r = self.inner.submit(task);
+        if self.submitted.fetch_add(1, Ordering::SeqCst) + 1 == self.expect {
+            self.all.open();
+        }
+        r
+    }
+}
+
 #[test]
 fn cancelled_chunks_report_cancelled() {
-    // One worker, held by a first chunk; shutdown(cancel_futures) cancels the queued ones.
+    // One worker, held by the first chunk (or not started yet); once all three chunks are
+    // submitted, shutdown(cancel_futures) cancels the queued ones.
     let live = Arc::new(AtomicIsize::new(0));
-    let pool = Arc::new(ThreadPoolExecutor::new(1).unwrap());
-    let started = Latch::new();
+    let all = Latch::new();
+    let pool = Arc::new(Counting {
+        inner: ThreadPoolExecutor::new(1).unwrap(),
+        submitted: AtomicUsize::new(0),
+        expect: 3,
+        all: all.clone(),
+    });
     let gate = Latch::new();
-    let (s, g) = (started.clone(), gate.clone());
+    let g = gate.clone();
     let input: Vec<Counted> = (0..6).map(|i| Counted::new(i, &live)).collect();
     let p = pool.clone();
     let caller = std::thread::spawn(move || {
         p.map_builder().chunksize(2).map_vec(
             move |c: Counted| {
-                if c.n == 0 {
-                    s.open();
-                    g.wait();
-                }
+                g.wait();
                 c.n
             },
             input,
         )
     });
-    started.wait();
+    all.wait();
     pool.shutdown(false, true);
     gate.open();
     let err = caller.join().unwrap().unwrap_err();
