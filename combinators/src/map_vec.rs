@@ -6,8 +6,9 @@
 //! The input `Vec`'s buffer and a new output buffer of the same length are shared by all
 //! chunks ([`VecChunk`] tasks). Chunk `k` owns the items of its range of the input, moves
 //! each one into `f`, and writes the result at the same place in the output; the calling
-//! thread touches no item. When every chunk has succeeded, the output buffer becomes the
-//! returned `Vec`, without a copy.
+//! thread handles no item (unless the executor runs tasks on it, or refuses one: then it
+//! drops the items never submitted). When every chunk has succeeded, the output buffer
+//! becomes the returned `Vec`, without a copy.
 //!
 //! # Ownership, which the `unsafe` code below relies on
 //!
@@ -17,7 +18,9 @@
 //!   so they never overlap, and whatever is never split off is dropped by that one.
 //! * [`Output`] owns the output's allocation. Only chunk `k` writes range `k`, and it sets
 //!   `written[k]` (Release) once the whole range holds values; a chunk that fails drops the
-//!   values it wrote before returning. So at any time range `k` holds values exactly when
+//!   values it wrote before returning. `run` splits the input so that chunk `k`'s items
+//!   are exactly range `k` (asserted), and a chunk writes at most its range whatever
+//!   `Items` holds. So at any time range `k` holds values exactly when
 //!   `written[k]` is set, and `Output`'s `Drop` (which runs after every chunk has let go of
 //!   it) drops exactly those.
 
@@ -176,24 +179,41 @@ impl<R> Output<R> {
 
 impl<R> Drop for Output<R> {
     fn drop(&mut self) {
-        for k in 0..self.written.len() {
-            // Acquire: pairs with the chunk's Release store, after its writes.
-            if self.written[k].load(Ordering::Acquire) {
-                let (start, end) = self.range(k);
-                // SAFETY: `written[k]` is set, so slots `start..end` hold values, which no
-                // one else owns (every chunk has let go of this `Output`); dropped once.
-                unsafe {
-                    ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-                        self.ptr.as_ptr().add(start),
-                        end - start,
-                    ));
-                }
-            }
-        }
-        // SAFETY: the allocation was made by a `Vec<R>` with capacity `cap`; with length 0
-        // the `Vec` frees it and drops nothing (the written ranges were dropped above).
-        drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), 0, self.cap) });
+        drop_ranges_from(self, 0);
     }
+}
+
+/// Drops the written ranges from `k` on, then frees the allocation. If a value's `Drop`
+/// panics, a guard carries on with the next range as the panic unwinds (a second panic
+/// aborts, as in `Vec`), so the other values are still dropped and the memory freed.
+fn drop_ranges_from<R>(out: &Output<R>, k: usize) {
+    struct Rest<'a, R>(&'a Output<R>, usize);
+    impl<R> Drop for Rest<'_, R> {
+        fn drop(&mut self) {
+            drop_ranges_from(self.0, self.1);
+        }
+    }
+    for k in k..out.written.len() {
+        // Acquire: pairs with the chunk's Release store, after its writes.
+        if out.written[k].load(Ordering::Acquire) {
+            let rest = Rest(out, k + 1);
+            let (start, end) = out.range(k);
+            // SAFETY: `written[k]` is set, so slots `start..end` hold values, which no one
+            // else owns (every chunk has let go of this `Output`, which is being dropped);
+            // each range is dropped once (this loop, or the guard's, goes past it first).
+            unsafe {
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                    out.ptr.as_ptr().add(start),
+                    end - start,
+                ));
+            }
+            std::mem::forget(rest);
+        }
+    }
+    // SAFETY: the allocation was made by a `Vec<R>` with capacity `cap`; with length 0 the
+    // `Vec` frees it and drops nothing (the written ranges were dropped above). This runs
+    // once: either at the end of the outermost call or of the one a guard started.
+    drop(unsafe { Vec::from_raw_parts(out.ptr.as_ptr(), 0, out.cap) });
 }
 
 /// One chunk of a [`map_vec`](crate::MapBuilder::map_vec): it moves each item of its range
@@ -233,27 +253,38 @@ where
             index,
         } = self;
         let (start, end) = output.range(index);
-        debug_assert_eq!(items.len(), end - start);
         let dst = output.ptr.as_ptr();
         let mut written = start;
         // One `catch_unwind` for the whole chunk (see `MapChunk`); the first panic fails the
         // chunk, which is all `map_vec` reports.
         let all = panic::catch_unwind(AssertUnwindSafe(|| {
-            while let Some(a) = items.take() {
+            while written < end {
+                let Some(a) = items.take() else {
+                    break;
+                };
                 let r = f(a);
-                // SAFETY: `written` stays within `start..end` (this range has `end - start`
-                // items), a range only this chunk writes, and each slot is written once.
+                // SAFETY: `start <= written < end`, a range only this chunk writes; each
+                // slot is written once.
                 unsafe { dst.add(written).write(r) };
                 written += 1;
             }
         }));
-        match all {
-            Ok(()) => {
+        let failure = match all {
+            // `run` makes each chunk's items exactly its output range, so this is the
+            // only outcome of a loop that did not panic.
+            Ok(()) if written == end => None,
+            Ok(()) => Some(TaskError::from_panic(Box::new(
+                "map_vec: a chunk's items did not match its output range",
+            ))),
+            Err(payload) => Some(TaskError::from_panic(payload)),
+        };
+        match failure {
+            None => {
                 // Release: publishes the writes above to whoever sees the flag.
                 output.written[index].store(true, Ordering::Release);
                 Ok(())
             }
-            Err(payload) => {
+            Some(e) => {
                 // SAFETY: slots `start..written` were written above and are not marked
                 // written, so no one else will drop them: dropped once here.
                 unsafe {
@@ -262,11 +293,13 @@ where
                         written - start,
                     ));
                 }
-                Err(TaskError::from_panic(payload))
+                // The items not reached: a panic in one's drop must not replace `f`'s.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(items)));
+                Err(e)
             }
         }
-        // `items` (dropping the items after a panic), `output` and `f` are dropped here,
-        // before the executor completes this chunk's future.
+        // `output` and `f` are dropped here, before the executor completes this chunk's
+        // future.
     }
 }
 
@@ -290,9 +323,17 @@ pub(crate) fn run<F, A, R>(
         }
     };
     for index in 0..len.div_ceil(chunksize) {
+        let (start, end) = output.range(index);
+        let items = rest.split_front(end - start);
+        // The one place where a chunk's items and its output range are matched up.
+        assert_eq!(
+            (items.next, items.end),
+            (start, end),
+            "map_vec: chunk ranges"
+        );
         let chunk = VecChunk {
             f: f.clone(),
-            items: rest.split_front(chunksize),
+            items,
             output: output.clone(),
             index,
         };
@@ -307,7 +348,9 @@ pub(crate) fn run<F, A, R>(
     drop((rest, f));
     for (i, fut) in futures.iter().enumerate() {
         if let Err(e) = fut.result_deadline(deadline) {
-            cancel_all(&futures[i + 1..]);
+            // From `i` on: on a timeout, the awaited chunk too (Python's
+            // `_result_or_cancel`); a finished future ignores the cancel.
+            cancel_all(&futures[i..]);
             return Err(e);
         }
     }

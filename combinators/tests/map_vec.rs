@@ -36,10 +36,12 @@ fn quiet_planned_panics() {
     });
 }
 
-/// A value that counts the live instances of its kind: +1 when made, -1 when dropped.
+/// A value that counts the live instances of its kind: +1 when made, -1 when dropped
+/// (and, if `boom`, then panics).
 struct Counted {
     n: u64,
     live: Arc<AtomicIsize>,
+    boom: bool,
 }
 
 impl Counted {
@@ -48,7 +50,13 @@ impl Counted {
         Counted {
             n,
             live: live.clone(),
+            boom: false,
         }
+    }
+    fn booming(n: u64, live: &Arc<AtomicIsize>) -> Self {
+        let mut c = Counted::new(n, live);
+        c.boom = true;
+        c
     }
 }
 
@@ -61,6 +69,9 @@ impl std::fmt::Debug for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
+        if self.boom && !std::thread::panicking() {
+            panic!("{PLANNED}: drop of {}", self.n);
+        }
     }
 }
 
@@ -151,6 +162,81 @@ fn first_failure_in_input_order_and_nothing_leaks() {
     pool.shutdown(true, false);
     assert_eq!(live_in.load(Ordering::SeqCst), 0);
     assert_eq!(live_out.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_panicking_drop_of_an_item_not_reached_does_not_hide_the_failure() {
+    quiet_planned_panics();
+    let live = Arc::new(AtomicIsize::new(0));
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let input: Vec<Counted> = (0..10)
+        .map(|i| {
+            if i == 7 {
+                Counted::booming(i, &live)
+            } else {
+                Counted::new(i, &live)
+            }
+        })
+        .collect();
+    let err = pool
+        .map_builder()
+        .chunksize(10)
+        .map_vec(
+            |c: Counted| {
+                if c.n == 3 {
+                    panic!("{PLANNED} in f at 3");
+                }
+                c.n
+            },
+            input,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("in f at 3"), "{err}");
+    pool.shutdown(true, false);
+    assert_eq!(live.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_panicking_drop_of_a_value_still_drops_the_others_and_frees_the_buffer() {
+    // Chunk 0 (items 0..50) fails at item 0, but only once the seven other chunks are done;
+    // their values include one (120, in chunk 2) whose drop panics. The caller drops the
+    // output last, so that panic reaches it; the values of chunks 3..8 must still be
+    // dropped.
+    quiet_planned_panics();
+    let live = Arc::new(AtomicIsize::new(0));
+    let others = Arc::new(AtomicUsize::new(0));
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let (lv, o) = (live.clone(), others.clone());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.map_builder().chunksize(50).map_vec(
+            move |n: u64| {
+                if n == 0 {
+                    let end = std::time::Instant::now() + LONG;
+                    while o.load(Ordering::SeqCst) < 350 {
+                        assert!(
+                            std::time::Instant::now() < end,
+                            "the other chunks never ran"
+                        );
+                        std::thread::yield_now();
+                    }
+                    panic!("{PLANNED} in f at 0");
+                }
+                let c = if n == 120 {
+                    Counted::booming(n, &lv)
+                } else {
+                    Counted::new(n, &lv)
+                };
+                if n >= 50 {
+                    o.fetch_add(1, Ordering::SeqCst);
+                }
+                c
+            },
+            (0..400).collect(),
+        )
+    }));
+    pool.shutdown(true, false);
+    assert!(!matches!(r, Ok(Ok(_))));
+    assert_eq!(live.load(Ordering::SeqCst), 0);
 }
 
 #[test]

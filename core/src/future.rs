@@ -1045,6 +1045,9 @@ impl<T> Promise<T> {
     /// panics, and set its outcome. Returns whether the task ran.
     pub fn run<K: Task<Output = T>>(self, task: K) -> bool {
         if !self.set_running_or_notify_cancel() {
+            // A panic in the unrun task's drop (a captured value's `Drop`) has no one to be
+            // reported to (the future is cancelled) and must not unwind into the executor.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
             return false;
         }
         let out = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {

@@ -38,6 +38,7 @@ where
     fn run(self, before_publish: &mut dyn FnMut()) {
         let TaskJob { promise, task } = self;
         if !promise.set_running_or_notify_cancel() {
+            drop_unrun(task);
             return;
         }
         let outcome = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
@@ -52,13 +53,25 @@ where
     fn cancel(self) {
         // Cancelling a pending future always succeeds; dropping the promise then moves it to
         // "cancelled and notified", so `wait` / `as_completed` count it as done.
-        self.promise.future().cancel();
+        let TaskJob { promise, task } = self;
+        promise.future().cancel();
+        drop_unrun(task);
     }
 
     fn fail(self, broken: Broken) {
         // If the future was cancelled meanwhile, the promise (dropped inside) notices that.
-        let _ = self.promise.set_broken(broken);
+        let TaskJob { promise, task } = self;
+        let _ = promise.set_broken(broken);
+        drop_unrun(task);
     }
+}
+
+/// Drops a task that will not run. A panic in its drop (a captured value's `Drop`) is
+/// caught and dropped: the task's future already has its outcome (cancelled, or broken),
+/// so there is no one to report it to, and it must not kill a worker (whose pool would then
+/// wait for it forever) or unwind out of the `shutdown` that cancelled the task.
+fn drop_unrun<T>(task: T) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
 }
 
 impl<J: Job> Job for Box<J> {

@@ -282,3 +282,50 @@ fn concurrent_submits_and_shutdown_lose_no_task() {
         }
     }
 }
+
+/// Panics when dropped: a task capturing one panics in its drop if it never runs.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("planned panic in a captured value's drop");
+        }
+    }
+}
+
+#[test]
+fn a_cancelled_task_whose_drop_panics_harms_neither_worker_nor_shutdown() {
+    // One worker, held; two tasks queued behind it capture a value whose drop panics. One
+    // is cancelled through its future (the worker drops it when it comes up), the other by
+    // shutdown(cancel_futures) (dropped by the thread shutting down). Neither panic may
+    // kill the worker, escape `shutdown`, or leave `shutdown(wait)` waiting forever.
+    let pool = Arc::new(ThreadPoolExecutor::new(1).unwrap());
+    let (started_tx, started) = mpsc::channel();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let first = pool
+        .submit(move || {
+            started_tx.send(()).unwrap();
+            g.wait();
+        })
+        .unwrap();
+    started.recv_timeout(LIMIT).unwrap();
+    let (a, b) = (PanicOnDrop, PanicOnDrop);
+    let by_future = pool.submit(move || drop(a)).unwrap();
+    let by_shutdown = pool.submit(move || drop(b)).unwrap();
+    assert!(by_future.cancel());
+    let (done_tx, done) = mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        p.shutdown(false, true);
+        gate.open();
+        p.shutdown(true, false);
+        done_tx.send(()).unwrap();
+    });
+    done.recv_timeout(LIMIT)
+        .expect("shutdown returned despite the panicking drops");
+    assert!(first.result_timeout(LIMIT).is_ok());
+    assert!(by_future.cancelled() && by_shutdown.cancelled());
+    assert_eq!(pool.live_threads(), 0);
+}
