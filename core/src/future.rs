@@ -1041,19 +1041,27 @@ impl<T> Promise<T> {
     }
 
     /// Runs `task` for this promise, the way every executor should: skip it if the future
-    /// was cancelled (noticing the cancellation), otherwise mark it running, run it catching
+    /// was cancelled (noticing the cancellation, and dropping the task with
+    /// [`discard_task`](crate::discard_task)), otherwise mark it running, run it catching
     /// panics, and set its outcome. Returns whether the task ran.
     pub fn run<K: Task<Output = T>>(self, task: K) -> bool {
+        self.run_then(task, || ())
+    }
+
+    /// [`run`](Self::run), calling `before_publish` once the task has run and before its
+    /// outcome becomes visible: a pool can update its own bookkeeping there (count the
+    /// worker idle) before a thread woken by the result acts on it.
+    pub fn run_then<K: Task<Output = T>>(self, task: K, before_publish: impl FnOnce()) -> bool {
         if !self.set_running_or_notify_cancel() {
-            // A panic in the unrun task's drop (a captured value's `Drop`) has no one to be
-            // reported to (the future is cancelled) and must not unwind into the executor.
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
+            crate::discard_task(task);
             return false;
         }
         let out = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
             Ok(r) => r,
             Err(payload) => Err(TaskError::from_panic(payload)),
         };
+        before_publish();
+        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
         let _ = self.set_outcome(out);
         true
     }

@@ -77,6 +77,16 @@ where
     Fallible(f)
 }
 
+/// Drops a task that will not run (its future was cancelled, or its executor broke).
+///
+/// A panic in the drop (a captured value's `Drop`) is caught and dropped: the task's future
+/// already has its outcome, so there is no one to report it to, and it must not kill a
+/// worker thread (whose pool would then wait for it forever) or unwind out of the
+/// `shutdown` that cancelled the task.
+pub fn discard_task<K>(task: K) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
+}
+
 /// A batch of `map` items run as one task: `f` applied to each item, each item's panic
 /// caught on its own, so one failing item fails only its own slot.
 ///

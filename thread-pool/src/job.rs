@@ -8,10 +8,9 @@
 
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
-use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use cfutures_core::{Broken, Promise, Task, TaskError};
+use cfutures_core::{discard_task, Broken, Promise, Task};
 
 /// A queued task (before type erasure).
 pub(crate) trait Job: Send + Sized {
@@ -36,18 +35,7 @@ where
     T::Output: Send + Sync,
 {
     fn run(self, before_publish: &mut dyn FnMut()) {
-        let TaskJob { promise, task } = self;
-        if !promise.set_running_or_notify_cancel() {
-            drop_unrun(task);
-            return;
-        }
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-            Ok(r) => r,
-            Err(payload) => Err(TaskError::from_panic(payload)),
-        };
-        before_publish();
-        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
-        let _ = promise.set_outcome(outcome);
+        self.promise.run_then(self.task, before_publish);
     }
 
     fn cancel(self) {
@@ -55,23 +43,15 @@ where
         // "cancelled and notified", so `wait` / `as_completed` count it as done.
         let TaskJob { promise, task } = self;
         promise.future().cancel();
-        drop_unrun(task);
+        discard_task(task);
     }
 
     fn fail(self, broken: Broken) {
         // If the future was cancelled meanwhile, the promise (dropped inside) notices that.
         let TaskJob { promise, task } = self;
         let _ = promise.set_broken(broken);
-        drop_unrun(task);
+        discard_task(task);
     }
-}
-
-/// Drops a task that will not run. A panic in its drop (a captured value's `Drop`) is
-/// caught and dropped: the task's future already has its outcome (cancelled, or broken),
-/// so there is no one to report it to, and it must not kill a worker (whose pool would then
-/// wait for it forever) or unwind out of the `shutdown` that cancelled the task.
-fn drop_unrun<T>(task: T) {
-    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
 }
 
 impl<J: Job> Job for Box<J> {
