@@ -274,11 +274,7 @@ impl<E> MapBuilder<E> {
             // Eight chunks per CPU: enough to even out uneven items and busy workers, few
             // enough that submitting them (each may wake a worker) costs little; but no
             // chunk under 1024 items.
-            static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-            let cpus = *CPUS.get_or_init(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            items.len().div_ceil(8 * cpus).max(1024)
+            items.len().div_ceil(8 * blocking::cpus()).max(1024)
         });
         let executor = self.executor;
         crate::map_vec::run(f, items, chunksize, deadline, |chunk| {

@@ -55,12 +55,18 @@ fn current_hook() -> Option<Arc<dyn BlockingHook>> {
     HOOK.try_with(|h| h.borrow().clone()).ok().flatten()
 }
 
+/// How many CPUs this process may use (`available_parallelism`, 1 if unknown), read once:
+/// the call reads cgroup files, tens of microseconds on a small VM.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Whether spinning can help: false when this process may run on one CPU only (then the
 /// thread we wait for needs our CPU, and spinning only delays it).
 #[cfg(not(loom))]
 pub fn may_spin() -> bool {
-    static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    cpus() > 1
 }
 /// Under loom every wait step is a loom yield.
 #[cfg(loom)]

@@ -202,7 +202,7 @@ impl Builder {
                 ))
             }
             Some(n) => n,
-            None => thread::available_parallelism().map_or(1, |n| n.get()),
+            None => cfutures_core::blocking::cpus(),
         };
         if self.max_tasks_per_child == Some(0) {
             return Err(io::Error::new(

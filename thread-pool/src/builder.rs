@@ -80,8 +80,7 @@ impl fmt::Debug for Builder {
 /// The default number of workers, as Python 3.13: `min(32, cpus + 4)`, where `cpus` is the
 /// number of CPUs this process may use.
 pub fn default_max_workers() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    32.min(cpus + 4)
+    32.min(cfutures_core::blocking::cpus() + 4)
 }
 
 impl Builder {
