@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cfutures_combinators::{map, map_unordered, ExecutorExt, MapBuilder};
@@ -17,27 +17,6 @@ use cfutures_core::{Executor, InlineExecutor, MapChunk, Submit};
 use cfutures_thread_pool::ThreadPoolExecutor;
 use common::*;
 use proptest::prelude::*;
-
-/// Panics whose message starts with this are planned: keep them off stderr.
-const PLANNED: &str = "planned failure";
-
-fn quiet_planned_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with(PLANNED) {
-                default(info);
-            }
-        }));
-    });
-}
 
 fn pool(n: usize) -> ThreadPoolExecutor {
     ThreadPoolExecutor::new(n).unwrap()
@@ -197,30 +176,39 @@ fn timeout_cancels_the_tasks_not_started() {
     current_future_cancel(Threads::new(1));
 }
 
-// Dropping the iterator cancels what has not started (Python only does this for a started
-// generator; cfutures always does).
-#[test]
-fn drop_cancels_the_tasks_not_started() {
-    let ex = Threads::new(1);
+type Counter = Box<dyn Fn(u32) + Send + Sync>;
+
+/// Starts a map of a counting `f` (through `start`, which may check the iterator) while a
+/// task holds the only worker, then drops the iterator: `f` must never run.
+fn dropping_cancels_the_tasks_not_started<I>(start: impl FnOnce(Arc<Threads>, Counter) -> I) {
+    let ex = Arc::new(Threads::new(1));
     let gate = Latch::new();
     let g = gate.clone();
     let busy = ex.submit(move || g.wait()).unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    let it = ex
-        .map(
-            move |_: u32| {
-                r.fetch_add(1, Ordering::SeqCst);
-            },
-            0..5,
-        )
-        .unwrap();
-    assert_eq!(it.progress().total, 5, "all submitted at the call");
+    let it = start(
+        ex.clone(),
+        Box::new(move |_: u32| {
+            r.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
     drop(it);
     gate.open();
     assert!(busy.wait_timeout(LONG));
     ex.shutdown(true, false);
     assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+// Dropping the iterator cancels what has not started (Python only does this for a started
+// generator; cfutures always does).
+#[test]
+fn drop_cancels_the_tasks_not_started() {
+    dropping_cancels_the_tasks_not_started(|ex, f| {
+        let it = map(ex, f, 0..5).unwrap();
+        assert_eq!(it.progress().total, 5, "all submitted at the call");
+        it
+    });
 }
 
 // test_map_submits_without_iteration: without buffersize everything is submitted at the
@@ -691,25 +679,7 @@ proptest! {
 // Dropping the unordered iterator also cancels what has not started.
 #[test]
 fn unordered_drop_cancels_the_tasks_not_started() {
-    let ex = Threads::new(1);
-    let gate = Latch::new();
-    let g = gate.clone();
-    let busy = ex.submit(move || g.wait()).unwrap();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let r = ran.clone();
-    let it = ex
-        .map_unordered(
-            move |_: u32| {
-                r.fetch_add(1, Ordering::SeqCst);
-            },
-            0..5,
-        )
-        .unwrap();
-    drop(it);
-    gate.open();
-    assert!(busy.wait_timeout(LONG));
-    ex.shutdown(true, false);
-    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    dropping_cancels_the_tasks_not_started(|ex, f| map_unordered(ex, f, 0..5).unwrap());
 }
 
 // The iterators can move to another thread (and be consumed there).

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cfutures_combinators::ExecutorExt;
@@ -14,27 +14,6 @@ use cfutures_core::{Executor, Future, InlineExecutor, Submit, SubmitError, Task}
 use cfutures_thread_pool::ThreadPoolExecutor;
 use common::*;
 use proptest::prelude::*;
-
-/// Panics whose message starts with this are planned: keep them off stderr.
-const PLANNED: &str = "planned failure";
-
-fn quiet_planned_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with(PLANNED) {
-                default(info);
-            }
-        }));
-    });
-}
 
 /// A value that counts the live instances of its kind: +1 when made, -1 when dropped
 /// (and, if `boom`, then panics).
