@@ -228,8 +228,7 @@ where
     /// then find the block in cache. And the look runs ahead of the installations: when
     /// another thread completes the futures in input order as this one installs (a pool
     /// draining a queue), the two do not end up on the same cache lines in lockstep.
-    fn install_all(&mut self, input: impl Iterator<Item = I::Item>, capacity: usize) {
-        let mut capacity = capacity;
+    fn install_all(&mut self, input: impl Iterator<Item = I::Item>, mut capacity: usize) {
         let mut waiter = self.new_waiter(capacity);
         // Slots from `start` on are not installed yet.
         let mut start = 0;

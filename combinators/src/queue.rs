@@ -1,15 +1,7 @@
-//! The waiter `as_completed` and `map_unordered` install: it queues the ids of completed
-//! futures, in completion order, and wakes the consuming thread (Python's
-//! `_AsCompletedWaiter`).
-//!
-//! # Protocol
-//!
-//! `ids` and `thread` live under one mutex. A notifier pushes the id and, if the queue was
-//! empty and a consumer registered its thread, unparks it. The consumer registers its
-//! thread (in `before_park`) only after checking, under the same lock, that the queue is
-//! empty; so a push after that check sees the registration and unparks it: no lost
-//! wake-up. `nonempty` mirrors `!ids.is_empty()` (written under the lock) so that the
-//! consumer's spin loop polls an atomic, not the mutex.
+//! Waiters that queue the ids of completed futures, in completion order, for one consuming
+//! thread, and wake it (Python's `_AsCompletedWaiter`): [`QueueWaiter`] for any number of
+//! notifications (`map_unordered`), [`SlotQueueWaiter`] for a number known in advance
+//! (`as_completed`: one per installation), which notifies without a lock.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,6 +19,16 @@ struct Inner {
     thread: Option<Thread>,
 }
 
+/// The waiter `map_unordered` installs on its chunks' futures.
+///
+/// # Protocol
+///
+/// `ids` and `thread` live under one mutex. A notifier pushes the id and, if the queue was
+/// empty and a consumer registered its thread, unparks it. The consumer registers its
+/// thread (in `before_park`) only after checking, under the same lock, that the queue is
+/// empty; so a push after that check sees the registration and unparks it: no lost
+/// wake-up. `nonempty` mirrors `!ids.is_empty()` (written under the lock) so that the
+/// consumer's spin loop polls an atomic, not the mutex.
 pub(crate) struct QueueWaiter {
     inner: Mutex<Inner>,
     nonempty: AtomicBool,
