@@ -85,5 +85,8 @@ mod waiter;
 pub use error::{panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
-pub use task::{discard_task, fallible, ChunkIter, ChunkOutput, Fallible, MapChunk, Task};
+pub use task::{
+    discard_task, fallible, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, PanicToError,
+    Task,
+};
 pub use waiter::{AnyFuture, Completion, FutureId, Waitable, Waiter, WaiterKey};

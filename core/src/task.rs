@@ -1,6 +1,7 @@
 //! What executors run: [`Task`], the fallible adapter [`Fallible`], and [`MapChunk`], the
 //! batch task `map` submits.
 
+use std::any::Any;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -124,23 +125,33 @@ where
 {
     type Output = ChunkOutput<R>;
     fn run(self) -> Result<Self::Output, TaskError> {
-        Ok(run_chunk(self.items, &*self.f))
+        Ok(run_chunk(self.items, &*self.f, TaskError::from_panic))
     }
 }
 
-/// Applies `f` to every item, each item's panic caught on its own.
+/// Turns a caught panic's payload into the item's error.
+pub type PanicToError = fn(Box<dyn Any + Send>) -> TaskError;
+
+/// Applies `f` to every item, each item's panic caught on its own and turned into that
+/// item's error by `panic_to_error`: what [`MapChunk`] does (with
+/// [`TaskError::from_panic`]), for executors that run a chunk's items themselves (a
+/// process pool's worker, which records where each panic happened).
 ///
 /// The items run in one `catch_unwind` (a panic is rare; catching per item costs a call
 /// per item and stops the loop from being optimised); after a panic the rest run one by
 /// one. When `A` and `R` have the same size and alignment (`u64 -> u64`, say) the results
 /// are written over the items in their own buffer: no allocation, and memory the submitting
 /// thread just wrote (and will free) instead of fresh pages in the worker.
-fn run_chunk<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
+pub fn run_chunk<A, R>(
+    items: Vec<A>,
+    f: &impl Fn(A) -> R,
+    panic_to_error: PanicToError,
+) -> ChunkOutput<R> {
     let same_layout = mem::size_of::<A>() == mem::size_of::<R>()
         && mem::align_of::<A>() == mem::align_of::<R>()
         && mem::size_of::<A>() != 0;
     if same_layout {
-        return in_place::run(items, f);
+        return in_place::run(items, f, panic_to_error);
     }
     let mut items = items.into_iter();
     let mut values: Vec<R> = Vec::with_capacity(items.len());
@@ -152,7 +163,7 @@ fn run_chunk<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
     match all {
         Ok(()) => ChunkOutput::Values(values),
         // The item at `values.len()` panicked (it was moved out of `items` before the call).
-        Err(payload) => mixed(values, payload, items, f),
+        Err(payload) => mixed(values, payload, items, f, panic_to_error),
     }
 }
 
@@ -160,15 +171,16 @@ fn run_chunk<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
 /// then the remaining items, run one by one.
 fn mixed<A, R>(
     values: Vec<R>,
-    payload: Box<dyn std::any::Any + Send>,
+    payload: Box<dyn Any + Send>,
     rest: impl ExactSizeIterator<Item = A>,
     f: &impl Fn(A) -> R,
+    panic_to_error: PanicToError,
 ) -> ChunkOutput<R> {
     let mut out: Vec<Result<R, TaskError>> = Vec::with_capacity(values.len() + 1 + rest.len());
     out.extend(values.into_iter().map(Ok));
-    out.push(Err(TaskError::from_panic(payload)));
+    out.push(Err(panic_to_error(payload)));
     out.extend(
-        rest.map(|a| panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(TaskError::from_panic)),
+        rest.map(|a| panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(panic_to_error)),
     );
     ChunkOutput::Mixed(out)
 }
@@ -180,7 +192,7 @@ mod in_place {
     use std::panic::{self, AssertUnwindSafe};
     use std::ptr;
 
-    use super::{mixed, ChunkOutput};
+    use super::{mixed, ChunkOutput, PanicToError};
 
     /// The buffer, as `[R; written] ++ [A; len - read]` with `written <= read` (one item,
     /// at `written`, is in `f` while the two differ), and its capacity in elements.
@@ -196,7 +208,11 @@ mod in_place {
     ///
     /// Requires `size_of::<A>() == size_of::<R>() != 0` and equal alignments (checked by
     /// the caller), so the allocation of `cap` `A`s is exactly one of `cap` `R`s.
-    pub(super) fn run<A, R>(items: Vec<A>, f: &impl Fn(A) -> R) -> ChunkOutput<R> {
+    pub(super) fn run<A, R>(
+        items: Vec<A>,
+        f: &impl Fn(A) -> R,
+        panic_to_error: PanicToError,
+    ) -> ChunkOutput<R> {
         debug_assert!(
             std::mem::size_of::<A>() == std::mem::size_of::<R>()
                 && std::mem::align_of::<A>() == std::mem::align_of::<R>()
@@ -247,7 +263,7 @@ mod in_place {
                 // SAFETY: the allocation was made by a `Vec<A>` with capacity `cap`; with
                 // length 0 dropping it frees the memory and drops no element (all moved).
                 drop(unsafe { Vec::from_raw_parts(b.ptr, 0, b.cap) });
-                mixed(values, payload, rest.into_iter(), f)
+                mixed(values, payload, rest.into_iter(), f, panic_to_error)
             }
         }
     }

@@ -317,14 +317,19 @@ pub(crate) fn install_panic_hook() {
 
 /// Runs `f`, turning a panic into a [`TaskError::Panic`] with its location.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| TaskError::Panic {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_error)
+}
+
+/// A caught panic as a task error, with the location the panic hook recorded.
+fn panic_error(p: Box<dyn std::any::Any + Send>) -> TaskError {
+    TaskError::Panic {
         message: panic_message(&*p).into(),
         location: PANIC_LOCATION
             .try_with(|l| l.borrow_mut().take())
             .ok()
             .flatten()
             .map(Into::into),
-    })
+    }
 }
 
 /// Encodes an outcome into `out`: `true` for a value, `false` for an error.
@@ -413,26 +418,9 @@ where
     // SAFETY: as in `run_fn`.
     let f: F = unsafe { conjure() };
     // Compact when every item succeeded (a plain `Vec<R>` on the wire, the common case),
-    // each item's `Result` otherwise: `ChunkOutput`'s variant tag says which.
-    //
-    // The items run in one `catch_unwind` that stops at the first panic (which fails that
-    // item only); the ones after it then run each in its own. Same outcome as one
-    // `catch_unwind` per item, without a `Result` per item in the common case.
-    let mut items = items.into_iter();
-    let mut values: Vec<R> = Vec::with_capacity(items.len());
-    // (`extend` from `&mut vec::IntoIter` writes in place, and keeps the values written
-    // so far if `f` panics.)
-    let results = match catch(|| values.extend(items.by_ref().map(f))) {
-        Ok(()) => ChunkOutput::Values(values),
-        Err(e) => ChunkOutput::Mixed(
-            values
-                .into_iter()
-                .map(Ok)
-                .chain(std::iter::once(Err(e)))
-                .chain(items.map(|a| catch(|| f(a))))
-                .collect(),
-        ),
-    };
+    // each item's `Result` otherwise: `ChunkOutput`'s variant tag says which. Core's chunk
+    // runner, with this worker's panic errors (they carry the panic's location).
+    let results = cfutures_core::run_chunk(items, &f, panic_error);
     if crate::prim::encode_output(&results, out) {
         return true;
     }

@@ -71,6 +71,13 @@ fn several_failing_items_in_a_chunk_fail_only_themselves() {
         if [0, 5, 6, 11].contains(&i) {
             let e = r.as_ref().unwrap_err().task_error().unwrap();
             assert_eq!(e.panic_message(), Some(format!("item {i}").as_str()));
+            // Where it panicked, recorded in the worker, for the first failure of a chunk
+            // and for the ones after it alike.
+            let cfutures_core::TaskError::Panic { location, .. } = e else {
+                panic!("a panic: {e}");
+            };
+            let loc = location.as_deref().expect("a location");
+            assert!(loc.contains("tests/map.rs"), "{loc}");
         } else {
             assert_eq!(*r.as_ref().unwrap(), -(i as i64));
         }
