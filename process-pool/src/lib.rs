@@ -73,13 +73,16 @@
 //!
 //! Design notes: `DESIGN-NOTES.md` next to this crate's `Cargo.toml`.
 
-mod pool;
+mod executor;
+mod io;
 mod prim;
+mod state;
 mod sys;
+mod window;
 mod wire;
 mod worker;
 
-pub use pool::{Builder, ProcessPoolExecutor, RemoteTask, WorkerDeathPolicy, WorkerOutput};
+pub use executor::{Builder, ProcessPoolExecutor, RemoteTask, WorkerDeathPolicy, WorkerOutput};
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
 /// once otherwise.

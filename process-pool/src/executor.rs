@@ -1,0 +1,742 @@
+//! The public side: [`ProcessPoolExecutor`], its [`Builder`], and the policies.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use cfutures_core::{
+    ChunkOutput, Executor, Future, MapChunk, Promise, Submit, SubmitError, Task, TaskError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::io::Io;
+use crate::prim;
+use crate::state::{Config, Shared, State};
+use crate::sys;
+use crate::window::{Job, Kill, Outcome, Slot, TypedSlot};
+use crate::wire::{self, FnId, Tramp};
+use crate::worker;
+
+/// A task type that can run in a worker process: serializable, with a serializable output.
+///
+/// Implement it (an empty impl) for your task types; this opt-in marker is what lets the
+/// pool accept both task types and `map` chunks through [`Submit`].
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::{Submit, Task, TaskError};
+/// use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Fib(u32);
+///
+/// impl Task for Fib {
+///     type Output = u64;
+///     fn run(self) -> Result<u64, TaskError> {
+///         let (mut a, mut b) = (0u64, 1u64);
+///         for _ in 0..self.0 {
+///             (a, b) = (b, a + b);
+///         }
+///         Ok(a)
+///     }
+/// }
+/// impl RemoteTask for Fib {}
+///
+/// let pool = ProcessPoolExecutor::new(1).unwrap();
+/// let f = pool.submit(Fib(50)).unwrap();
+/// assert_eq!(*f.result().unwrap(), 12_586_269_025);
+/// ```
+pub trait RemoteTask: Task + Serialize + DeserializeOwned + Send + 'static {}
+
+/// What happens when a worker process dies (killed, crashed, exited) while the pool runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerDeathPolicy {
+    /// The task the worker was running fails with [`TaskError::WorkerDied`] (pid and exit
+    /// code or signal); the worker is replaced; every other task carries on. The default.
+    #[default]
+    FailTask,
+    /// Python's behaviour: the pool becomes broken, every pending and running future fails
+    /// with its own [`Error::Broken`](cfutures_core::Error::Broken), later submits are
+    /// refused.
+    BreakPool,
+}
+
+/// Where the workers' standard output goes. It is never the protocol's pipe, so however
+/// much a task prints, the pool is not disturbed.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub enum WorkerOutput {
+    /// To the parent's standard error (the default).
+    #[default]
+    Stderr,
+    /// To the parent's standard output.
+    Stdout,
+    /// Discarded.
+    Null,
+    /// To this file.
+    File(File),
+}
+
+/// Configures a [`ProcessPoolExecutor`] (Python's constructor arguments, and more).
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_process_pool::{ProcessPoolExecutor, WorkerDeathPolicy};
+/// use std::time::Duration;
+///
+/// fn setup(level: u8) {
+///     assert!(level > 0);
+/// }
+///
+/// let pool = ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .initializer(setup, 3u8)
+///     .max_tasks_per_child(1000)
+///     .on_worker_death(WorkerDeathPolicy::FailTask)
+///     .time_limit(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// # drop(pool);
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    max_workers: Option<usize>,
+    init: Option<(FnId, Vec<u8>)>,
+    max_tasks_per_child: Option<u64>,
+    policy: WorkerDeathPolicy,
+    time_limit: Option<Duration>,
+    output: WorkerOutput,
+}
+
+impl Builder {
+    /// The number of worker processes (default: the number of CPUs).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// A function each worker runs with `arg` before its first task (Python: `initializer`,
+    /// `initargs`). If it panics (or the worker dies in it), the pool becomes broken.
+    ///
+    /// `f` must be a fn item or a closure that captures nothing (checked at compile time).
+    ///
+    /// # Panics
+    ///
+    /// If `arg` cannot be encoded.
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        const { wire::assert_zero_sized::<F>() };
+        let _ = f;
+        let id = wire::fn_id(wire::run_init::<F, A> as Tramp)
+            .unwrap_or_else(|e| panic!("initializer: {e}"));
+        let mut payload = Vec::new();
+        wire::encode_into(&arg, &mut payload).unwrap_or_else(|e| panic!("initializer: {e}"));
+        self.init = Some((id, payload));
+        self
+    }
+
+    /// Retire each worker after it ran `n` tasks, and start a fresh one (Python:
+    /// `max_tasks_per_child`).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// What a worker's death does (default: [`WorkerDeathPolicy::FailTask`]).
+    pub fn on_worker_death(mut self, policy: WorkerDeathPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// A default limit on how long each task may run; a task past it has its worker killed
+    /// and replaced, and fails with [`TaskError::TimeLimit`]. Per task:
+    /// [`ProcessPoolExecutor::submit_with_timeout`].
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Where the workers' standard output goes (default: the parent's standard error).
+    pub fn worker_output(mut self, output: WorkerOutput) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Creates the pool. Workers start on demand, when tasks arrive.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `max_workers` or `max_tasks_per_child` is 0; an I/O error if the
+    /// pool's pipe or thread cannot be created or the executable cannot be identified.
+    pub fn build(self) -> io::Result<ProcessPoolExecutor> {
+        let max_workers = match self.max_workers {
+            Some(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "max_workers must be greater than 0",
+                ))
+            }
+            Some(n) => n,
+            None => cfutures_core::blocking::cpus(),
+        };
+        if self.max_tasks_per_child == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_tasks_per_child must be greater than 0",
+            ));
+        }
+        let stdout = match self.output {
+            WorkerOutput::Stderr => Some(sys::dup_above(2, 3)?),
+            WorkerOutput::Stdout => None,
+            WorkerOutput::Null => Some(File::options().write(true).open("/dev/null")?.into()),
+            WorkerOutput::File(f) => Some(f.into()),
+        };
+        let (wake_r, wake_w) = sys::pipe()?;
+        sys::set_nonblocking(wake_r.as_raw_fd())?;
+        sys::set_nonblocking(wake_w.as_raw_fd())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                workers: Vec::new(),
+                next_id: 1,
+                shutdown: false,
+                broken: None,
+                cancel_heads: Vec::new(),
+                forced: false,
+            }),
+            wake_w,
+            wake_pending: AtomicBool::new(false),
+            config: Config {
+                max_workers,
+                init: self.init,
+                max_tasks_per_child: self.max_tasks_per_child,
+                policy: self.policy,
+                time_limit: self.time_limit,
+                stdout,
+                exe: sys::worker_executable()?.into_os_string(),
+                argv0: std::env::args_os()
+                    .next()
+                    .unwrap_or_else(|| OsString::from("cfutures-worker")),
+                env_value: worker::env_value()?,
+            },
+        });
+        let s2 = shared.clone();
+        let io = thread::Builder::new()
+            .name("cfutures-process-pool-io".into())
+            .spawn(move || Io::new(s2, wake_r).run())?;
+        let io_thread = io.thread().id();
+        Ok(ProcessPoolExecutor {
+            shared,
+            io: Mutex::new(Some(io)),
+            io_thread,
+        })
+    }
+}
+
+/// A pool of worker processes: Python's `concurrent.futures.ProcessPoolExecutor`, that
+/// survives its workers dying, stops runaway tasks, and never leaves a process behind.
+///
+/// See the [crate documentation](crate) for what can be submitted and how workers start.
+///
+/// Dropping the pool shuts it down and waits for the accepted tasks (Python's `with`), so a
+/// task that never ends keeps the drop waiting: give such tasks a time limit, or call
+/// [`kill_workers`](Self::kill_workers) first.
+pub struct ProcessPoolExecutor {
+    shared: Arc<Shared>,
+    io: Mutex<Option<JoinHandle<()>>>,
+    io_thread: thread::ThreadId,
+}
+
+impl std::fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.shared.lock();
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.shared.config.max_workers)
+            .field("workers", &st.workers.len())
+            .field("queued", &st.queue.len())
+            .field("shutdown", &st.shutdown)
+            .field("broken", &st.broken.is_some())
+            .finish()
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of at most `max_workers` worker processes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`].
+    pub fn new(max_workers: usize) -> io::Result<Self> {
+        Builder::default().max_workers(max_workers).build()
+    }
+
+    /// A builder, for the other options.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Runs `f(arg)` in a worker process (Python: `submit(fn, arg)`).
+    ///
+    /// `f` must be a fn item or a closure that captures nothing: the worker runs the same
+    /// executable and finds the same code there, but captured state could not travel.
+    /// Capturing closures are rejected at compile time (pass the data as `arg`):
+    ///
+    /// ```compile_fail
+    /// # use cfutures_process_pool::ProcessPoolExecutor;
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let k = 10;
+    /// pool.submit_fn(move |x: u32| x + k, 1u32); // captures `k`: does not build
+    /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit_fn(square, 12).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 144);
+    /// let g = pool.submit_fn(|(a, b): (u32, u32)| a.max(b), (3, 9)).unwrap();
+    /// assert_eq!(*g.result().unwrap(), 9);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Shutdown`] after shutdown, [`SubmitError::Broken`] if the pool broke.
+    /// An argument that cannot be encoded fails the future with [`TaskError::Codec`].
+    pub fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.submit_fn_with_timeout_opt(f, arg, self.shared.config.time_limit)
+    }
+
+    /// [`submit_fn`](Self::submit_fn) with a limit on the run time: past it, the worker is
+    /// killed and replaced, and the future fails with [`TaskError::TimeLimit`].
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_fn`](Self::submit_fn).
+    pub fn submit_fn_with_timeout<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        limit: Duration,
+    ) -> Result<Future<R>, SubmitError>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.submit_fn_with_timeout_opt(f, arg, Some(limit))
+    }
+
+    fn submit_fn_with_timeout_opt<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        limit: Option<Duration>,
+    ) -> Result<Future<R>, SubmitError>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        const { wire::assert_zero_sized::<F>() };
+        let _ = f;
+        self.submit_encoded(
+            wire::run_fn::<F, A, R> as Tramp,
+            &arg,
+            limit,
+            wire::decode::<R>,
+        )
+    }
+
+    /// Submits a [`RemoteTask`] with a limit on its run time (see
+    /// [`submit_fn_with_timeout`](Self::submit_fn_with_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_fn`](Self::submit_fn).
+    pub fn submit_with_timeout<T>(
+        &self,
+        task: T,
+        limit: Duration,
+    ) -> Result<Future<T::Output>, SubmitError>
+    where
+        T: RemoteTask,
+        T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.submit_encoded(
+            wire::run_task::<T> as Tramp,
+            &task,
+            Some(limit),
+            wire::decode::<T::Output>,
+        )
+    }
+
+    /// Encodes and queues one job.
+    fn submit_encoded<V: Serialize + ?Sized, R>(
+        &self,
+        tramp: Tramp,
+        value: &V,
+        limit: Option<Duration>,
+        decode: fn(&[u8]) -> Result<R, TaskError>,
+    ) -> Result<Future<R>, SubmitError>
+    where
+        R: DeserializeOwned + Send + Sync + 'static,
+    {
+        // Room for the frame at once in the common case (postcard is rarely larger than
+        // the value in memory), rather than growing it by doubling.
+        let guess = wire::CMD_HEADER + std::mem::size_of_val(value).clamp(16, 1 << 16);
+        self.submit_with(
+            tramp,
+            guess,
+            |frame| wire::encode_into(value, frame),
+            limit,
+            decode,
+        )
+    }
+
+    /// Builds a job's frame with `encode` (which appends the payload) and queues it.
+    fn submit_with<R>(
+        &self,
+        tramp: Tramp,
+        capacity: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskError>,
+        limit: Option<Duration>,
+        decode: fn(&[u8]) -> Result<R, TaskError>,
+    ) -> Result<Future<R>, SubmitError>
+    where
+        R: DeserializeOwned + Send + Sync + 'static,
+    {
+        let promise = Promise::<R>::new();
+        let future = promise.future();
+        let mut frame = Vec::with_capacity(capacity);
+        let encoded = wire::fn_id(tramp).and_then(|id| {
+            let start = wire::begin_cmd(&mut frame, wire::CMD_RUN, 0, id);
+            encode(&mut frame)?;
+            wire::finish(&mut frame, start)
+        });
+        let slot = Box::new(TypedSlot {
+            id: future.id(),
+            promise,
+            decode,
+        });
+        self.enqueue(frame, slot, limit, encoded)?;
+        Ok(future)
+    }
+
+    /// Queues a job whose frame is built (its id is patched in here), or fails its future
+    /// if building it failed.
+    fn enqueue(
+        &self,
+        mut frame: Vec<u8>,
+        slot: Box<dyn Slot>,
+        limit: Option<Duration>,
+        encoded: Result<(), TaskError>,
+    ) -> Result<(), SubmitError> {
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        if let Some(b) = &st.broken {
+            return Err(SubmitError::Broken(b.clone()));
+        }
+        if st.shutdown {
+            return Err(SubmitError::Shutdown);
+        }
+        if let Err(e) = encoded {
+            drop(st);
+            // Python: an argument that cannot be pickled fails its future; the pool is fine.
+            slot.start();
+            slot.finish(Outcome::Failed(e), &[]);
+            return Ok(());
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        frame[5..13].copy_from_slice(&id.to_le_bytes());
+        st.queue.push_back(Job {
+            id,
+            frame,
+            slot,
+            limit,
+            started: false,
+            cancel: false,
+        });
+        let mut discard = Vec::new();
+        // A submitting thread hands a job straight to an idle worker (a lone task reaches
+        // its worker without a thread hand-off), but leaves filling the windows of busy
+        // workers to the I/O thread, which their next results wake anyway: that keeps the
+        // submitter's time under the lock (and pipe writes under it) short while `map`
+        // queues chunks, when the I/O thread, taking results, needs the lock most.
+        st.dispatch(&shared.config, &mut discard, true);
+        // The I/O thread must look again if work waits and a worker could be started for
+        // it, if a pipe is full (to finish the write), or if a time limit started (to arm
+        // its timer). Work that waits because every worker's window is full needs no wake:
+        // the next result (or a worker's exit) wakes the I/O thread, which then sends more.
+        // (Waking it anyway made it run once per submit while `map` queued its chunks,
+        // taking the lock and a CPU from the submitting thread and the workers.)
+        let need_io = limit.is_some()
+            || (!st.queue.is_empty() && st.live_workers() < shared.config.max_workers)
+            || st.workers.iter().any(|w| !w.out.is_empty());
+        drop(st);
+        drop(discard);
+        if need_io {
+            shared.wake();
+        }
+        Ok(())
+    }
+
+    /// Cancels `future` whether it is queued or already running (Python's `cancel` stops
+    /// only queued ones).
+    ///
+    /// A queued future is cancelled at once, exactly as [`Future::cancel`]. A running one
+    /// has its worker process killed (and replaced): the future ends cancelled, unless its
+    /// result was already on its way, in which case it finishes normally. Returns `false`
+    /// if the future is finished or is not this pool's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// fn spin(_: ()) {
+    ///     loop {
+    ///         std::hint::spin_loop();
+    ///     }
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let f = pool.submit_fn(spin, ()).unwrap();
+    /// while !f.running() {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// assert!(pool.cancel(&f));
+    /// assert!(f.result_timeout(Duration::from_secs(10)).unwrap_err().is_cancelled());
+    /// ```
+    pub fn cancel<R>(&self, future: &Future<R>) -> bool {
+        if future.cancel() {
+            return true;
+        }
+        let fid = future.id();
+        let mut st = self.shared.lock();
+        // Requeued after a worker death, not yet resent: finish it here.
+        if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
+            let job = st.queue.remove(i).expect("index is valid");
+            drop(st);
+            job.slot.finish(Outcome::Cancelled, &[]);
+            return true;
+        }
+        for w in &mut st.workers {
+            if let Some(i) = w.window.iter().position(|j| j.slot.future_id() == fid) {
+                w.window[i].cancel = true;
+                if i == 0 {
+                    st.cancel_heads.push(fid);
+                    drop(st);
+                    self.shared.wake();
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Stops accepting tasks, cancels the queued ones, and sends `SIGTERM` to every worker
+    /// (Python 3.14: `terminate_workers`). Running futures fail with
+    /// [`Error::Broken`](cfutures_core::Error::Broken).
+    pub fn terminate_workers(&self) {
+        self.force(libc::SIGTERM);
+    }
+
+    /// As [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (Python 3.14:
+    /// `kill_workers`).
+    pub fn kill_workers(&self) {
+        self.force(libc::SIGKILL);
+    }
+
+    fn force(&self, sig: i32) {
+        self.shutdown(false, true);
+        let mut st = self.shared.lock();
+        st.forced = true;
+        for w in &mut st.workers {
+            w.kill.get_or_insert(Kill::Forced);
+            sys::kill(w.pid, sig);
+        }
+        drop(st);
+        self.shared.wake();
+    }
+
+    /// The process ids of the live workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.shared
+            .lock()
+            .workers
+            .iter()
+            .map(|w| w.pid as u32)
+            .collect()
+    }
+
+    /// True once the pool is broken (see [`WorkerDeathPolicy::BreakPool`] and
+    /// [`Builder::initializer`]).
+    pub fn is_broken(&self) -> bool {
+        self.shared.lock().broken.is_some()
+    }
+
+    /// Python's `shutdown(wait, cancel_futures)`: stop accepting tasks; with
+    /// `cancel_futures`, cancel the queued ones; with `wait`, block until every accepted
+    /// task is done and every worker process has exited and been reaped. Idempotent.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let mut st = self.shared.lock();
+        st.shutdown = true;
+        let cancelled: Vec<Job> = if cancel_futures {
+            let (keep, cancel): (VecDeque<Job>, VecDeque<Job>) =
+                st.queue.drain(..).partition(|j| j.started);
+            st.queue = keep;
+            cancel.into()
+        } else {
+            Vec::new()
+        };
+        drop(st);
+        for j in cancelled {
+            j.slot.cancel();
+        }
+        self.shared.wake();
+        if wait && thread::current().id() != self.io_thread {
+            let h = self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(h) = h {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl Executor for ProcessPoolExecutor {
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ProcessPoolExecutor::shutdown(self, wait, cancel_futures)
+    }
+    fn is_shutdown(&self) -> bool {
+        let st = self.shared.lock();
+        st.shutdown || st.broken.is_some()
+    }
+}
+
+impl<T> Submit<T> for ProcessPoolExecutor
+where
+    T: RemoteTask,
+    T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+        self.submit_encoded(
+            wire::run_task::<T> as Tramp,
+            &task,
+            self.shared.config.time_limit,
+            wire::decode::<T::Output>,
+        )
+    }
+}
+
+/// `map` with `chunksize`: one chunk crosses as one frame and runs as one task in a worker;
+/// each item's panic fails only that item.
+impl<F, A, R> Submit<MapChunk<F, A>> for ProcessPoolExecutor
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn submit(&self, chunk: MapChunk<F, A>) -> Result<Future<ChunkOutput<R>>, SubmitError> {
+        const { wire::assert_zero_sized::<F>() };
+        let (_, items) = chunk.into_parts();
+        self.submit_with(
+            wire::run_chunk::<F, A, R> as Tramp,
+            // Numbers are packed into a frame of the exact size; other items get room as
+            // in `submit_encoded`.
+            wire::CMD_HEADER + 16,
+            |frame| {
+                if prim::encode_items(&items, frame) {
+                    return Ok(());
+                }
+                frame.reserve(std::mem::size_of_val(&items[..]).min(1 << 16));
+                wire::encode_into(&items[..], frame)
+            },
+            self.shared.config.time_limit,
+            prim::decode_output::<R>,
+        )
+    }
+}
+
+#[doc(hidden)]
+impl ProcessPoolExecutor {
+    /// Testing hook: submits a raw command frame (`fn_offset`, `fn_tag`, payload) whose
+    /// result decodes as `R`, to show that a frame naming a function the worker cannot run
+    /// fails its task with a codec error.
+    ///
+    /// # Safety
+    ///
+    /// With `fn_tag: None` the frame gets a genuine tag, so `fn_offset` must come from
+    /// [`__fn_offset`](Self::__fn_offset). With `Some(tag)`, any values are safe.
+    pub unsafe fn __submit_raw<R>(
+        &self,
+        fn_offset: i64,
+        fn_tag: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Future<R>, SubmitError>
+    where
+        R: DeserializeOwned + Send + Sync + 'static,
+    {
+        let promise = Promise::<R>::new();
+        let future = promise.future();
+        let id = FnId {
+            offset: fn_offset,
+            tag: fn_tag.unwrap_or_else(|| wire::tag(fn_offset)),
+        };
+        let mut frame = Vec::new();
+        let start = wire::begin_cmd(&mut frame, wire::CMD_RUN, 0, id);
+        frame.extend_from_slice(payload);
+        let encoded = wire::finish(&mut frame, start);
+        let slot = Box::new(TypedSlot {
+            id: future.id(),
+            promise,
+            decode: wire::decode::<R>,
+        });
+        self.enqueue(frame, slot, None, encoded)?;
+        Ok(future)
+    }
+
+    /// Testing hook: the offset of the trampoline that runs `f` on an `A`.
+    pub fn __fn_offset<F, A, R>(_f: F) -> i64
+    where
+        F: Fn(A) -> R + Copy,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        wire::fn_id(wire::run_fn::<F, A, R> as Tramp)
+            .expect("same module")
+            .offset
+    }
+}

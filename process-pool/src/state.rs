@@ -1,0 +1,150 @@
+//! The pool's shared state: configuration, the queue of jobs not yet sent, the workers.
+//!
+//! # Who touches what
+//!
+//! * `Shared::state` (one mutex): the queue of jobs not yet sent, and per worker the command
+//!   pipe's write end, its output buffer and the jobs in its window (sent, in order). User
+//!   threads take it to submit (and may write a frame straight into an idle worker's pipe,
+//!   never blocking: the pipes are non-blocking and what does not fit waits in the buffer); the
+//!   I/O thread takes it to account for results, deaths, and to refill windows.
+//! * The I/O thread alone owns the result pipes, their input buffers, and the child
+//!   processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows the
+//!   spawning *thread*, fires only when the pool is gone).
+//! * Futures are completed, and user callbacks run, outside the lock.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cfutures_core::{Broken, FutureId};
+
+use crate::executor::WorkerDeathPolicy;
+use crate::sys;
+use crate::window::{Job, Kill, Outcome, Slot, Worker};
+use crate::wire::FnId;
+
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    pub(crate) init: Option<(FnId, Vec<u8>)>,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) policy: WorkerDeathPolicy,
+    pub(crate) time_limit: Option<Duration>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) exe: OsString,
+    pub(crate) argv0: OsString,
+    pub(crate) env_value: String,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) wake_w: OwnedFd,
+    pub(crate) wake_pending: AtomicBool,
+    pub(crate) config: Config,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock except on bugs; the state stays consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the I/O thread (at most one byte in flight).
+    pub(crate) fn wake(&self) {
+        // Relaxed would do for the flag alone; AcqRel orders it with the state the waker
+        // changed under the lock (released already), and the I/O thread's reset.
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = sys::write(self.wake_w.as_raw_fd(), &[1]);
+        }
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Job>,
+    pub(crate) workers: Vec<Worker>,
+    pub(crate) next_id: u64,
+    pub(crate) shutdown: bool,
+    pub(crate) broken: Option<Broken>,
+    /// Futures `cancel` asked to stop that were at the head of a window (the I/O thread kills).
+    pub(crate) cancel_heads: Vec<FutureId>,
+    /// `terminate_workers` / `kill_workers` ran: no worker is started any more.
+    pub(crate) forced: bool,
+}
+
+/// Completions gathered under the lock, run after it is released.
+pub(crate) type Done = Vec<(Box<dyn Slot>, Outcome)>;
+
+impl State {
+    /// Sends queued jobs to workers with room; cancelled ones are set aside (to be dropped
+    /// outside the lock, which notices their cancellation). With `idle_only`, only to
+    /// workers running nothing.
+    pub(crate) fn dispatch(&mut self, cfg: &Config, discard: &mut Vec<Job>, idle_only: bool) {
+        // Queue behind a running task only when no more workers can start: an idle or new
+        // worker is better than a place in a busy one's window.
+        let pipeline = !idle_only && self.live_workers() >= cfg.max_workers;
+        let now = Instant::now();
+        while !self.queue.is_empty() {
+            let Some(w) = self
+                .workers
+                .iter_mut()
+                .filter(|w| w.has_room(cfg.max_tasks_per_child, now))
+                .filter(|w| pipeline || w.window.is_empty())
+                .min_by_key(|w| w.window.len())
+            else {
+                break;
+            };
+            let mut job = self.queue.pop_front().expect("not empty");
+            if !job.started {
+                if job.slot.is_cancelled() || !job.slot.start() {
+                    discard.push(job);
+                    continue;
+                }
+                job.started = true;
+            }
+            w.send(job);
+        }
+        for w in &mut self.workers {
+            if !w.out.is_empty() {
+                w.flush();
+            }
+            if cfg.max_tasks_per_child.is_some_and(|m| w.dispatched >= m) && w.out.is_empty() {
+                // Retire: it finishes what it has, sees end of file, and exits.
+                w.cmd = None;
+            }
+        }
+    }
+
+    /// Workers that take (or still run) tasks: not retired ones that are winding down.
+    pub(crate) fn live_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.cmd.is_some() || !w.window.is_empty())
+            .count()
+    }
+
+    /// Breaks the pool: every queued and running job fails with its own `Broken`, every
+    /// worker is killed.
+    pub(crate) fn break_pool(&mut self, b: Broken, done: &mut Done) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.broken = Some(b.clone());
+        self.shutdown = true;
+        // Python: every pending future, queued or running, fails with its own error.
+        for job in self.queue.drain(..) {
+            if job.started || job.slot.start() {
+                done.push((job.slot, Outcome::Broken(b.clone())));
+            }
+        }
+        for w in &mut self.workers {
+            for job in w.window.drain(..) {
+                done.push((job.slot, Outcome::Broken(b.clone())));
+            }
+            w.kill.get_or_insert(Kill::Forced);
+            w.cmd = None;
+            sys::kill(w.pid, libc::SIGKILL);
+        }
+    }
+}
