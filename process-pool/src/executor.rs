@@ -10,58 +10,23 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cfutures_core::{
-    ChunkOutput, Executor, Future, MapChunk, Promise, Submit, SubmitError, Task, TaskError,
-};
+use cfutures_core::{Executor, Future, Submit, SubmitError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::io::Io;
-use crate::prim;
 use crate::state::{Config, Shared, State};
 use crate::sys;
-use crate::window::{Job, Kill, Outcome, Slot, TypedSlot};
-use crate::wire::{self, FnId, Tramp};
+use crate::window::{Job, Kill};
 use crate::worker;
-
-/// A task type that can run in a worker process: serializable, with a serializable output.
-///
-/// Implement it (an empty impl) for your task types; this opt-in marker is what lets the
-/// pool accept both task types and `map` chunks through [`Submit`].
-///
-/// # Examples
-///
-/// ```
-/// use cfutures_core::{Submit, Task, TaskError};
-/// use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
-/// use serde::{Deserialize, Serialize};
-///
-/// #[derive(Serialize, Deserialize)]
-/// struct Fib(u32);
-///
-/// impl Task for Fib {
-///     type Output = u64;
-///     fn run(self) -> Result<u64, TaskError> {
-///         let (mut a, mut b) = (0u64, 1u64);
-///         for _ in 0..self.0 {
-///             (a, b) = (b, a + b);
-///         }
-///         Ok(a)
-///     }
-/// }
-/// impl RemoteTask for Fib {}
-///
-/// let pool = ProcessPoolExecutor::new(1).unwrap();
-/// let f = pool.submit(Fib(50)).unwrap();
-/// assert_eq!(*f.result().unwrap(), 12_586_269_025);
-/// ```
-pub trait RemoteTask: Task + Serialize + DeserializeOwned + Send + 'static {}
+use cfutures_remote::job::{self, Encoded, IntoJob, Outcome};
+use cfutures_remote::RemoteTask;
 
 /// What happens when a worker process dies (killed, crashed, exited) while the pool runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WorkerDeathPolicy {
-    /// The task the worker was running fails with [`TaskError::WorkerDied`] (pid and exit
+    /// The task the worker was running fails with [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied) (pid and exit
     /// code or signal); the worker is replaced; every other task carries on. The default.
     #[default]
     FailTask,
@@ -112,7 +77,7 @@ pub enum WorkerOutput {
 #[derive(Debug, Default)]
 pub struct Builder {
     max_workers: Option<usize>,
-    init: Option<(FnId, Vec<u8>)>,
+    init: Option<Vec<u8>>,
     max_tasks_per_child: Option<u64>,
     policy: WorkerDeathPolicy,
     time_limit: Option<Duration>,
@@ -139,13 +104,9 @@ impl Builder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        const { wire::assert_zero_sized::<F>() };
         let _ = f;
-        let id = wire::fn_id(wire::run_init::<F, A> as Tramp)
-            .unwrap_or_else(|e| panic!("initializer: {e}"));
-        let mut payload = Vec::new();
-        wire::encode_into(&arg, &mut payload).unwrap_or_else(|e| panic!("initializer: {e}"));
-        self.init = Some((id, payload));
+        let frame = job::init_frame::<F, A>(&arg).unwrap_or_else(|e| panic!("initializer: {e}"));
+        self.init = Some(frame);
         self
     }
 
@@ -163,7 +124,7 @@ impl Builder {
     }
 
     /// A default limit on how long each task may run; a task past it has its worker killed
-    /// and replaced, and fails with [`TaskError::TimeLimit`]. Per task:
+    /// and replaced, and fails with [`TaskError::TimeLimit`](cfutures_core::TaskError::TimeLimit). Per task:
     /// [`ProcessPoolExecutor::submit_with_timeout`].
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
@@ -321,7 +282,7 @@ impl ProcessPoolExecutor {
     /// # Errors
     ///
     /// [`SubmitError::Shutdown`] after shutdown, [`SubmitError::Broken`] if the pool broke.
-    /// An argument that cannot be encoded fails the future with [`TaskError::Codec`].
+    /// An argument that cannot be encoded fails the future with [`TaskError::Codec`](cfutures_core::TaskError::Codec).
     pub fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Result<Future<R>, SubmitError>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
@@ -332,7 +293,7 @@ impl ProcessPoolExecutor {
     }
 
     /// [`submit_fn`](Self::submit_fn) with a limit on the run time: past it, the worker is
-    /// killed and replaced, and the future fails with [`TaskError::TimeLimit`].
+    /// killed and replaced, and the future fails with [`TaskError::TimeLimit`](cfutures_core::TaskError::TimeLimit).
     ///
     /// # Errors
     ///
@@ -362,14 +323,8 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        const { wire::assert_zero_sized::<F>() };
         let _ = f;
-        self.submit_encoded(
-            wire::run_fn::<F, A, R> as Tramp,
-            &arg,
-            limit,
-            wire::decode::<R>,
-        )
+        self.enqueue(job::call::<F, A, R>(&arg), limit)
     }
 
     /// Submits a [`RemoteTask`] with a limit on its run time (see
@@ -387,75 +342,21 @@ impl ProcessPoolExecutor {
         T: RemoteTask,
         T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.submit_encoded(
-            wire::run_task::<T> as Tramp,
-            &task,
-            Some(limit),
-            wire::decode::<T::Output>,
-        )
+        self.enqueue(task.into_job(), Some(limit))
     }
 
-    /// Encodes and queues one job.
-    fn submit_encoded<V: Serialize + ?Sized, R>(
+    /// Queues an encoded job (its id is given here), or fails its future if encoding it
+    /// failed.
+    fn enqueue<R>(
         &self,
-        tramp: Tramp,
-        value: &V,
+        (job, future): (Encoded, Future<R>),
         limit: Option<Duration>,
-        decode: fn(&[u8]) -> Result<R, TaskError>,
-    ) -> Result<Future<R>, SubmitError>
-    where
-        R: DeserializeOwned + Send + Sync + 'static,
-    {
-        // Room for the frame at once in the common case (postcard is rarely larger than
-        // the value in memory), rather than growing it by doubling.
-        let guess = wire::CMD_HEADER + std::mem::size_of_val(value).clamp(16, 1 << 16);
-        self.submit_with(
-            tramp,
-            guess,
-            |frame| wire::encode_into(value, frame),
-            limit,
-            decode,
-        )
-    }
-
-    /// Builds a job's frame with `encode` (which appends the payload) and queues it.
-    fn submit_with<R>(
-        &self,
-        tramp: Tramp,
-        capacity: usize,
-        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskError>,
-        limit: Option<Duration>,
-        decode: fn(&[u8]) -> Result<R, TaskError>,
-    ) -> Result<Future<R>, SubmitError>
-    where
-        R: DeserializeOwned + Send + Sync + 'static,
-    {
-        let promise = Promise::<R>::new();
-        let future = promise.future();
-        let mut frame = Vec::with_capacity(capacity);
-        let encoded = wire::fn_id(tramp).and_then(|id| {
-            let start = wire::begin_cmd(&mut frame, wire::CMD_RUN, 0, id);
-            encode(&mut frame)?;
-            wire::finish(&mut frame, start)
-        });
-        let slot = Box::new(TypedSlot {
-            id: future.id(),
-            promise,
-            decode,
-        });
-        self.enqueue(frame, slot, limit, encoded)?;
-        Ok(future)
-    }
-
-    /// Queues a job whose frame is built (its id is patched in here), or fails its future
-    /// if building it failed.
-    fn enqueue(
-        &self,
-        mut frame: Vec<u8>,
-        slot: Box<dyn Slot>,
-        limit: Option<Duration>,
-        encoded: Result<(), TaskError>,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<Future<R>, SubmitError> {
+        let Encoded {
+            mut frame,
+            slot,
+            error,
+        } = job;
         let shared = &*self.shared;
         let mut st = shared.lock();
         if let Some(b) = &st.broken {
@@ -464,16 +365,16 @@ impl ProcessPoolExecutor {
         if st.shutdown {
             return Err(SubmitError::Shutdown);
         }
-        if let Err(e) = encoded {
+        if let Some(e) = error {
             drop(st);
             // Python: an argument that cannot be pickled fails its future; the pool is fine.
             slot.start();
             slot.finish(Outcome::Failed(e), &[]);
-            return Ok(());
+            return Ok(future);
         }
         let id = st.next_id;
         st.next_id += 1;
-        frame[5..13].copy_from_slice(&id.to_le_bytes());
+        job::set_id(&mut frame, id);
         st.queue.push_back(Job {
             id,
             frame,
@@ -503,7 +404,7 @@ impl ProcessPoolExecutor {
         if need_io {
             shared.wake();
         }
-        Ok(())
+        Ok(future)
     }
 
     /// Cancels `future` whether it is queued or already running (Python's `cancel` stops
@@ -646,47 +547,11 @@ impl Executor for ProcessPoolExecutor {
     }
 }
 
-impl<T> Submit<T> for ProcessPoolExecutor
-where
-    T: RemoteTask,
-    T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
+/// Every [`RemoteTask`], and `map`'s chunks (one chunk crosses as one frame and runs as one
+/// task in a worker; each item's panic fails only that item).
+impl<T: IntoJob> Submit<T> for ProcessPoolExecutor {
     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
-        self.submit_encoded(
-            wire::run_task::<T> as Tramp,
-            &task,
-            self.shared.config.time_limit,
-            wire::decode::<T::Output>,
-        )
-    }
-}
-
-/// `map` with `chunksize`: one chunk crosses as one frame and runs as one task in a worker;
-/// each item's panic fails only that item.
-impl<F, A, R> Submit<MapChunk<F, A>> for ProcessPoolExecutor
-where
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    fn submit(&self, chunk: MapChunk<F, A>) -> Result<Future<ChunkOutput<R>>, SubmitError> {
-        const { wire::assert_zero_sized::<F>() };
-        let (_, items) = chunk.into_parts();
-        self.submit_with(
-            wire::run_chunk::<F, A, R> as Tramp,
-            // Numbers are packed into a frame of the exact size; other items get room as
-            // in `submit_encoded`.
-            wire::CMD_HEADER + 16,
-            |frame| {
-                if prim::encode_items(&items, frame) {
-                    return Ok(());
-                }
-                frame.reserve(std::mem::size_of_val(&items[..]).min(1 << 16));
-                wire::encode_into(&items[..], frame)
-            },
-            self.shared.config.time_limit,
-            prim::decode_output::<R>,
-        )
+        self.enqueue(task.into_job(), self.shared.config.time_limit)
     }
 }
 
@@ -709,34 +574,17 @@ impl ProcessPoolExecutor {
     where
         R: DeserializeOwned + Send + Sync + 'static,
     {
-        let promise = Promise::<R>::new();
-        let future = promise.future();
-        let id = FnId {
-            offset: fn_offset,
-            tag: fn_tag.unwrap_or_else(|| wire::tag(fn_offset)),
-        };
-        let mut frame = Vec::new();
-        let start = wire::begin_cmd(&mut frame, wire::CMD_RUN, 0, id);
-        frame.extend_from_slice(payload);
-        let encoded = wire::finish(&mut frame, start);
-        let slot = Box::new(TypedSlot {
-            id: future.id(),
-            promise,
-            decode: wire::decode::<R>,
-        });
-        self.enqueue(frame, slot, None, encoded)?;
-        Ok(future)
+        // SAFETY: this function's contract is `job::raw`'s.
+        self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None)
     }
 
     /// Testing hook: the offset of the trampoline that runs `f` on an `A`.
-    pub fn __fn_offset<F, A, R>(_f: F) -> i64
+    pub fn __fn_offset<F, A, R>(f: F) -> i64
     where
         F: Fn(A) -> R + Copy,
         A: DeserializeOwned,
         R: Serialize,
     {
-        wire::fn_id(wire::run_fn::<F, A, R> as Tramp)
-            .expect("same module")
-            .offset
+        job::fn_offset(f)
     }
 }

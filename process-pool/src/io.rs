@@ -16,9 +16,10 @@ use cfutures_core::{Broken, TaskError, WorkerExit};
 use crate::executor::WorkerDeathPolicy;
 use crate::state::{Done, Shared, State};
 use crate::sys;
-use crate::window::{Job, Kill, Outcome, Worker};
-use crate::wire;
+use crate::window::{Job, Kill, Worker};
 use crate::worker;
+use cfutures_remote::job::Outcome;
+use cfutures_remote::wire;
 
 pub(crate) struct Proc {
     pub(crate) key: u64,
@@ -488,10 +489,8 @@ impl Io {
             eof: false,
         });
         let mut out = Vec::new();
-        if let Some((id, payload)) = &cfg.init {
-            let s = wire::begin_cmd(&mut out, wire::CMD_INIT, 0, *id);
-            out.extend_from_slice(payload);
-            wire::finish(&mut out, s).map_err(io::Error::other)?;
+        if let Some(init) = &cfg.init {
+            out.extend_from_slice(init);
         }
         Ok(Worker {
             key,

@@ -36,6 +36,31 @@
 //!   argument and the result are serialized with serde + postcard.
 //! * `submit(task)` for task types: implement [`Task`](cfutures_core::Task), derive
 //!   `Serialize` + `Deserialize`, and add the marker `impl RemoteTask for MyTask {}`.
+//!
+//!   ```
+//!   use cfutures_core::{Submit, Task, TaskError};
+//!   use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
+//!   use serde::{Deserialize, Serialize};
+//!
+//!   #[derive(Serialize, Deserialize)]
+//!   struct Fib(u32);
+//!
+//!   impl Task for Fib {
+//!       type Output = u64;
+//!       fn run(self) -> Result<u64, TaskError> {
+//!           let (mut a, mut b) = (0u64, 1u64);
+//!           for _ in 0..self.0 {
+//!               (a, b) = (b, a + b);
+//!           }
+//!           Ok(a)
+//!       }
+//!   }
+//!   impl RemoteTask for Fib {}
+//!
+//!   let pool = ProcessPoolExecutor::new(1).unwrap();
+//!   let f = pool.submit(Fib(50)).unwrap();
+//!   assert_eq!(*f.result().unwrap(), 12_586_269_025);
+//!   ```
 //! * `map` chunks: the pool implements `Submit<MapChunk<F, A>>`, so `cfutures-combinators`'
 //!   `map` works with `chunksize`: one chunk is one frame and one task in a worker.
 //!
@@ -75,14 +100,13 @@
 
 mod executor;
 mod io;
-mod prim;
 mod state;
 mod sys;
 mod window;
-mod wire;
 mod worker;
 
-pub use executor::{Builder, ProcessPoolExecutor, RemoteTask, WorkerDeathPolicy, WorkerOutput};
+pub use cfutures_remote::RemoteTask;
+pub use executor::{Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput};
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
 /// once otherwise.

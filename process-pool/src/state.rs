@@ -23,12 +23,13 @@ use cfutures_core::{Broken, FutureId};
 
 use crate::executor::WorkerDeathPolicy;
 use crate::sys;
-use crate::window::{Job, Kill, Outcome, Slot, Worker};
-use crate::wire::FnId;
+use crate::window::{Job, Kill, Worker};
+use cfutures_remote::job::{Outcome, Slot};
 
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
-    pub(crate) init: Option<(FnId, Vec<u8>)>,
+    /// The initializer's command frame, sent first to every worker.
+    pub(crate) init: Option<Vec<u8>>,
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) policy: WorkerDeathPolicy,
     pub(crate) time_limit: Option<Duration>,

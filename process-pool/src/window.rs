@@ -1,71 +1,13 @@
 //! One worker as the parent sees it: the jobs in its window (sent, in order), its output
-//! buffer, and why it is being killed; and the type-erased promise of each job.
+//! buffer, and why it is being killed.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use cfutures_core::{Broken, FutureId, Promise, TaskError};
-use serde::de::DeserializeOwned;
+use cfutures_remote::job::Slot;
 
 use crate::sys;
-use crate::wire;
-
-/// The type-erased promise of one job.
-pub(crate) trait Slot: Send {
-    fn future_id(&self) -> FutureId;
-    fn is_cancelled(&self) -> bool;
-    /// Marks it running (false: it was cancelled, and that is now noticed).
-    fn start(&self) -> bool;
-    fn cancel(&self);
-    /// Completes the future; a [`Outcome::Frame`]'s payload is in `payloads`.
-    fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]);
-}
-
-pub(crate) enum Outcome {
-    /// Encoded value (`true`) or encoded `TaskError` (`false`): where it is in the I/O
-    /// thread's payload buffer (copied there from the result pipe's buffer, so that
-    /// results cost no allocation of their own on the way to being decoded).
-    Frame(bool, std::ops::Range<usize>),
-    Failed(TaskError),
-    Broken(Broken),
-    Cancelled,
-}
-
-pub(crate) struct TypedSlot<R> {
-    pub(crate) promise: Promise<R>,
-    pub(crate) id: FutureId,
-    pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
-}
-
-impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
-    fn future_id(&self) -> FutureId {
-        self.id
-    }
-    fn is_cancelled(&self) -> bool {
-        self.promise.is_cancelled()
-    }
-    fn start(&self) -> bool {
-        self.promise.set_running_or_notify_cancel()
-    }
-    fn cancel(&self) {
-        self.promise.future().cancel();
-    }
-    fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]) {
-        let p = self.promise;
-        let _ = match outcome {
-            Outcome::Frame(true, r) => p.set_outcome((self.decode)(&payloads[r])),
-            Outcome::Frame(false, r) => {
-                p.set_exception(match wire::decode::<TaskError>(&payloads[r]) {
-                    Ok(e) | Err(e) => e,
-                })
-            }
-            Outcome::Failed(e) => p.set_exception(e),
-            Outcome::Broken(b) => p.set_broken(b),
-            Outcome::Cancelled => p.set_cancelled(),
-        };
-    }
-}
 
 pub(crate) struct Job {
     pub(crate) id: u64,

@@ -1,4 +1,5 @@
-//! The wire format and the function-address technique (see `DESIGN-NOTES.md`).
+//! The wire format and the function-address technique (see the process pool's
+//! `DESIGN-NOTES.md`).
 //!
 //! # Frames
 //!
@@ -14,7 +15,7 @@
 //! # Functions
 //!
 //! What to run crosses as the address of a monomorphized *trampoline* (a plain `fn` of type
-//! [`Tramp`]), as an offset from [`anchor`] (so address-space randomisation does not
+//! `Tramp`), as an offset from `anchor` (so address-space randomisation does not
 //! matter), plus a keyed tag that only this parent can compute. The worker runs the same
 //! executable (checked at start), so the same offset names the same code there.
 
@@ -29,28 +30,28 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Run a task (parent → worker).
-pub(crate) const CMD_RUN: u8 = 1;
+pub const CMD_RUN: u8 = 1;
 /// Run the initializer (parent → worker, first frame).
-pub(crate) const CMD_INIT: u8 = 2;
+pub const CMD_INIT: u8 = 2;
 
 /// The task succeeded; payload: the output.
-pub(crate) const RES_OK: u8 = 1;
+pub const RES_OK: u8 = 1;
 /// The task failed; payload: a `TaskError`.
-pub(crate) const RES_ERR: u8 = 2;
+pub const RES_ERR: u8 = 2;
 /// The worker started; payload: `Result<u32 /* pid */, String /* why it refuses */>`.
-pub(crate) const RES_HELLO: u8 = 3;
+pub const RES_HELLO: u8 = 3;
 /// The initializer succeeded.
-pub(crate) const RES_INIT_OK: u8 = 4;
+pub const RES_INIT_OK: u8 = 4;
 /// The initializer failed; payload: a `TaskError`. The worker exits.
-pub(crate) const RES_INIT_ERR: u8 = 5;
+pub const RES_INIT_ERR: u8 = 5;
 
 /// Bytes of a command frame before the payload (length prefix included).
-pub(crate) const CMD_HEADER: usize = 4 + 1 + 8 + 8 + 8;
+pub const CMD_HEADER: usize = 4 + 1 + 8 + 8 + 8;
 /// Bytes of a result frame before the payload (length prefix included).
-pub(crate) const RES_HEADER: usize = 4 + 1 + 8 + 8;
+pub const RES_HEADER: usize = 4 + 1 + 8 + 8;
 
 /// The largest frame accepted (the length prefix is a `u32`).
-pub(crate) const MAX_FRAME: usize = u32::MAX as usize;
+pub const MAX_FRAME: usize = u32::MAX as usize;
 
 /// A trampoline: decodes its input, runs, appends the encoded outcome to `out`; `true` if
 /// the outcome is a value, `false` if it is a [`TaskError`].
@@ -58,22 +59,24 @@ pub(crate) type Tramp = fn(input: &[u8], out: &mut Vec<u8>) -> bool;
 
 /// The base every function offset is measured from. Never called.
 #[inline(never)]
-pub(crate) fn anchor(_: &[u8], _: &mut Vec<u8>) -> bool {
+fn anchor(_: &[u8], _: &mut Vec<u8>) -> bool {
     // A body of its own, so that identical-code folding has nothing to merge it with.
     std::hint::black_box(0x5eed_cf00_u32) == 0
 }
 
 /// A trampoline whose offset the handshake compares: same offset in parent and worker
 /// means the same code layout.
-pub(crate) fn probe(_: &[u8], _: &mut Vec<u8>) -> bool {
+fn probe(_: &[u8], _: &mut Vec<u8>) -> bool {
     std::hint::black_box(0xcf_u8) == 0xcf
 }
 
-/// A function named on the wire: its offset from [`anchor`] and its tag.
+/// A function named on the wire: its offset from `anchor` and its tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FnId {
-    pub(crate) offset: i64,
-    pub(crate) tag: u64,
+pub struct FnId {
+    /// The function's address minus the anchor's.
+    pub offset: i64,
+    /// The keyed tag of `offset` (only the parent and its workers can compute it).
+    pub tag: u64,
 }
 
 /// The per-parent secret key of the function tags (the worker receives its parent's).
@@ -180,7 +183,7 @@ pub(crate) unsafe fn resolve(id: FnId) -> Option<Tramp> {
 // Frame building.
 
 /// Appends a command frame header (length patched by [`finish`]); returns its start.
-pub(crate) fn begin_cmd(buf: &mut Vec<u8>, kind: u8, id: u64, f: FnId) -> usize {
+pub fn begin_cmd(buf: &mut Vec<u8>, kind: u8, id: u64, f: FnId) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     buf.push(kind);
@@ -191,7 +194,7 @@ pub(crate) fn begin_cmd(buf: &mut Vec<u8>, kind: u8, id: u64, f: FnId) -> usize 
 }
 
 /// Appends a result frame header (length and kind patched by [`finish`]); returns its start.
-pub(crate) fn begin_res(buf: &mut Vec<u8>, id: u64) -> usize {
+pub fn begin_res(buf: &mut Vec<u8>, id: u64) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     buf.push(0);
@@ -205,7 +208,7 @@ pub(crate) fn begin_res(buf: &mut Vec<u8>, id: u64) -> usize {
 /// # Errors
 ///
 /// If the frame is larger than [`MAX_FRAME`].
-pub(crate) fn finish(buf: &mut [u8], start: usize) -> Result<(), TaskError> {
+pub fn finish(buf: &mut [u8], start: usize) -> Result<(), TaskError> {
     let len = buf.len() - start - 4;
     if len > MAX_FRAME {
         return Err(codec(format!(
@@ -217,12 +220,12 @@ pub(crate) fn finish(buf: &mut [u8], start: usize) -> Result<(), TaskError> {
 }
 
 /// Reads a little-endian `u64` at `at`.
-pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// The length of the complete frame at the start of `buf` (prefix included), if complete.
-pub(crate) fn complete_frame(buf: &[u8]) -> Option<usize> {
+pub fn complete_frame(buf: &[u8]) -> Option<usize> {
     if buf.len() < 4 {
         return None;
     }
@@ -230,7 +233,8 @@ pub(crate) fn complete_frame(buf: &[u8]) -> Option<usize> {
     (buf.len() >= 4 + len).then_some(4 + len)
 }
 
-pub(crate) fn codec(message: impl Into<std::sync::Arc<str>>) -> TaskError {
+/// A [`TaskError::Codec`] with this message.
+pub fn codec(message: impl Into<std::sync::Arc<str>>) -> TaskError {
     TaskError::Codec {
         message: message.into(),
     }
@@ -268,10 +272,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
 /// Appends the postcard encoding of `v` to `out`; on failure (an error or a panic in its
 /// `Serialize`) leaves `out` as it was.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
-    v: &T,
-    out: &mut Vec<u8>,
-) -> Result<(), TaskError> {
+pub fn encode_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), TaskError> {
     let start = out.len();
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
         postcard::serialize_with_flavor::<T, _, _>(v, Append(out))
@@ -289,7 +290,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Decodes a `T`, naming the type in the error.
-pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
     postcard::from_bytes(b).map_err(|e| {
         codec(format!(
             "cannot decode a value of type {}: {e}",
@@ -316,7 +317,7 @@ pub(crate) fn install_panic_hook() {
 }
 
 /// Runs `f`, turning a panic into a [`TaskError::Panic`] with its location.
-pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
+pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_error)
 }
 
@@ -350,7 +351,7 @@ fn outcome<R: Serialize>(r: Result<R, TaskError>, out: &mut Vec<u8>) -> bool {
 }
 
 /// Appends an encoded [`TaskError`] (never fails: its wire form is plain strings and numbers).
-pub(crate) fn encode_error(e: &TaskError, out: &mut Vec<u8>) {
+pub fn encode_error(e: &TaskError, out: &mut Vec<u8>) {
     if encode_into(e, out).is_err() {
         // Unreachable in practice; keep the frame well formed all the same.
         let _ = encode_into(&codec("cannot encode the task's error"), out);
@@ -434,14 +435,4 @@ where
     A: DeserializeOwned,
 {
     run_fn::<F, A, ()>(input, out)
-}
-
-/// What `submit_fn` and friends check at compile time (and document).
-pub(crate) const fn assert_zero_sized<F>() {
-    assert!(
-        std::mem::size_of::<F>() == 0,
-        "cfutures-process-pool: the function must be a fn item or a closure that captures \
-         nothing (zero-sized): a worker process cannot receive captured state. Pass data \
-         as the argument instead."
-    );
 }
