@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cfutures_core::{Executor, Future, Submit, SubmitError};
+use cfutures_core::{Broken, Executor, Future, Submit, SubmitError};
+use rustix::process::Signal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -18,7 +19,6 @@ use crate::io::Io;
 use crate::state::{Config, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill};
-use crate::worker;
 use cfutures_remote::job::{self, Encoded, IntoJob, Outcome};
 use cfutures_remote::RemoteTask;
 
@@ -82,6 +82,7 @@ pub struct Builder {
     policy: WorkerDeathPolicy,
     time_limit: Option<Duration>,
     output: WorkerOutput,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Builder {
@@ -92,7 +93,8 @@ impl Builder {
     }
 
     /// A function each worker runs with `arg` before its first task (Python: `initializer`,
-    /// `initargs`). If it panics (or the worker dies in it), the pool becomes broken.
+    /// `initargs`). If it fails (panics), the pool becomes broken, as in Python; a worker
+    /// killed while it runs is a start that failed, and is retried.
     ///
     /// `f` must be a fn item or a closure that captures nothing (checked at compile time).
     ///
@@ -137,6 +139,30 @@ impl Builder {
         self
     }
 
+    /// Sets an environment variable in the workers (over this process's value, which they
+    /// inherit otherwise): per-pool configuration such as `RUST_LOG`, `RUST_BACKTRACE`, or a
+    /// library's thread count.
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn var(name: String) -> Option<String> {
+    ///     std::env::var(name).ok()
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder()
+    ///     .max_workers(1)
+    ///     .worker_env("CFUTURES_DOC_EXAMPLE", "in the worker")
+    ///     .build()
+    ///     .unwrap();
+    /// let f = pool.submit_fn(var, "CFUTURES_DOC_EXAMPLE".to_owned()).unwrap();
+    /// assert_eq!(f.result().unwrap().as_deref(), Some("in the worker"));
+    /// ```
+    pub fn worker_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Creates the pool. Workers start on demand, when tasks arrive.
     ///
     /// # Errors
@@ -161,14 +187,13 @@ impl Builder {
             ));
         }
         let stdout = match self.output {
-            WorkerOutput::Stderr => Some(sys::dup_above(2, 3)?),
+            WorkerOutput::Stderr => Some(sys::dup_above(std::io::stderr().as_fd(), 3)?),
             WorkerOutput::Stdout => None,
             WorkerOutput::Null => Some(File::options().write(true).open("/dev/null")?.into()),
             WorkerOutput::File(f) => Some(f.into()),
         };
-        let (wake_r, wake_w) = sys::pipe()?;
-        sys::set_nonblocking(wake_r.as_raw_fd())?;
-        sys::set_nonblocking(wake_w.as_raw_fd())?;
+        let (wake_r, wake_w) = sys::wake_pipe()?;
+        crate::fork::watch();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -178,6 +203,7 @@ impl Builder {
                 broken: None,
                 cancel_heads: Vec::new(),
                 forced: false,
+                inject_panic: None,
             }),
             wake_w,
             wake_pending: AtomicBool::new(false),
@@ -188,11 +214,12 @@ impl Builder {
                 policy: self.policy,
                 time_limit: self.time_limit,
                 stdout,
+                env: self.env,
                 exe: sys::worker_executable()?.into_os_string(),
                 argv0: std::env::args_os()
                     .next()
                     .unwrap_or_else(|| OsString::from("cfutures-worker")),
-                env_value: worker::env_value()?,
+                build: sys::exe_identity()?,
             },
         });
         let s2 = shared.clone();
@@ -204,6 +231,7 @@ impl Builder {
             shared,
             io: Mutex::new(Some(io)),
             io_thread,
+            fork_gen: crate::fork::generation(),
         })
     }
 }
@@ -220,6 +248,9 @@ pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
     io: Mutex<Option<JoinHandle<()>>>,
     io_thread: thread::ThreadId,
+    /// The process's fork generation when the pool was made: a copy of the pool in a
+    /// forked child (which has no I/O thread) refuses work instead of hanging.
+    fork_gen: u64,
 }
 
 impl std::fmt::Debug for ProcessPoolExecutor {
@@ -357,6 +388,7 @@ impl ProcessPoolExecutor {
             slot,
             error,
         } = job;
+        self.check_process()?;
         let shared = &*self.shared;
         let mut st = shared.lock();
         if let Some(b) = &st.broken {
@@ -382,6 +414,7 @@ impl ProcessPoolExecutor {
             limit,
             started: false,
             cancel: false,
+            seq: 0,
         });
         let mut discard = Vec::new();
         // A submitting thread hands a job straight to an idle worker (a lone task reaches
@@ -398,7 +431,7 @@ impl ProcessPoolExecutor {
         // taking the lock and a CPU from the submitting thread and the workers.)
         let need_io = limit.is_some()
             || (!st.queue.is_empty() && st.live_workers() < shared.config.max_workers)
-            || st.workers.iter().any(|w| !w.out.is_empty());
+            || st.workers.iter().any(|w| w.has_output());
         drop(st);
         drop(discard);
         if need_io {
@@ -439,9 +472,12 @@ impl ProcessPoolExecutor {
         if future.cancel() {
             return true;
         }
+        if self.check_process().is_err() {
+            return false;
+        }
         let fid = future.id();
         let mut st = self.shared.lock();
-        // Requeued after a worker death, not yet resent: finish it here.
+        // Requeued (its worker died, or it was taken back), not yet resent: finish it here.
         if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.queue.remove(i).expect("index is valid");
             drop(st);
@@ -450,6 +486,12 @@ impl ProcessPoolExecutor {
         }
         for w in &mut st.workers {
             if let Some(i) = w.window.iter().position(|j| j.slot.future_id() == fid) {
+                // Not started yet (its worker has not claimed it): take it back, no kill.
+                if let Some(job) = w.take_one(i) {
+                    drop(st);
+                    job.slot.finish(Outcome::Cancelled, &[]);
+                    return true;
+                }
                 w.window[i].cancel = true;
                 if i == 0 {
                     st.cancel_heads.push(fid);
@@ -466,16 +508,19 @@ impl ProcessPoolExecutor {
     /// (Python 3.14: `terminate_workers`). Running futures fail with
     /// [`Error::Broken`](cfutures_core::Error::Broken).
     pub fn terminate_workers(&self) {
-        self.force(libc::SIGTERM);
+        self.force(Signal::TERM);
     }
 
     /// As [`terminate_workers`](Self::terminate_workers), with `SIGKILL` (Python 3.14:
     /// `kill_workers`).
     pub fn kill_workers(&self) {
-        self.force(libc::SIGKILL);
+        self.force(Signal::KILL);
     }
 
-    fn force(&self, sig: i32) {
+    fn force(&self, sig: Signal) {
+        if self.check_process().is_err() {
+            return;
+        }
         self.shutdown(false, true);
         let mut st = self.shared.lock();
         st.forced = true;
@@ -503,10 +548,28 @@ impl ProcessPoolExecutor {
         self.shared.lock().broken.is_some()
     }
 
+    /// Refuses work in a forked child of the process that made the pool: the child has a
+    /// copy of the pool's state, but not its I/O thread, so nothing would ever complete.
+    fn check_process(&self) -> Result<(), SubmitError> {
+        if crate::fork::generation() == self.fork_gen {
+            Ok(())
+        } else {
+            Err(SubmitError::Broken(Broken::new(
+                "this process pool belongs to the parent of this forked process; a forked \
+                 child cannot use it (make a new pool in the child)",
+            )))
+        }
+    }
+
     /// Python's `shutdown(wait, cancel_futures)`: stop accepting tasks; with
     /// `cancel_futures`, cancel the queued ones; with `wait`, block until every accepted
     /// task is done and every worker process has exited and been reaped. Idempotent.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        if self.check_process().is_err() {
+            // A copy in a forked child: the pool, its thread and its workers are the
+            // parent's. Nothing to wait for here, and nothing to stop.
+            return;
+        }
         let mut st = self.shared.lock();
         st.shutdown = true;
         let cancelled: Vec<Job> = if cancel_futures {
@@ -533,6 +596,13 @@ impl ProcessPoolExecutor {
 
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
+        if self.check_process().is_err() {
+            // A copy in a forked child: the I/O thread is the parent's; its handle here
+            // names no thread of this process, so it is neither joined nor detached.
+            let h = self.io.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+            std::mem::forget(h);
+            return;
+        }
         self.shutdown(true, false);
     }
 }
@@ -576,6 +646,13 @@ impl ProcessPoolExecutor {
     {
         // SAFETY: this function's contract is `job::raw`'s.
         self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None)
+    }
+
+    /// Testing hook: makes the pool's I/O thread panic with `message` at its next turn, to
+    /// show what an unwinding I/O thread does (the pool breaks; nothing hangs).
+    pub fn __panic_io_thread(&self, message: &str) {
+        self.shared.lock().inject_panic = Some(message.to_owned());
+        self.shared.wake();
     }
 
     /// Testing hook: the offset of the trampoline that runs `f` on an `A`.

@@ -1,44 +1,121 @@
-//! The I/O thread: reads results, sees deaths, spawns and reaps workers, enforces time
-//! limits, and completes futures outside the lock.
+//! The I/O thread: reads results, sees deaths, spawns and reaps workers, enforces time limits,
+//! takes tasks back from stalled workers, and completes futures outside the lock.
+//!
+//! # Liveness: how each fault is seen, and how fast
+//!
+//! * **A worker dies** (any signal, `exit`, `abort`, the OOM killer): its *pidfd* becomes
+//!   readable (Linux ≥ 5.3) — at once, whoever else holds the worker's result pipe (a
+//!   process the task forked). Without pidfds, end of file on the result pipe says it, and a
+//!   timer checks every [`EXIT_CHECK`] for deaths the pipe hides. What the worker wrote
+//!   before dying is read first; then the task it had claimed fails (`WorkerDied`), and the
+//!   tasks it had not claimed go back to the queue.
+//! * **A worker writes what it should not** on its result pipe: each result header is
+//!   checked as soon as its bytes are in (kind, id = the head's, length ≤
+//!   [`MAX_RESULT_FRAME`]); on a mismatch the worker is killed and its claimed task fails with
+//!   a codec error that says the stream was out of sync.
+//! * **A worker closes its result pipe but lives on**: killed after [`EOF_GRACE`].
+//! * **A worker is stopped** (`SIGSTOP`), **or its head runs long**: after [`RECLAIM_AFTER`],
+//!   the tasks it has not claimed go back to the queue (see `crate::claims`).
+//! * **A worker cannot be started** (`EAGAIN`, `EMFILE`, …), **or dies before greeting**:
+//!   retried with backoff (5 ms doubling to 1 s); the pool serves with the workers it has. It
+//!   breaks only after [`MAX_START_FAILURES`] failed starts in a row before any worker ever
+//!   greeted, or when no worker at all has been running for [`START_GIVE_UP`] while every
+//!   start failed, or at once for errors that cannot go away (no such executable, no
+//!   permission, a refusal: another build).
+//! * **This thread panics**: the pool breaks, every pending future fails `Broken` with the
+//!   panic's message, the workers are killed, later submits are refused.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
 use std::ffi::CString;
+use std::hash::BuildHasher;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use cfutures_core::{Broken, TaskError, WorkerExit};
-
-use crate::executor::WorkerDeathPolicy;
-use crate::state::{Done, Shared, State};
-use crate::sys;
-use crate::window::{Job, Kill, Worker};
-use crate::worker;
+use cfutures_core::{panic_message, Broken, TaskError, WorkerExit};
+use cfutures_remote::handshake;
 use cfutures_remote::job::Outcome;
-use cfutures_remote::wire;
+use cfutures_remote::wire::{self, ResHeader};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::Signal;
 
+use crate::claims::ClaimPage;
+use crate::executor::WorkerDeathPolicy;
+use crate::state::{Config, Done, Shared, State};
+use crate::sys;
+use crate::window::{Job, Kill, Worker, RECLAIM_AFTER};
+use crate::worker;
+
+/// The largest result frame accepted. A header that claims more is out of sync.
+pub(crate) const MAX_RESULT_FRAME: usize = 1 << 30;
+/// Failed starts in a row, before any worker ever greeted, that break the pool.
+pub(crate) const MAX_START_FAILURES: u32 = 10;
+/// How long every start may fail, with no worker running, before the pool breaks.
+pub(crate) const START_GIVE_UP: Duration = Duration::from_secs(30);
+/// How long a worker may live on after closing its result pipe.
+pub(crate) const EOF_GRACE: Duration = Duration::from_millis(200);
+/// How often workers are checked for an exit where no pidfd tells it.
+pub(crate) const EXIT_CHECK: Duration = Duration::from_millis(100);
+/// How long an idle worker has to exit after shutdown sent it the exit frame (a stopped one
+/// would not): then it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// One worker process as the I/O thread sees it (the rest is its [`Worker`], under the
+/// lock).
 pub(crate) struct Proc {
-    pub(crate) key: u64,
-    pub(crate) pid: i32,
-    pub(crate) res: OwnedFd,
-    pub(crate) buf: Vec<u8>,
-    pub(crate) lo: usize,
-    pub(crate) hi: usize,
-    pub(crate) eof: bool,
+    key: u64,
+    pid: i32,
+    /// The result pipe's read end (non-blocking).
+    res: OwnedFd,
+    pidfd: Option<OwnedFd>,
+    buf: Vec<u8>,
+    lo: usize,
+    hi: usize,
+    /// End of file on the result pipe.
+    eof: bool,
+    /// When end of file came while the process still ran.
+    eof_at: Option<Instant>,
+    /// The stream is out of sync: what it carries is dropped.
+    discard: bool,
+    /// The exit status, once reaped.
+    exit: Option<WorkerExit>,
+    /// The command pipe, while its worker has output waiting (for `POLLOUT`).
+    out: Option<Arc<OwnedFd>>,
+    /// When shutdown told it to exit.
+    closed_at: Option<Instant>,
+}
+
+/// Why a start failed.
+enum StartFailure {
+    Spawn(io::Error),
+    Died { pid: u32, exit: WorkerExit },
+}
+
+/// Failed starts, for the backoff and the rules that break the pool.
+#[derive(Default)]
+struct Starts {
+    failures: u32,
+    ever_greeted: bool,
+    retry_at: Option<Instant>,
+    failing_since: Option<Instant>,
 }
 
 pub(crate) struct Io {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) wake_r: OwnedFd,
-    pub(crate) procs: Vec<Proc>,
-    pub(crate) next_key: u64,
-    pub(crate) pollfds: Vec<libc::pollfd>,
+    shared: Arc<Shared>,
+    wake_r: OwnedFd,
+    procs: Vec<Proc>,
+    next_key: u64,
     /// The payloads of the results taken in this round (see [`Outcome::Frame`]).
-    pub(crate) payloads: Vec<u8>,
+    payloads: Vec<u8>,
+    /// Completions gathered under the lock, to run after it is released.
+    done: Done,
+    starts: Starts,
+    next_exit_check: Instant,
+    random: RandomState,
 }
 
 impl Io {
@@ -48,202 +125,176 @@ impl Io {
             wake_r,
             procs: Vec::new(),
             next_key: 1,
-            pollfds: Vec::new(),
             payloads: Vec::new(),
+            done: Vec::new(),
+            starts: Starts::default(),
+            next_exit_check: Instant::now(),
+            random: RandomState::new(),
         }
     }
 
+    /// The thread's body. If anything in it panics, the pool breaks instead of hanging.
     pub(crate) fn run(mut self) {
-        let mut done: Done = Vec::new();
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.serve())) {
+            let message = panic_message(&*p);
+            wire::drop_payload(p);
+            self.die(&message);
+        }
+    }
+
+    fn serve(&mut self) {
         let mut discard: Vec<Job> = Vec::new();
         loop {
             // 1. Account for what was read; deaths; spawns; dispatch; what to wait for.
             let shared = self.shared.clone();
             let cfg = &shared.config;
             let mut st = shared.lock();
-            self.take_results(&mut st, &mut done);
-            self.handle_deaths(&mut st, &mut done);
+            if let Some(m) = st.inject_panic.take() {
+                drop(st);
+                panic!("{m}");
+            }
+            let now = Instant::now();
+            self.take_results(&mut st, cfg);
+            self.handle_deaths(&mut st, cfg, now);
             self.apply_requests(&mut st);
-            self.spawn_needed(&mut st, &mut done);
+            self.reclaim(&mut st, cfg, now);
+            self.spawn_needed(&mut st, cfg, now);
             st.dispatch(cfg, &mut discard, false);
-            let exit = self.build_pollset(&mut st);
-            let timeout = Self::next_deadline(&mut st);
+            let exit = self.prepare_poll(&mut st, now);
+            let timeout = self.next_deadline(&mut st, now);
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
-            for (slot, outcome) in done.drain(..) {
-                slot.finish(outcome, &self.payloads);
-            }
-            self.payloads.clear();
-            if self.payloads.capacity() > 1 << 20 {
-                self.payloads = Vec::new();
-            }
+            self.complete();
             discard.clear();
             if exit {
-                break;
+                return;
             }
             // 3. Wait for something to happen.
-            let _ = sys::poll(&mut self.pollfds, timeout);
-            self.read_ready();
+            self.wait(timeout);
         }
     }
 
-    /// Builds the poll set; true when the pool is finished (shut down, no work, no worker).
-    pub(crate) fn build_pollset(&mut self, st: &mut State) -> bool {
-        let idle = st.queue.is_empty() && st.workers.iter().all(|w| w.window.is_empty());
-        if st.shutdown && idle {
-            // Close every command pipe: each worker sees end of file and exits.
-            for w in &mut st.workers {
-                w.cmd = None;
-            }
-            if self.procs.is_empty() {
-                return true;
+    /// Completes the gathered futures. A panic there (a callback's, past core's own guard)
+    /// is caught: it must not take this thread down.
+    fn complete(&mut self) {
+        let payloads = &self.payloads;
+        for (slot, outcome) in self.done.drain(..) {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, payloads)))
+            {
+                wire::drop_payload(p);
             }
         }
-        self.pollfds.clear();
-        self.pollfds.push(libc::pollfd {
-            fd: self.wake_r.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        for p in &self.procs {
-            self.pollfds.push(libc::pollfd {
-                fd: if p.eof { -1 } else { p.res.as_raw_fd() },
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        for w in &st.workers {
-            if let (Some(fd), false) = (&w.cmd, w.out.is_empty()) {
-                self.pollfds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                });
-            }
-        }
-        false
-    }
-
-    /// Milliseconds to the nearest time limit (-1: none); kills the workers whose head task
-    /// is past its limit.
-    pub(crate) fn next_deadline(st: &mut State) -> i32 {
-        let now = Instant::now();
-        let mut next: Option<Duration> = None;
-        for w in &mut st.workers {
-            let Some(head) = w.window.front() else {
-                continue;
-            };
-            let Some(limit) = head.limit else { continue };
-            if w.kill.is_some() || !w.init_done {
-                continue;
-            }
-            let deadline = w.head_since + limit;
-            if deadline <= now {
-                w.kill = Some(Kill::TimeLimit(limit, head.id));
-                sys::kill(w.pid, libc::SIGKILL);
-            } else {
-                let left = deadline - now;
-                next = Some(next.map_or(left, |n| n.min(left)));
-            }
-        }
-        match next {
-            None => -1,
-            Some(d) => (d.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32,
+        self.payloads.clear();
+        if self.payloads.capacity() > 1 << 20 {
+            self.payloads = Vec::new();
         }
     }
 
-    /// Reads whatever the ready pipes hold (never blocks).
-    pub(crate) fn read_ready(&mut self) {
-        if self.pollfds.first().is_some_and(|p| p.revents != 0) {
-            let mut b = [0u8; 64];
-            while matches!(sys::read(self.wake_r.as_raw_fd(), &mut b), Ok(n) if n > 0) {}
-            // Reset after draining: a wake before this point changed the state before it
-            // woke us, and we look at the state next (under the lock, which orders us after
-            // its change); a wake after it sees `false` and writes a new byte.
-            self.shared.wake_pending.store(false, Ordering::Release);
-        }
-        for (i, p) in self.procs.iter_mut().enumerate() {
-            let Some(pfd) = self.pollfds.get(i + 1) else {
-                break;
-            };
-            if pfd.fd != p.res.as_raw_fd() || pfd.revents == 0 {
-                continue;
+    /// After a panic: the pool breaks with the panic's message; every future still pending
+    /// fails with it; the workers are killed and reaped.
+    fn die(&mut self, message: &str) {
+        let b = Broken::new(format!(
+            "the process pool's I/O thread panicked ({message}); the pool is not usable \
+             anymore"
+        ));
+        let mut st = self.shared.lock();
+        st.inject_panic = None;
+        // Completions gathered before the panic: their outcomes may refer to a state the
+        // panic left half-done, so they fail like the rest.
+        let mut done: Done = std::mem::take(&mut self.done)
+            .into_iter()
+            .map(|(slot, _)| (slot, Outcome::Broken(b.clone())))
+            .collect();
+        st.broken = None;
+        st.break_pool(b.clone(), &mut done);
+        st.broken = Some(b);
+        let pids: Vec<i32> = st.workers.iter().map(|w| w.pid).collect();
+        st.workers.clear();
+        drop(st);
+        for (slot, outcome) in done {
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, &[]))) {
+                wire::drop_payload(p);
             }
+        }
+        let pids: Vec<i32> = pids
+            .into_iter()
+            .chain(self.procs.iter().map(|p| p.pid))
+            .collect();
+        for &pid in &pids {
+            sys::kill(pid, Signal::KILL);
+        }
+        // Reap them (SIGKILL takes effect within microseconds, unless a process is stuck in
+        // the kernel: then it stays a zombie rather than hang this thread).
+        let t0 = Instant::now();
+        let mut left: Vec<i32> = pids;
+        while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
+            left.retain(|&pid| sys::try_wait(pid).is_none());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.procs.clear();
+    }
+
+    /// Finds the worker of `key`.
+    fn worker(st: &mut State, key: u64) -> Option<&mut Worker> {
+        st.workers.iter_mut().find(|w| w.key == key)
+    }
+
+    /// Turns complete result frames into completions, checking each header as soon as it is
+    /// in.
+    fn take_results(&mut self, st: &mut State, cfg: &Config) {
+        for i in 0..self.procs.len() {
             loop {
-                if p.lo == p.hi {
-                    p.lo = 0;
-                    p.hi = 0;
-                }
-                if p.hi == p.buf.len() {
-                    if p.lo > 0 {
-                        p.buf.copy_within(p.lo..p.hi, 0);
-                        p.hi -= p.lo;
-                        p.lo = 0;
-                    } else {
-                        let n = p.buf.len().max(64 * 1024) * 2;
-                        p.buf.resize(n, 0);
-                    }
-                }
-                match sys::read(p.res.as_raw_fd(), &mut p.buf[p.hi..]) {
-                    Ok(0) => {
-                        p.eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        p.hi += n;
-                        if p.hi < p.buf.len() {
-                            // Short read: the pipe is drained (poll reports what comes
-                            // next); spare the read that would say EAGAIN.
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        p.eof = true;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Turns complete result frames into completions.
-    pub(crate) fn take_results(&mut self, st: &mut State, done: &mut Done) {
-        for p in &mut self.procs {
-            while let Some(n) = wire::complete_frame(&p.buf[p.lo..p.hi]) {
-                let frame = &p.buf[p.lo..p.lo + n];
-                p.lo += n;
-                let Some(w) = st.workers.iter_mut().find(|w| w.key == p.key) else {
-                    continue;
-                };
-                if frame.len() < wire::RES_HEADER {
-                    desync(w, p.pid);
+                let p = &mut self.procs[i];
+                if p.discard {
                     break;
                 }
-                let kind = frame[4];
-                let id = wire::u64_at(frame, 5);
-                let ns = wire::u64_at(frame, 13);
-                let payload = &frame[wire::RES_HEADER..];
-                match kind {
-                    wire::RES_HELLO => match wire::decode::<Result<u32, String>>(payload) {
-                        Ok(Ok(_)) => {
+                let h = match ResHeader::parse(&p.buf[p.lo..p.hi]) {
+                    None => break,
+                    Some(Ok(h)) => h,
+                    Some(Err(why)) => {
+                        Self::out_of_sync(st, p, why);
+                        break;
+                    }
+                };
+                let key = p.key;
+                let Some(w) = Self::worker(st, key) else {
+                    break;
+                };
+                if let Err(why) = check_header(&h, w) {
+                    Self::out_of_sync(st, &mut self.procs[i], why);
+                    break;
+                }
+                let p = &mut self.procs[i];
+                if p.hi - p.lo < h.len {
+                    break; // the rest of the frame is on its way
+                }
+                let payload = p.lo + wire::RES_HEADER..p.lo + h.len;
+                p.lo += h.len;
+                let w = Self::worker(st, key).expect("found above");
+                match h.kind {
+                    wire::RES_HELLO => match handshake::decode_hello(&p.buf[payload]) {
+                        Ok(Ok(pid)) if pid == w.pid as u32 => {
                             w.hello = true;
-                            w.init_done = self.shared.config.init.is_none();
+                            w.init_done = cfg.init.is_none();
                             // The head's time limit counts from when it can start.
                             w.head_since = Instant::now();
+                            self.starts = Starts {
+                                ever_greeted: true,
+                                ..Starts::default()
+                            };
                         }
                         Ok(Err(why)) => {
-                            let b =
-                                Broken::new(format!("a worker process refused to start: {why}"));
-                            st.break_pool(b, done);
+                            let b = Broken::new(format!(
+                                "a worker process refused to start: {why}; the process pool \
+                                 is not usable anymore"
+                            ));
+                            st.break_pool(b, &mut self.done);
                             return;
                         }
-                        Err(e) => {
-                            st.break_pool(
-                                Broken::with_cause("a worker process sent a bad greeting", e),
-                                done,
-                            );
-                            return;
+                        _ => {
+                            let why = "its greeting does not name it".to_owned();
+                            Self::out_of_sync(st, &mut self.procs[i], why);
+                            break;
                         }
                     },
                     wire::RES_INIT_OK => {
@@ -251,50 +302,54 @@ impl Io {
                         w.head_since = Instant::now();
                     }
                     wire::RES_INIT_ERR => {
-                        let e = wire::decode::<TaskError>(payload).unwrap_or_else(|e| e);
+                        let e = wire::decode::<TaskError>(&p.buf[payload]).unwrap_or_else(|e| e);
                         st.break_pool(
                             Broken::with_cause(
                                 "the initializer failed in a worker process; the process pool \
                                  is not usable anymore",
                                 e,
                             ),
-                            done,
+                            &mut self.done,
                         );
                         return;
                     }
-                    wire::RES_OK | wire::RES_ERR => {
-                        let Some(job) = w.window.pop_front().filter(|j| j.id == id) else {
-                            desync(w, p.pid);
-                            break;
-                        };
-                        w.ewma_ns = Some(match w.ewma_ns {
-                            None => ns,
-                            Some(e) => (e * 7 + ns) / 8,
-                        });
-                        w.head_since = Instant::now();
+                    wire::RES_PONG => {
+                        w.pong(h.id);
+                    }
+                    _ => {
+                        // RES_OK / RES_ERR for the head (checked above).
+                        let job = w.pop_head(h.run_ns).expect("checked above");
                         if let Some(next) = w.window.front().filter(|j| j.cancel) {
                             if w.kill.is_none() {
                                 w.kill = Some(Kill::Cancel(next.id));
-                                sys::kill(w.pid, libc::SIGKILL);
+                                sys::kill(w.pid, Signal::KILL);
                             }
                         }
                         let at = self.payloads.len();
-                        self.payloads.extend_from_slice(payload);
-                        done.push((
+                        self.payloads.extend_from_slice(&p.buf[payload]);
+                        self.done.push((
                             job.slot,
-                            Outcome::Frame(kind == wire::RES_OK, at..self.payloads.len()),
+                            Outcome::Frame(h.kind == wire::RES_OK, at..self.payloads.len()),
                         ));
-                    }
-                    _ => {
-                        desync(w, p.pid);
-                        break;
                     }
                 }
             }
         }
     }
 
-    pub(crate) fn apply_requests(&mut self, st: &mut State) {
+    /// The worker's result stream cannot be trusted any more: drop what it carries, kill it;
+    /// the task it had claimed fails with `why`.
+    fn out_of_sync(st: &mut State, p: &mut Proc, why: String) {
+        p.discard = true;
+        p.lo = p.hi;
+        if let Some(w) = Self::worker(st, p.key) {
+            w.kill.get_or_insert(Kill::Protocol(why));
+            w.abandon();
+        }
+        sys::kill(p.pid, Signal::KILL);
+    }
+
+    fn apply_requests(&mut self, st: &mut State) {
         for fid in std::mem::take(&mut st.cancel_heads) {
             for w in &mut st.workers {
                 let Some(head) = w.window.front() else {
@@ -302,41 +357,124 @@ impl Io {
                 };
                 if head.slot.future_id() == fid && w.kill.is_none() {
                     w.kill = Some(Kill::Cancel(head.id));
-                    sys::kill(w.pid, libc::SIGKILL);
+                    sys::kill(w.pid, Signal::KILL);
                 }
             }
         }
     }
 
-    /// Reaps workers whose result pipe reached end of file and accounts for their jobs.
-    pub(crate) fn handle_deaths(&mut self, st: &mut State, done: &mut Done) {
+    /// Takes back the tasks a worker has not started once its head has run (or waited to
+    /// start) for [`RECLAIM_AFTER`]: a stopped worker, or one busy with a long task, does
+    /// not hold tasks that other workers could run.
+    fn reclaim(&mut self, st: &mut State, cfg: &Config, now: Instant) {
+        if cfg.max_workers < 2 {
+            return; // nowhere else to run them
+        }
+        let mut back: Vec<Job> = Vec::new();
+        for w in &mut st.workers {
+            if w.window.is_empty() || w.kill.is_some() || w.reclaimed == Some(w.head_since) {
+                continue;
+            }
+            if now.saturating_duration_since(w.head_since) < RECLAIM_AFTER {
+                continue;
+            }
+            w.reclaimed = Some(w.head_since);
+            back.extend(w.take_back());
+        }
+        for job in back.into_iter().rev() {
+            st.queue.push_front(job);
+        }
+    }
+
+    /// Accounts for workers that are gone (reaped), and keeps track of the ones whose end
+    /// of the result pipe closed.
+    fn handle_deaths(&mut self, st: &mut State, cfg: &Config, now: Instant) {
+        let check_all = now >= self.next_exit_check;
+        if check_all {
+            self.next_exit_check = now + EXIT_CHECK;
+        }
         let mut i = 0;
         while i < self.procs.len() {
-            if !self.procs[i].eof
-                || wire::complete_frame(&self.procs[i].buf[self.procs[i].lo..self.procs[i].hi])
-                    .is_some()
-            {
+            let p = &mut self.procs[i];
+            if p.exit.is_none() && (p.eof || (check_all && p.pidfd.is_none())) {
+                p.exit = sys::try_wait(p.pid);
+            }
+            if p.exit.is_none() {
+                if p.eof {
+                    let since = *p.eof_at.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= EOF_GRACE {
+                        let (key, pid) = (p.key, p.pid);
+                        if let Some(w) = Self::worker(st, key) {
+                            w.kill.get_or_insert(Kill::Protocol(
+                                "it closed its result pipe and kept running".into(),
+                            ));
+                        }
+                        sys::kill(pid, Signal::KILL);
+                    }
+                }
                 i += 1;
                 continue;
             }
             let p = self.procs.swap_remove(i);
-            let exit = reap(p.pid);
+            let exit = p.exit.expect("checked");
             let Some(wi) = st.workers.iter().position(|w| w.key == p.key) else {
                 continue;
             };
-            let mut w = st.workers.swap_remove(wi);
-            let pid = w.pid as u32;
-            let retired = w.cmd.is_none() && w.window.is_empty() && w.kill.is_none();
-            if retired && exit == WorkerExit::Code(0) && w.hello {
-                continue;
+            let w = st.workers.swap_remove(wi);
+            self.account_death(st, cfg, w, exit, now);
+        }
+    }
+
+    fn account_death(
+        &mut self,
+        st: &mut State,
+        cfg: &Config,
+        mut w: Worker,
+        exit: WorkerExit,
+        now: Instant,
+    ) {
+        let pid = w.pid as u32;
+        let (claimed, back) = take_all(&mut w);
+        let done = &mut self.done;
+        if let Some(b) = st.broken.clone() {
+            for job in claimed.into_iter().chain(back) {
+                done.push((job.slot, Outcome::Broken(b.clone())));
             }
-            if let Some(b) = st.broken.clone() {
-                for job in w.window.drain(..) {
-                    done.push((job.slot, Outcome::Broken(b.clone())));
+            return;
+        }
+        let requeue = |st: &mut State, done: &mut Done, back: Vec<Job>| {
+            // Jobs it had not started: back to the front of the queue, in order (or
+            // cancelled, if `cancel` was waiting for them to reach the head).
+            for job in back.into_iter().rev() {
+                if job.cancel {
+                    done.push((job.slot, Outcome::Cancelled));
+                } else {
+                    st.queue.push_front(job);
                 }
-                continue;
             }
-            if w.kill.is_none() && (!w.hello || !w.init_done) {
+        };
+        if matches!(w.kill, Some(Kill::Forced)) {
+            let b = Broken::with_cause(
+                "the pool's worker processes were stopped (terminate_workers / kill_workers) \
+                 while the task ran",
+                TaskError::WorkerDied { pid, exit },
+            );
+            for job in claimed.into_iter().chain(back) {
+                done.push((job.slot, Outcome::Broken(b.clone())));
+            }
+            return;
+        }
+        let retired = !w.open && claimed.is_none() && back.is_empty() && w.kill.is_none();
+        if retired && exit == WorkerExit::Code(0) && w.hello {
+            return;
+        }
+        if !w.hello || !w.init_done {
+            // It died while starting (before greeting, or in its initializer): no task of
+            // it ran. A start that failed, not a task that failed.
+            debug_assert!(claimed.is_none());
+            requeue(st, done, back);
+            let needed = !st.queue.is_empty() || !st.shutdown;
+            if cfg.policy == WorkerDeathPolicy::BreakPool && w.kill.is_none() {
                 let what = if w.hello {
                     "while running the initializer"
                 } else {
@@ -346,88 +484,92 @@ impl Io {
                     format!("a worker process died {what}; the process pool is not usable anymore"),
                     TaskError::WorkerDied { pid, exit },
                 );
-                st.workers.push(w);
-                st.break_pool(b, done);
-                continue;
+                st.break_pool(b, &mut self.done);
+            } else if needed && w.kill.is_none() {
+                self.start_failed(st, StartFailure::Died { pid, exit }, now);
             }
-            let mut rest = std::mem::take(&mut w.window);
-            let head = rest.pop_front();
-            match w.kill {
-                Some(Kill::Forced) => {
+            return;
+        }
+        match (w.kill.take(), claimed) {
+            (_, None) => {}
+            // The kill was meant for the task it had claimed: the usual case.
+            (Some(Kill::TimeLimit(limit, id)), Some(j)) if j.id == id => {
+                done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
+            }
+            (Some(Kill::Cancel(id)), Some(j)) if j.id == id => {
+                done.push((j.slot, Outcome::Cancelled));
+            }
+            // The targeted task finished just before the kill landed (its result was
+            // already on its way): the worker died under the next task, which is told so.
+            (Some(Kill::TimeLimit(..) | Kill::Cancel(_)), Some(j)) => {
+                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
+            }
+            (Some(Kill::Protocol(why)), Some(j)) => {
+                let e = wire::codec(format!(
+                    "the result stream of worker process {pid} was out of sync ({why}): did \
+                     the task write to, or close, the pool's descriptors? The worker was \
+                     replaced"
+                ));
+                done.push((j.slot, Outcome::Failed(e)));
+            }
+            (Some(Kill::Forced), Some(_)) => unreachable!("handled above"),
+            (None, Some(j)) => {
+                if cfg.policy == WorkerDeathPolicy::BreakPool {
                     let b = Broken::with_cause(
-                        "the pool's worker processes were stopped (terminate_workers / \
-                         kill_workers) while the task ran",
+                        "a process in the process pool was terminated abruptly while the \
+                         future was running or pending",
                         TaskError::WorkerDied { pid, exit },
                     );
-                    for job in head.into_iter().chain(rest.drain(..)) {
+                    done.push((j.slot, Outcome::Broken(b.clone())));
+                    for job in back {
                         done.push((job.slot, Outcome::Broken(b.clone())));
                     }
-                    continue;
+                    st.break_pool(b, &mut self.done);
+                    return;
                 }
-                // The kill was meant for the task that is the head now: the usual case.
-                Some(Kill::TimeLimit(limit, id)) if head.as_ref().is_some_and(|j| j.id == id) => {
-                    let j = head.expect("checked");
-                    done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
-                }
-                Some(Kill::Cancel(id)) if head.as_ref().is_some_and(|j| j.id == id) => {
-                    let j = head.expect("checked");
-                    done.push((j.slot, Outcome::Cancelled));
-                }
-                // The targeted task finished just before the kill landed (its result was
-                // already on its way): the worker died under the next task, which is told so.
-                Some(Kill::TimeLimit(..) | Kill::Cancel(_)) => {
-                    if let Some(j) = head {
-                        done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
-                    }
-                }
-                Some(Kill::Protocol) => {
-                    if let Some(j) = head {
-                        let e = wire::codec(format!(
-                            "worker process {pid} sent a malformed result frame (did the task \
-                             write to the pool's descriptors?); it was replaced"
-                        ));
-                        done.push((j.slot, Outcome::Failed(e)));
-                    }
-                }
-                None => {
-                    if self.shared.config.policy == WorkerDeathPolicy::BreakPool {
-                        let b = Broken::with_cause(
-                            "a process in the process pool was terminated abruptly while the \
-                             future was running or pending",
-                            TaskError::WorkerDied { pid, exit },
-                        );
-                        for job in head.into_iter().chain(rest.drain(..)) {
-                            done.push((job.slot, Outcome::Broken(b.clone())));
-                        }
-                        st.break_pool(b, done);
-                        continue;
-                    }
-                    if let Some(j) = head {
-                        done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
-                    }
-                }
-            }
-            // Jobs behind the head never started: back to the front of the queue, in order
-            // (or cancelled, if `cancel` was waiting for them to reach the head).
-            for job in rest.into_iter().rev() {
-                if job.cancel {
-                    done.push((job.slot, Outcome::Cancelled));
-                } else {
-                    st.queue.push_front(job);
-                }
+                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
             }
         }
+        requeue(st, &mut self.done, back);
+    }
+
+    /// A start failed: retry later, or break the pool (see the module doc).
+    fn start_failed(&mut self, st: &mut State, why: StartFailure, now: Instant) {
+        let s = &mut self.starts;
+        s.failures += 1;
+        let since = *s.failing_since.get_or_insert(now);
+        let running = st.workers.iter().any(|w| w.hello && w.open);
+        let give_up = (!s.ever_greeted && s.failures >= MAX_START_FAILURES)
+            || (!running && now.saturating_duration_since(since) >= START_GIVE_UP);
+        if !give_up {
+            let backoff =
+                Duration::from_millis(5 << (s.failures - 1).min(8)).min(Duration::from_secs(1));
+            s.retry_at = Some(now + backoff);
+            return;
+        }
+        let n = s.failures;
+        let b = match why {
+            StartFailure::Spawn(e) => Broken::new(format!(
+                "could not start any worker process ({n} attempts in a row failed; the last: \
+                 {e}); the process pool is not usable anymore"
+            )),
+            StartFailure::Died { pid, exit } => Broken::with_cause(
+                format!(
+                    "worker processes died while starting ({n} in a row, before greeting); \
+                     the process pool is not usable anymore"
+                ),
+                TaskError::WorkerDied { pid, exit },
+            ),
+        };
+        st.break_pool(b, &mut self.done);
     }
 
     /// Starts workers while work waits and no worker has room.
-    pub(crate) fn spawn_needed(&mut self, st: &mut State, done: &mut Done) {
-        let shared = self.shared.clone();
-        let cfg = &shared.config;
+    fn spawn_needed(&mut self, st: &mut State, cfg: &Config, now: Instant) {
         if st.broken.is_some() || st.forced {
             return;
         }
         loop {
-            let now = Instant::now();
             let idle = st
                 .workers
                 .iter()
@@ -436,15 +578,22 @@ impl Io {
             if st.queue.len() <= idle || st.live_workers() >= cfg.max_workers {
                 return;
             }
-            match self.spawn() {
+            if self.starts.retry_at.is_some_and(|t| now < t) {
+                return;
+            }
+            match self.spawn(cfg) {
                 Ok(w) => st.workers.push(w),
+                Err(e) if sys::is_transient(&e) => {
+                    self.start_failed(st, StartFailure::Spawn(e), now);
+                    return;
+                }
                 Err(e) => {
                     st.break_pool(
                         Broken::new(format!(
                             "a worker process could not be started ({e}); the process pool is \
                              not usable anymore"
                         )),
-                        done,
+                        &mut self.done,
                     );
                     return;
                 }
@@ -452,15 +601,22 @@ impl Io {
         }
     }
 
-    pub(crate) fn spawn(&mut self) -> io::Result<Worker> {
-        let cfg = &self.shared.config;
+    fn spawn(&mut self, cfg: &Config) -> io::Result<Worker> {
         let (cmd_r, cmd_w) = sys::pipe()?;
         let (res_r, res_w) = sys::pipe()?;
+        let (ctl, ctl_child) = sys::socketpair()?;
+        sys::set_nonblocking(cmd_w.as_fd())?;
+        sys::set_nonblocking(res_r.as_fd())?;
+        let claims = ClaimPage::create()?;
+        let key = self.next_key;
+        self.next_key += 1;
+        let n = sys::child_fd_number(self.random.hash_one(key));
         let mut env: Vec<CString> = Vec::new();
-        for (k, v) in std::env::vars_os() {
-            if k == worker::ENV {
-                continue;
-            }
+        let set = cfg.env.iter().map(|(k, v)| (k.clone(), v.clone()));
+        for (k, v) in std::env::vars_os()
+            .filter(|(k, _)| k != worker::ENV && !cfg.env.iter().any(|(s, _)| s == k))
+            .chain(set)
+        {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
@@ -469,69 +625,272 @@ impl Io {
             }
         }
         env.push(
-            CString::new(format!("{}={}", worker::ENV, cfg.env_value)).map_err(io::Error::other)?,
+            CString::new(format!("{}={}", worker::ENV, worker::env_value(n)))
+                .map_err(io::Error::other)?,
         );
-        let stdout: Option<RawFd> = cfg.stdout.as_ref().map(|f| f.as_raw_fd());
-        let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &cmd_r, &res_w, stdout)?;
-        drop(cmd_r);
-        drop(res_w);
-        sys::set_nonblocking(cmd_w.as_raw_fd())?;
-        sys::set_nonblocking(res_r.as_raw_fd())?;
-        let key = self.next_key;
-        self.next_key += 1;
+        let fds = sys::ChildFds {
+            first: n,
+            fds: [cmd_r.as_fd(), res_w.as_fd(), ctl_child.as_fd(), claims.fd()],
+            stdout: cfg.stdout.as_ref().map(|f| f.as_fd()),
+        };
+        let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &fds)?;
+        drop((cmd_r, res_w, ctl_child));
         self.procs.push(Proc {
             key,
             pid,
             res: res_r,
+            pidfd: sys::pidfd(pid),
             buf: vec![0; 64 * 1024],
             lo: 0,
             hi: 0,
             eof: false,
+            eof_at: None,
+            discard: false,
+            exit: None,
+            out: None,
+            closed_at: None,
         });
-        let mut out = Vec::new();
+        let mut preamble = handshake::greeting_frame(&cfg.build);
         if let Some(init) = &cfg.init {
-            out.extend_from_slice(init);
+            preamble.extend_from_slice(init);
         }
-        Ok(Worker {
-            key,
-            pid,
-            cmd: Some(cmd_w),
-            out,
-            out_pos: 0,
-            window: VecDeque::new(),
-            dispatched: 0,
-            hello: false,
-            init_done: false,
-            ewma_ns: None,
-            head_since: Instant::now(),
-            kill: None,
-        })
+        Ok(Worker::new(key, pid, cmd_w, ctl, claims, preamble))
+    }
+
+    /// Closes idle workers at shutdown, notes who needs `POLLOUT`; true when the pool is
+    /// finished (shut down, no work, no worker).
+    fn prepare_poll(&mut self, st: &mut State, now: Instant) -> bool {
+        let idle = st.queue.is_empty() && st.workers.iter().all(|w| w.window.is_empty());
+        if st.shutdown && idle {
+            // Tell every worker to exit once it has run what it has.
+            for w in &mut st.workers {
+                w.close();
+            }
+            if self.procs.is_empty() {
+                return true;
+            }
+            // One that does not exit (stopped) is killed: it holds no task.
+            for p in &mut self.procs {
+                let since = *p.closed_at.get_or_insert(now);
+                if now.saturating_duration_since(since) >= SHUTDOWN_GRACE && p.exit.is_none() {
+                    if let Some(w) = st.workers.iter_mut().find(|w| w.key == p.key) {
+                        w.kill.get_or_insert(Kill::Forced);
+                    }
+                    sys::kill(p.pid, Signal::KILL);
+                }
+            }
+        }
+        for p in &mut self.procs {
+            p.out = st
+                .workers
+                .iter()
+                .find(|w| w.key == p.key)
+                .filter(|w| w.has_output())
+                .and_then(|w| w.cmd.clone());
+        }
+        false
+    }
+
+    /// How long to wait before the next timed event (`None`: none); kills the workers whose
+    /// head task is past its limit.
+    fn next_deadline(&mut self, st: &mut State, now: Instant) -> Option<Duration> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for w in &mut st.workers {
+            let Some(head) = w.window.front() else {
+                continue;
+            };
+            if w.kill.is_none() && w.reclaimed != Some(w.head_since) {
+                at(w.head_since + RECLAIM_AFTER);
+            }
+            let Some(limit) = head.limit else { continue };
+            if w.kill.is_some() || !w.init_done {
+                continue;
+            }
+            // A limit too large to add is no limit.
+            let Some(deadline) = w.head_since.checked_add(limit) else {
+                continue;
+            };
+            if deadline <= now {
+                w.kill = Some(Kill::TimeLimit(limit, head.id));
+                sys::kill(w.pid, Signal::KILL);
+            } else {
+                at(deadline);
+            }
+        }
+        if !st.queue.is_empty() {
+            if let Some(t) = self.starts.retry_at {
+                at(t);
+            }
+        }
+        for p in &self.procs {
+            if p.exit.is_none() {
+                if p.eof {
+                    at(now + Duration::from_millis(1));
+                } else if p.pidfd.is_none() {
+                    at(self.next_exit_check);
+                }
+                if let Some(c) = p.closed_at {
+                    at(c + SHUTDOWN_GRACE);
+                }
+            }
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Waits for something to happen, then reads what is there (never blocks on a pipe).
+    fn wait(&mut self, timeout: Option<Duration>) {
+        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + 3 * self.procs.len());
+        {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 3 * self.procs.len());
+            fds.push(PollFd::new(&self.wake_r, PollFlags::IN));
+            for p in &self.procs {
+                let ev = if p.eof {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::IN
+                };
+                fds.push(PollFd::new(&p.res, ev));
+                match &p.pidfd {
+                    Some(fd) if p.exit.is_none() => fds.push(PollFd::new(fd, PollFlags::IN)),
+                    // A placeholder that never reports, so indices stay simple.
+                    _ => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                }
+                match &p.out {
+                    Some(fd) => fds.push(PollFd::new(&**fd, PollFlags::OUT)),
+                    None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                }
+            }
+            let _ = sys::poll(&mut fds, timeout);
+            ready.extend(fds.iter().map(sys::ready));
+        }
+        if ready[0].0 {
+            let mut b = [0u8; 64];
+            while matches!(sys::read(self.wake_r.as_fd(), &mut b), Ok(n) if n > 0) {}
+            // Reset after draining: a wake before this point changed the state before it
+            // woke us, and we look at the state next (under the lock, which orders us after
+            // its change); a wake after it sees `false` and writes a new byte.
+            self.shared.wake_pending.store(false, Ordering::Release);
+        }
+        for (i, p) in self.procs.iter_mut().enumerate() {
+            let (readable, _) = ready[1 + 3 * i];
+            let (died, _) = ready[2 + 3 * i];
+            p.out = None;
+            if readable || died {
+                // A death: what the worker wrote before it died is read first.
+                read_pipe(p);
+            }
+            if died {
+                p.exit = sys::try_wait(p.pid);
+            }
+        }
     }
 }
 
-/// The result stream of a worker cannot be trusted any more (a task wrote to the protocol's
-/// descriptor): kill it; its head task fails as a death.
-pub(crate) fn desync(w: &mut Worker, pid: i32) {
-    w.kill.get_or_insert(Kill::Protocol);
-    sys::kill(pid, libc::SIGKILL);
-}
-
-/// Waits for a worker whose result pipe closed: it is exiting, so its status comes within
-/// microseconds; one that closed the pipe but lives on is killed.
-pub(crate) fn reap(pid: i32) -> WorkerExit {
-    let t0 = Instant::now();
+/// Reads whatever the result pipe holds now (never blocks).
+fn read_pipe(p: &mut Proc) {
+    if p.eof {
+        return;
+    }
     loop {
-        if let Some(e) = sys::try_wait(pid) {
-            return e;
+        if p.lo == p.hi {
+            p.lo = 0;
+            p.hi = 0;
+            if p.buf.len() > 1 << 20 {
+                // A large frame went through: give the memory back.
+                p.buf = vec![0; 64 * 1024];
+            }
         }
-        if t0.elapsed() > Duration::from_millis(200) {
-            sys::kill(pid, libc::SIGKILL);
-            return sys::wait(pid);
+        if p.discard {
+            p.lo = 0;
+            p.hi = 0;
         }
-        if t0.elapsed() < Duration::from_millis(2) {
-            thread::yield_now();
-        } else {
-            thread::sleep(Duration::from_micros(200));
+        if p.hi == p.buf.len() {
+            if p.lo > 0 {
+                p.buf.copy_within(p.lo..p.hi, 0);
+                p.hi -= p.lo;
+                p.lo = 0;
+            } else {
+                // Grow to the frame's checked length when known, else double.
+                let want = match ResHeader::parse(&p.buf[..p.hi]) {
+                    Some(Ok(h)) if h.len <= MAX_RESULT_FRAME => h.len.max(p.buf.len() * 2),
+                    _ => p.buf.len() * 2,
+                };
+                p.buf
+                    .resize(want.min(MAX_RESULT_FRAME + wire::RES_HEADER), 0);
+                if p.hi == p.buf.len() {
+                    return; // over the limit: the header check will say so
+                }
+            }
+        }
+        match sys::read(p.res.as_fd(), &mut p.buf[p.hi..]) {
+            Ok(0) => {
+                p.eof = true;
+                return;
+            }
+            Ok(n) => {
+                p.hi += n;
+                if p.hi < p.buf.len() {
+                    // Short read: the pipe is drained (poll reports what comes next);
+                    // spare the read that would say EAGAIN.
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                p.eof = true;
+                return;
+            }
         }
     }
+}
+
+/// Checks a result header against what the worker may send now.
+fn check_header(h: &ResHeader, w: &Worker) -> Result<(), String> {
+    if h.len > MAX_RESULT_FRAME {
+        return Err(format!(
+            "a result frame of {} bytes is over the {MAX_RESULT_FRAME}-byte limit",
+            h.len
+        ));
+    }
+    let ok = match h.kind {
+        wire::RES_HELLO => !w.hello && h.id == 0,
+        wire::RES_INIT_OK | wire::RES_INIT_ERR => w.hello && !w.init_done && h.id == 0,
+        wire::RES_PONG => w.ping.is_some_and(|(id, _)| id == h.id),
+        wire::RES_OK | wire::RES_ERR => {
+            w.hello && w.init_done && w.unsent > 0 && w.window.front().is_some_and(|j| j.id == h.id)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a frame of kind {} for task {:#x} where task {} was due",
+            h.kind,
+            h.id,
+            w.window
+                .front()
+                .map_or("none".to_owned(), |j| format!("{:#x}", j.id))
+        ))
+    }
+}
+
+/// After a death: the job it had claimed (running when it died), and the jobs it never
+/// started, in order. A dead worker claims nothing more, so each revoke is final.
+fn take_all(w: &mut Worker) -> (Option<Job>, Vec<Job>) {
+    let mut claimed = None;
+    let mut back = Vec::new();
+    let mut i = 0;
+    while let Some(job) = w.window.pop_front() {
+        let written = i < w.unsent;
+        i += 1;
+        if written && !w.claims.revoke(job.seq) {
+            debug_assert!(claimed.is_none(), "a worker runs one task at a time");
+            claimed = Some(job);
+        } else {
+            back.push(job);
+        }
+    }
+    (claimed, back)
 }

@@ -66,20 +66,37 @@
 //!
 //! # Faults
 //!
+//! Nothing a worker does, and nothing done to it, hangs the pool or a caller. The full list,
+//! with how fast each is seen, is in `DESIGN-NOTES.md` ("Liveness"); in short:
+//!
 //! * A worker that dies (SIGKILL, the OOM killer, a segfault, `abort`, `exit`) is noticed at
-//!   once (end of file on its pipe, then its exit status). By default only the task it was
-//!   running fails, with [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied)
-//!   naming the pid and the signal or exit code; the worker is replaced and the other tasks
-//!   carry on. [`WorkerDeathPolicy::BreakPool`] gives Python's behaviour instead.
+//!   once (its pidfd on Linux, end of file on its pipe elsewhere), even when a process the
+//!   task forked still holds its pipes. By default only the task it was running fails, with
+//!   [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied) naming the pid and the
+//!   signal or exit code; the tasks it had not started go to other workers; it is replaced.
+//!   [`WorkerDeathPolicy::BreakPool`] gives Python's behaviour instead.
+//! * A worker that cannot be started (`ulimit -u`, `ulimit -n`, memory), or that dies before
+//!   it is ready, is retried with backoff while the pool serves with the workers it has; the
+//!   pool breaks only if no worker can be started at all (10 failed starts in a row before
+//!   any worker ever started, or none running for 30 s).
+//! * A worker that is stopped (`SIGSTOP`) or busy with a long task does not hold the tasks
+//!   queued behind it: after 10 ms, those it has not started go to other workers.
 //! * A panic fails its future with the message and location; the worker lives.
-//! * An argument, task or result that fails to encode or decode fails its future with
-//!   [`TaskError::Codec`](cfutures_core::TaskError::Codec); the worker lives.
+//! * An argument, task or result that fails to encode or decode (or whose serde impl panics)
+//!   fails its future with [`TaskError::Codec`](cfutures_core::TaskError::Codec); the worker
+//!   lives.
+//! * A task that writes to the pool's descriptors fails with a codec error ("out of sync");
+//!   its worker is replaced, and no other task loses its result.
 //! * Time limits ([`Builder::time_limit`], [`ProcessPoolExecutor::submit_fn_with_timeout`])
 //!   and [`ProcessPoolExecutor::cancel`] of a running task kill and replace the worker.
 //! * A task's standard output goes to the parent's standard error (see [`WorkerOutput`]);
 //!   the protocol runs on private descriptors, so printing cannot corrupt it.
 //! * A worker never outlives its parent (end of file on its command pipe; on Linux also
 //!   `PR_SET_PDEATHSIG`), and after `shutdown` no worker process and no zombie remains.
+//! * In a forked child of the parent, the pool refuses work (`SubmitError::Broken`) rather
+//!   than hang, and the parent's shutdown does not wait for the child.
+//! * Only a process the pool started, with the descriptors it gave it, serves as a worker;
+//!   a privileged (setuid) program never does, whatever its environment says.
 //!
 //! # Callbacks
 //!
@@ -98,7 +115,9 @@
 //!
 //! Design notes: `DESIGN-NOTES.md` next to this crate's `Cargo.toml`.
 
+mod claims;
 mod executor;
+mod fork;
 mod io;
 mod state;
 mod sys;

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::executor::WorkerDeathPolicy;
 use crate::sys;
 use crate::window::{Job, Kill, Worker};
 use cfutures_remote::job::{Outcome, Slot};
+use rustix::process::Signal;
 
 pub(crate) struct Config {
     pub(crate) max_workers: usize,
@@ -34,9 +35,12 @@ pub(crate) struct Config {
     pub(crate) policy: WorkerDeathPolicy,
     pub(crate) time_limit: Option<Duration>,
     pub(crate) stdout: Option<OwnedFd>,
+    /// Variables set in the workers' environment (over the parent's).
+    pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) exe: OsString,
     pub(crate) argv0: OsString,
-    pub(crate) env_value: String,
+    /// The identity of this build, which workers check in the greeting.
+    pub(crate) build: Vec<u8>,
 }
 
 pub(crate) struct Shared {
@@ -57,7 +61,7 @@ impl Shared {
         // Relaxed would do for the flag alone; AcqRel orders it with the state the waker
         // changed under the lock (released already), and the I/O thread's reset.
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            let _ = sys::write(self.wake_w.as_raw_fd(), &[1]);
+            let _ = sys::write(self.wake_w.as_fd(), &[1]);
         }
     }
 }
@@ -72,6 +76,8 @@ pub(crate) struct State {
     pub(crate) cancel_heads: Vec<FutureId>,
     /// `terminate_workers` / `kill_workers` ran: no worker is started any more.
     pub(crate) forced: bool,
+    /// Testing hook: the I/O thread panics with this message at its next turn.
+    pub(crate) inject_panic: Option<String>,
 }
 
 /// Completions gathered under the lock, run after it is released.
@@ -107,12 +113,12 @@ impl State {
             w.send(job);
         }
         for w in &mut self.workers {
-            if !w.out.is_empty() {
+            if w.has_output() {
                 w.flush();
             }
-            if cfg.max_tasks_per_child.is_some_and(|m| w.dispatched >= m) && w.out.is_empty() {
-                // Retire: it finishes what it has, sees end of file, and exits.
-                w.cmd = None;
+            if cfg.max_tasks_per_child.is_some_and(|m| w.dispatched >= m) && !w.has_output() {
+                // Retire: it finishes what it has, reads end of file, and exits.
+                w.close();
             }
         }
     }
@@ -121,7 +127,7 @@ impl State {
     pub(crate) fn live_workers(&self) -> usize {
         self.workers
             .iter()
-            .filter(|w| w.cmd.is_some() || !w.window.is_empty())
+            .filter(|w| w.open || !w.window.is_empty())
             .count()
     }
 
@@ -144,8 +150,8 @@ impl State {
                 done.push((job.slot, Outcome::Broken(b.clone())));
             }
             w.kill.get_or_insert(Kill::Forced);
-            w.cmd = None;
-            sys::kill(w.pid, libc::SIGKILL);
+            w.abandon();
+            sys::kill(w.pid, Signal::KILL);
         }
     }
 }

@@ -1,189 +1,197 @@
-//! The few POSIX calls the pool needs, wrapped once: pipes, non-blocking I/O, `poll`,
-//! `posix_spawn`, `waitpid`, `kill`.
+//! The operating-system calls the pool needs, wrapped once.
+//!
+//! Most go through [`rustix`], whose wrappers are safe (descriptors are `OwnedFd` /
+//! `BorrowedFd`, errors are typed, `EINTR` is visible): sockets, `poll`, `pidfd`, `waitpid`,
+//! `kill`, `fcntl`, `memfd_create`. What rustix does not wrap stays on `libc`, each call with
+//! its `SAFETY:` argument: `posix_spawn` (the parent is multi-threaded, so `fork` is out),
+//! `getauxval(AT_SECURE)`, `close_range`, `prctl(PR_SET_PDEATHSIG)`.
 
 use std::ffi::{CString, OsStr};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
+use std::time::Duration;
 
 use cfutures_core::WorkerExit;
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::process::{Pid, Signal, WaitOptions};
 
-/// The worker's end of the command pipe (parent → worker), as seen in the worker.
-pub(crate) const CMD_FD: RawFd = 3;
-/// The worker's end of the result pipe (worker → parent), as seen in the worker.
-pub(crate) const RES_FD: RawFd = 4;
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
+/// Retries `f` while it fails with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
     }
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
 /// A pipe, both ends close-on-exec: `(read, write)`.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    {
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    {
-        // SAFETY: as above. (No pipe2 here: the pool spawns only from its own thread, but
-        // another thread of the program may fork between pipe and fcntl; the window is tiny.)
-        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-        for fd in fds {
-            set_cloexec(fd)?;
-        }
-    }
-    // SAFETY: pipe just returned these two fresh descriptors; we own them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
-/// Sets close-on-exec on `fd`.
-pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on any int is memory-safe; it fails with EBADF on a bad descriptor.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
-    Ok(())
+/// A pipe, both ends close-on-exec and non-blocking: `(read, write)`.
+pub(crate) fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe()?;
+    set_nonblocking(r.as_fd())?;
+    set_nonblocking(w.as_fd())?;
+    Ok((r, w))
 }
 
 /// Makes `fd` non-blocking.
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on any int is memory-safe.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
-    Ok(())
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::ioctl_fionbio(fd, true)?)
+}
+
+/// Sets close-on-exec on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?)
 }
 
 /// Duplicates `fd` to a close-on-exec descriptor numbered at least `min`.
-pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl on any int is memory-safe.
-    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
 }
 
-/// `read(2)`, retrying on EINTR. `Ok(0)` is end of file.
-pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// `read(2)`, retrying on `EINTR`. `Ok(0)` is end of file.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| rustix::io::read(fd, &mut *buf))
 }
 
-/// `write(2)`, retrying on EINTR.
-pub(crate) fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// `write(2)` to a pipe, retrying on `EINTR`.
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| rustix::io::write(fd, buf))
+}
+
+/// Writes what the pipe takes of `bufs`, in order (one `writev`).
+///
+/// A write to a pipe whose reader is gone raises `SIGPIPE`, which Rust programs (and Python)
+/// ignore from the start; the error is then `EPIPE`, and the worker's death shows on its
+/// result pipe and pidfd.
+pub(crate) fn write_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    retry(|| rustix::io::writev(fd, bufs))
 }
 
 /// Writes all of `buf` to a blocking descriptor.
-pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         let n = write(fd, buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
         buf = &buf[n..];
     }
     Ok(())
 }
 
-/// `poll(2)` with a timeout in milliseconds (-1: none), retrying on EINTR (returns 0 then).
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    // SAFETY: `fds` is a valid slice of pollfd structures.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::Interrupted {
-        Ok(0)
-    } else {
-        Err(e)
+/// Waits until one of `fds` is ready or `timeout` passes (`None`: no timeout). `EINTR`
+/// returns early (with nothing ready), which the caller's loop absorbs.
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<()> {
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match rustix::event::poll(fds, ts.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Sends `sig` to `pid`; errors (the process is gone) are ignored.
-pub(crate) fn kill(pid: i32, sig: i32) {
-    // SAFETY: kill has no memory-safety preconditions. `pid` is always one of our own
-    // unreaped children, so it cannot have been recycled for another process.
-    unsafe { libc::kill(pid, sig) };
+/// What `poll` reported for `fd`.
+pub(crate) fn ready(p: &PollFd<'_>) -> (bool, bool) {
+    let r = p.revents();
+    (
+        r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+        r.intersects(PollFlags::OUT | PollFlags::ERR | PollFlags::HUP),
+    )
 }
 
-/// Decodes a `waitpid` status.
-fn decode_status(status: libc::c_int) -> WorkerExit {
-    if libc::WIFEXITED(status) {
-        WorkerExit::Code(libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        WorkerExit::Signal(libc::WTERMSIG(status))
-    } else {
-        WorkerExit::Unknown
+/// Sends `sig` to `pid`; errors (the process is gone) are ignored. `pid` is always one of
+/// our own unreaped children, so it cannot have been recycled for another process.
+pub(crate) fn kill(pid: i32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux ≥ 5.3), or `None` where there
+/// is none (older kernels, other systems, a descriptor limit): the caller then checks on a
+/// timer.
+pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        let pid = Pid::from_raw(pid)?;
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
     }
 }
 
 /// `waitpid(pid, WNOHANG)`: `Some(exit)` once the child has exited (and is reaped).
 pub(crate) fn try_wait(pid: i32) -> Option<WorkerExit> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Some(decode_status(status));
-        }
-        if r == 0 {
-            return None;
-        }
-        // -1: EINTR → retry; ECHILD (someone else reaped it) → unknown.
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return Some(WorkerExit::Unknown);
-        }
+    let p = Pid::from_raw(pid)?;
+    match retry(|| rustix::process::waitpid(Some(p), WaitOptions::NOHANG)) {
+        Ok(Some((_, status))) => Some(if let Some(c) = status.exit_status() {
+            WorkerExit::Code(c)
+        } else if let Some(s) = status.terminating_signal() {
+            WorkerExit::Signal(s)
+        } else {
+            WorkerExit::Unknown
+        }),
+        Ok(None) => None,
+        // ECHILD: someone else reaped it.
+        Err(_) => Some(WorkerExit::Unknown),
     }
 }
 
-/// Blocking `waitpid(pid)`.
-pub(crate) fn wait(pid: i32) -> WorkerExit {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return decode_status(status);
-        }
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return WorkerExit::Unknown;
-        }
-    }
+/// Whether a spawn error may go away by itself (a resource limit, memory, an interrupted
+/// call): then the start is retried, with backoff; other errors (no such file, no
+/// permission, an executable the kernel refuses) will not.
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::ENOBUFS
+        )
+    )
 }
 
-/// Starts `path` with `argv` and `envp`, with `cmd` as its fd 3, `res` as its fd 4, and
-/// stdout going to `stdout` (a descriptor of ours, or `None` to keep ours).
+/// The descriptors a worker is started with: in the worker they are numbered `first`,
+/// `first + 1`, … in this order.
+pub(crate) struct ChildFds<'a> {
+    /// The number of the first one in the worker.
+    pub(crate) first: RawFd,
+    /// The command pipe's read end, the result pipe's write end, the control socket, the
+    /// claim page.
+    pub(crate) fds: [BorrowedFd<'a>; 4],
+    /// Where the worker's stdout goes (`None`: the parent's stdout).
+    pub(crate) stdout: Option<BorrowedFd<'a>>,
+}
+
+/// Starts `path` with `argv0` and `env`, with the descriptors of `fds` in place. Every other
+/// descriptor of ours is close-on-exec; the worker closes anything else it inherited (a
+/// descriptor another part of the program left inheritable) before it serves.
 pub(crate) fn spawn(
     path: &OsStr,
     argv0: &OsStr,
     env: &[CString],
-    cmd: &OwnedFd,
-    res: &OwnedFd,
-    stdout: Option<RawFd>,
+    fds: &ChildFds<'_>,
 ) -> io::Result<i32> {
     let cpath = CString::new(path.as_bytes()).map_err(io::Error::other)?;
     let carg0 = CString::new(argv0.as_bytes()).map_err(io::Error::other)?;
@@ -191,19 +199,24 @@ pub(crate) fn spawn(
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(ptr::null());
 
-    // The sources must not be 3 or 4 themselves (dup2(fd, fd) would keep close-on-exec), nor
-    // collide with each other's targets: move them above 10 first (close-on-exec copies,
-    // closed when this function returns).
-    let cmd_hi = dup_above(cmd.as_raw_fd(), 10)?;
-    let res_hi = dup_above(res.as_raw_fd(), 10)?;
-    let out_hi = match stdout {
-        Some(fd) => Some(dup_above(fd, 10)?),
+    // A source must not be a target itself (dup2(fd, fd) would keep close-on-exec), nor
+    // collide with another's target: copy each above every target first (close-on-exec
+    // copies, closed when this function returns).
+    let floor = fds.first + fds.fds.len() as RawFd;
+    let hi: Vec<OwnedFd> = fds
+        .fds
+        .iter()
+        .map(|fd| dup_above(*fd, floor))
+        .collect::<io::Result<_>>()?;
+    let out_hi = match fds.stdout {
+        Some(fd) => Some(dup_above(fd, floor)?),
         None => None,
     };
 
     // SAFETY: the posix_spawn family is called with properly initialised attribute and
     // file-action objects, which are destroyed on every path below; all pointers (path,
-    // argv, envp) stay alive until posix_spawn returns.
+    // argv, envp) stay alive until posix_spawn returns, and the descriptors named in the
+    // file actions stay open until then.
     unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
@@ -213,16 +226,13 @@ pub(crate) fn spawn(
             return Err(e);
         }
         let r = (|| {
-            check(libc::posix_spawn_file_actions_adddup2(
-                &mut fa,
-                cmd_hi.as_raw_fd(),
-                CMD_FD,
-            ))?;
-            check(libc::posix_spawn_file_actions_adddup2(
-                &mut fa,
-                res_hi.as_raw_fd(),
-                RES_FD,
-            ))?;
+            for (i, fd) in hi.iter().enumerate() {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut fa,
+                    fd.as_raw_fd(),
+                    fds.first + i as RawFd,
+                ))?;
+            }
             if let Some(o) = &out_hi {
                 check(libc::posix_spawn_file_actions_adddup2(
                     &mut fa,
@@ -237,7 +247,13 @@ pub(crate) fn spawn(
             check(libc::posix_spawnattr_setsigmask(&mut attr, &empty))?;
             let mut defaults: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut defaults);
-            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD] {
+            for s in [
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGCHLD,
+                libc::SIGPIPE,
+            ] {
                 libc::sigaddset(&mut defaults, s);
             }
             check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
@@ -280,9 +296,9 @@ pub(crate) fn worker_executable() -> io::Result<std::path::PathBuf> {
     }
 }
 
-/// Identity of the running executable: device, inode, size, modification time. Two
-/// processes with the same identity run the same file.
-pub(crate) fn exe_identity() -> io::Result<[u64; 5]> {
+/// Identity of the running executable: device, inode, size, modification time, as bytes.
+/// Two processes with the same identity run the same file.
+pub(crate) fn exe_identity() -> io::Result<Vec<u8>> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(worker_executable()?)?;
     Ok([
@@ -291,5 +307,141 @@ pub(crate) fn exe_identity() -> io::Result<[u64; 5]> {
         m.size(),
         m.mtime() as u64,
         m.mtime_nsec() as u64,
-    ])
+    ]
+    .iter()
+    .flat_map(|x| x.to_le_bytes())
+    .collect())
+}
+
+/// The number of the first of the worker's four protocol descriptors: random (so a task that
+/// writes to a well-known descriptor, 3 or 4, cannot reach the protocol by accident), above
+/// the usual low numbers, below the descriptor limit.
+pub(crate) fn child_fd_number(seed: u64) -> RawFd {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+        .min(1024) as i64;
+    let (lo, hi) = (20i64, limit - 4);
+    if hi <= lo {
+        return 3;
+    }
+    (lo + (seed % (hi - lo) as u64) as i64) as RawFd
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker side.
+
+/// True if this process runs with privileges its caller does not have (setuid, setgid,
+/// file capabilities): the kernel's `AT_SECURE`. Such a process never serves as a worker.
+pub(crate) fn is_privileged() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: getauxval reads the auxiliary vector the kernel gave this process; it has
+        // no preconditions and returns 0 for an absent entry.
+        unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+    }
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    {
+        // SAFETY: issetugid has no preconditions.
+        unsafe { libc::issetugid() != 0 }
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd"
+    )))]
+    {
+        // SAFETY: these calls have no preconditions.
+        unsafe { libc::getuid() != libc::geteuid() || libc::getgid() != libc::getegid() }
+    }
+}
+
+/// The parent's pid.
+pub(crate) fn parent_pid() -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
+/// The type of the file open at `fd`, if one is.
+pub(crate) fn file_type(fd: RawFd) -> Option<rustix::fs::FileType> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: borrowing a descriptor number that may not be open: fstat fails with EBADF on
+    // a closed one, and the borrow ends before anything could close it.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::fs::fstat(b)
+        .ok()
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode))
+}
+
+/// Checks that `fd` is a Unix socket whose other end belongs to process `ppid` (the parent
+/// created the pair).
+pub(crate) fn is_parents_socket(fd: RawFd, ppid: i32) -> bool {
+    if file_type(fd) != Some(rustix::fs::FileType::Socket) {
+        return false;
+    }
+    // SAFETY: `fd` is open (fstat just succeeded, and nothing closes descriptors in a worker
+    // before it serves); the borrow ends with this function.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        rustix::net::sockopt::socket_peercred(b).is_ok_and(|c| c.pid.as_raw_nonzero().get() == ppid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // No peer pid here: a socket of the same user is the best check there is.
+        let _ = ppid;
+        true
+    }
+}
+
+/// Arms `SIGKILL` on the parent's death (Linux); elsewhere the worker notices at its next
+/// read of the command pipe.
+pub(crate) fn die_with_parent() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+}
+
+/// Ignores `SIGPIPE` (a write to a closed socket is an error, not a death).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN is always sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Closes every descriptor above 2 but those in `keep`: whatever the worker inherited that
+/// is not the pool's.
+pub(crate) fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k > 2).collect();
+    keep.sort_unstable();
+    let mut from: RawFd = 3;
+    for k in keep.iter().copied().chain([RawFd::MAX]) {
+        if from < k {
+            close_range(from, k - 1);
+        }
+        from = k.saturating_add(1);
+    }
+}
+
+/// Closes the descriptors `lo..=hi`.
+fn close_range(lo: RawFd, hi: RawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range only closes descriptors; the worker owns no Rust object on any
+        // of them yet (it runs before `main`, and every descriptor the crate uses is in
+        // `keep`). Returns -1 (ENOSYS) on kernels before 5.9: then the loop below.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
+        if r == 0 {
+            return;
+        }
+    }
+    let max = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096)
+        .min(1 << 20) as RawFd;
+    for fd in lo..=hi.min(max) {
+        // SAFETY: as above; closing a descriptor that is not open fails harmlessly.
+        unsafe { libc::close(fd) };
+    }
 }

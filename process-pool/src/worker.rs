@@ -1,35 +1,44 @@
 //! The worker side: worker-mode detection (a constructor that runs before `main`, and
-//! [`init`](crate::init)), the handshake, and the serve loop.
+//! [`init`](crate::init)), the checks before serving, and the worker's transport.
+//!
+//! # Who can make a process serve
+//!
+//! Worker mode is entered only by a process that (1) finds [`ENV`] in its environment,
+//! (2) does not run with elevated privileges (`AT_SECURE`: setuid, setgid, file
+//! capabilities), and (3) finds, at the four descriptors the variable names, a pipe to read,
+//! a pipe to write, a Unix socket whose other end was made by its parent process, and a
+//! claim page. Only then does it read the parent's greeting (the key and the build checks:
+//! see `cfutures_remote::handshake`) and answer. A process that fails (1)–(3) prints one line
+//! to its standard error, writes to no other descriptor, and exits with [`EXIT_REFUSED`].
+//! The variable holds no secret: the protocol version, the parent's pid and the number of
+//! the first descriptor.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use cfutures_remote::handshake;
 use cfutures_remote::serve::{self, ServeEnd, StreamReader, Transport};
+use cfutures_remote::wire;
 
-use crate::sys::{self, CMD_FD, RES_FD};
+use crate::claims::{Claim, ClaimPage};
+use crate::sys;
 
-/// The environment variable that puts a process in worker mode. Its value carries the
-/// parent's pid, tag key, probe offset and executable identity.
+/// The environment variable that puts a process in worker mode: `cfpp2:<parent pid>:<fd>`,
+/// where `fd` is the first of four: the command pipe (read), the result pipe (write), the
+/// control socket, the claim page.
 pub(crate) const ENV: &str = "CFUTURES_PROCESS_POOL_WORKER";
-const VERSION: &str = "cfpp1";
+const VERSION: &str = "cfpp2";
 
-/// Exit code of a worker that refused to serve (different build, bad environment).
+/// Exit code of a process that refused to serve (see the module doc).
 pub(crate) const EXIT_REFUSED: i32 = 97;
 /// Exit code of a worker whose initializer failed.
 pub(crate) const EXIT_INIT_FAILED: i32 = 98;
 /// Exit code of a worker that received a malformed frame stream.
 pub(crate) const EXIT_PROTOCOL: i32 = 99;
 
-/// The value of [`ENV`] for this parent.
-pub(crate) fn env_value() -> std::io::Result<String> {
-    let k = handshake::key();
-    let id = sys::exe_identity()?;
-    Ok(format!(
-        "{VERSION};{};{};{};{};{}",
-        std::process::id(),
-        k[0],
-        k[1],
-        handshake::probe_offset(),
-        id.map(|x| x.to_string()).join(",")
-    ))
+/// The value of [`ENV`] for a worker of this process whose descriptors start at `first`.
+pub(crate) fn env_value(first: RawFd) -> String {
+    format!("{VERSION}:{}:{first}", std::process::id())
 }
 
 /// Checks worker mode; in a worker, serves and exits (never returns).
@@ -43,86 +52,156 @@ pub(crate) fn maybe_serve() {
     serve(&v.to_string_lossy())
 }
 
+/// Refuses worker mode: one line on standard error (nothing that helps forge a worker), and
+/// exit.
+fn refuse(why: &str) -> ! {
+    let _ = writeln!(
+        std::io::stderr(),
+        "cfutures-process-pool: not serving as a worker process: {why}"
+    );
+    std::process::exit(EXIT_REFUSED)
+}
+
 fn serve(v: &str) -> ! {
-    // Our protocol descriptors must not leak into processes the tasks start.
-    let _ = sys::set_cloexec(CMD_FD);
-    let _ = sys::set_cloexec(RES_FD);
-    // SAFETY: setting a signal disposition to SIG_IGN is always sound.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-
-    let refuse = |why: String| -> ! {
-        let _ = sys::write_all(RES_FD, &handshake::hello_frame(Err(why)));
-        std::process::exit(EXIT_REFUSED)
-    };
-
-    let parts: Vec<&str> = v.split(';').collect();
-    if parts.len() != 6 || parts[0] != VERSION {
-        refuse(format!(
-            "worker environment {v:?} is not understood by this build (protocol {VERSION})"
+    if sys::is_privileged() {
+        refuse(&format!(
+            "{ENV} is set, but this program runs with elevated privileges (setuid, setgid \
+             or capabilities)"
         ));
     }
-    let num = |s: &str| s.parse::<i64>().ok();
-    let (Some(ppid), Some(k0), Some(k1), Some(probe)) = (
-        num(parts[1]),
-        parts[2].parse::<u64>().ok(),
-        parts[3].parse::<u64>().ok(),
-        num(parts[4]),
-    ) else {
-        refuse(format!("malformed worker environment {v:?}"));
+    let parts: Vec<&str> = v.split(':').collect();
+    let nums: Option<Vec<i32>> = parts.iter().skip(1).map(|p| p.parse().ok()).collect();
+    let (ppid, first) = match (parts.first(), nums.as_deref()) {
+        (Some(&VERSION), Some(&[ppid, first])) if first > 2 && first < i32::MAX - 4 => {
+            (ppid, first)
+        }
+        _ => refuse(&format!(
+            "{ENV} is set, but not by a process pool of this version (was it set by hand?)"
+        )),
     };
-
+    let (cmd, res, ctl, claims) = (first, first + 1, first + 2, first + 3);
     // A worker never outlives its parent: on Linux the kernel kills us when the parent
     // (the pool's I/O thread, which started us) goes; everywhere, end of file on the
     // command pipe ends the serve loop.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a signal number has no memory effects.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    sys::die_with_parent();
+    if sys::parent_pid() != ppid {
+        refuse("the process pool that started it is gone");
     }
-    // SAFETY: getppid has no preconditions.
-    if i64::from(unsafe { libc::getppid() }) != ppid {
-        // The parent died before we could arm the death signal.
-        std::process::exit(EXIT_REFUSED);
-    }
-
-    let mine = match sys::exe_identity() {
-        Ok(id) => id.map(|x| x.to_string()).join(","),
-        Err(e) => refuse(format!("cannot identify the worker executable: {e}")),
-    };
-    if mine != parts[5] || handshake::probe_offset() != probe {
-        refuse(format!(
-            "the worker is not the same build as the parent (executable identity {mine} \
-             vs {}, probe offset {} vs {probe}); was the executable rebuilt while it ran?",
-            parts[5],
-            handshake::probe_offset()
+    use rustix::fs::FileType;
+    let genuine = sys::file_type(cmd) == Some(FileType::Fifo)
+        && sys::file_type(res) == Some(FileType::Fifo)
+        && sys::is_parents_socket(ctl, ppid)
+        && sys::file_type(claims) == Some(FileType::RegularFile);
+    if !genuine {
+        refuse(&format!(
+            "{ENV} is set, but the process pool's descriptors are not where it says (was it \
+             set by hand?)"
         ));
     }
-    handshake::accept([k0, k1]);
-    if sys::write_all(RES_FD, &handshake::hello_frame(Ok(std::process::id()))).is_err() {
+    // Everything else this process inherited is not ours to keep open (a descriptor the
+    // parent left inheritable, a copy of another pool's pipe, ...).
+    sys::close_all_but(&[cmd, res, ctl, claims]);
+    // SAFETY: the four descriptors were checked to be open (fstat succeeded on each) and
+    // were kept above; nothing else in this process owns them (worker mode starts before
+    // `main`), so each becomes owned here exactly once.
+    let [cmd, res, ctl, claims] =
+        [cmd, res, ctl, claims].map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    for fd in [&cmd, &res, &ctl, &claims] {
+        let _ = sys::set_cloexec(fd.as_fd());
+    }
+    sys::ignore_sigpipe();
+
+    let mut io = WorkerIo {
+        cmd,
+        res,
+        _ctl: ctl,
+        reader: StreamReader::default(),
+        claims: None,
+        seq: 0,
+        confused: false,
+    };
+    let greeting = match io.reader.next(|b| sys::read(io.cmd.as_fd(), b), |_| true) {
+        Ok(Some(frame)) => frame.to_vec(),
+        // The parent went away before greeting.
+        _ => std::process::exit(0),
+    };
+    let checked = sys::exe_identity()
+        .map_err(|e| format!("cannot identify the worker's executable: {e}"))
+        .and_then(|build| handshake::check_greeting(&greeting, &build))
+        .and_then(|()| {
+            ClaimPage::open(claims).map_err(|e| format!("cannot map the claim page: {e}"))
+        });
+    match checked {
+        Ok(page) => io.claims = Some(page),
+        Err(why) => {
+            // The parent is verified: it gets the details; standard error gets one line.
+            let _ = sys::write_all(io.res.as_fd(), &handshake::hello_frame(Err(why)));
+            refuse("the process pool's parent is not the same build as this program");
+        }
+    }
+    if sys::write_all(
+        io.res.as_fd(),
+        &handshake::hello_frame(Ok(std::process::id())),
+    )
+    .is_err()
+    {
         std::process::exit(0);
     }
-    let mut pipes = Pipes::default();
-    match serve::serve(&mut pipes) {
+    match serve::serve(&mut io) {
         // End of the command stream: no more work will come (shutdown, retirement, or the
         // parent died); or the parent is gone.
-        ServeEnd::Done | ServeEnd::Io(_) => std::process::exit(0),
+        ServeEnd::Done | ServeEnd::Io(_) if !io.confused => std::process::exit(0),
         ServeEnd::InitFailed => std::process::exit(EXIT_INIT_FAILED),
         _ => std::process::exit(EXIT_PROTOCOL),
     }
 }
 
-/// The worker's transport: command frames from [`CMD_FD`], results to [`RES_FD`].
-#[derive(Default)]
-struct Pipes {
+/// The worker's transport: frames in and out of its socket; each task frame is claimed on
+/// the claim page before it runs, and skipped if the parent took it back.
+struct WorkerIo {
+    cmd: OwnedFd,
+    res: OwnedFd,
+    /// Kept open: the parent passes descriptors through it (large payloads).
+    _ctl: OwnedFd,
     reader: StreamReader,
+    claims: Option<ClaimPage>,
+    /// The stream number of the next task frame.
+    seq: u64,
+    /// The claim page and the stream disagree: stop.
+    confused: bool,
 }
 
-impl Transport for Pipes {
+impl Transport for WorkerIo {
     fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
-        self.reader.next(|buf| sys::read(CMD_FD, buf))
+        let fd: BorrowedFd<'_> = self.cmd.as_fd();
+        let (claims, seq, confused) = (&self.claims, &mut self.seq, &mut self.confused);
+        let frame = self.reader.next(
+            |b| sys::read(fd, b),
+            |frame| {
+                if frame.len() < 5 || frame[4] != wire::CMD_RUN || *confused {
+                    return true;
+                }
+                let s = *seq;
+                *seq += 1;
+                match claims.as_ref().map_or(Claim::Run, |c| c.claim(s)) {
+                    Claim::Run => true,
+                    Claim::Revoked => false,
+                    Claim::Confused => {
+                        // Stop reading: `recv` ends the stream below.
+                        *confused = true;
+                        true
+                    }
+                }
+            },
+        )?;
+        if self.confused {
+            return Ok(None);
+        }
+        Ok(frame)
     }
+
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        sys::write_all(RES_FD, frame)
+        sys::write_all(self.res.as_fd(), frame)
     }
 }
 

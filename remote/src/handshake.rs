@@ -1,7 +1,83 @@
 //! The handshake: before it serves, a worker proves it runs the parent's build, and receives
-//! the parent's key (which the function tags of [`wire`] are computed with).
+//! the parent's key (which the function tags of [`crate::wire`] are computed with).
+//!
+//! 1. The parent sends a greeting ([`greeting_frame`]): the protocol version, its key, the
+//!    offset of a probe function, and the identity of its build (what identity means is the
+//!    transport's choice: the process pool uses the executable file's device, inode, size
+//!    and modification time; across machines, a hash of the executable).
+//! 2. The worker checks it ([`check_greeting`]): same protocol, same probe offset (the same
+//!    code layout), same build. It answers with [`hello_frame`]: `Ok(pid)`, or `Err(why)`,
+//!    and then exits.
+//!
+//! The key never travels anywhere but this first frame: not in an environment variable, not
+//! on a command line, where other processes could read it.
+
+use serde::{Deserialize, Serialize};
 
 use crate::wire;
+
+/// The version of the protocol: frames, greeting and kinds.
+pub const PROTOCOL: u32 = 2;
+
+#[derive(Serialize, Deserialize)]
+struct Greeting {
+    protocol: u32,
+    key: [u64; 2],
+    probe: i64,
+    build: Vec<u8>,
+}
+
+/// The parent's greeting, with its key and `build` (the identity of its build).
+pub fn greeting_frame(build: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + build.len());
+    let s = wire::begin_cmd(
+        &mut out,
+        wire::CMD_GREET,
+        0,
+        wire::FnId { offset: 0, tag: 0 },
+    );
+    let g = Greeting {
+        protocol: PROTOCOL,
+        key: wire::key(),
+        probe: wire::probe_offset(),
+        build: build.to_vec(),
+    };
+    let _ = wire::encode_into(&g, &mut out);
+    let _ = wire::finish(&mut out, s);
+    out
+}
+
+/// Worker side: checks the parent's greeting (a complete frame) against this process's
+/// `build`; on success installs the parent's key and the panic hook that records each
+/// panic's location for the task's error (it prints nothing: the message and location
+/// travel to the parent).
+///
+/// # Errors
+///
+/// Why the worker must not serve: not a greeting, another protocol, another build.
+pub fn check_greeting(frame: &[u8], build: &[u8]) -> Result<(), String> {
+    if frame.len() < wire::CMD_HEADER || frame[4] != wire::CMD_GREET {
+        return Err("the first frame from the parent is not a greeting".into());
+    }
+    let g: Greeting = wire::decode(&frame[wire::CMD_HEADER..])
+        .map_err(|e| format!("the parent's greeting does not decode: {e}"))?;
+    if g.protocol != PROTOCOL {
+        return Err(format!(
+            "the parent speaks protocol {}, this worker {PROTOCOL}",
+            g.protocol
+        ));
+    }
+    if g.build != build || g.probe != wire::probe_offset() {
+        return Err(
+            "the worker is not the same build as the parent (was the executable rebuilt \
+             while it ran?)"
+                .into(),
+        );
+    }
+    wire::set_key(g.key);
+    wire::install_panic_hook();
+    Ok(())
+}
 
 /// The result frame a worker sends before serving: `Ok(pid)`, or `Err(why)` when it refuses
 /// to serve (it then exits).
@@ -18,26 +94,7 @@ pub fn hello_frame(hello: Result<u32, String>) -> Vec<u8> {
 ///
 /// # Errors
 ///
-/// If the payload is not a greeting.
+/// If the payload is not a greeting's answer.
 pub fn decode_hello(payload: &[u8]) -> Result<Result<u32, String>, cfutures_core::TaskError> {
     wire::decode(payload)
-}
-
-/// The offset of the probe function: the same in parent and worker means the same code
-/// layout.
-pub fn probe_offset() -> i64 {
-    wire::probe_offset()
-}
-
-/// This process's key (created on first use; the parent's).
-pub fn key() -> [u64; 2] {
-    wire::key()
-}
-
-/// Worker side, once the checks passed: installs the parent's key and the panic hook that
-/// records each panic's location for the task's error (and prints nothing: the message and
-/// location travel to the parent).
-pub fn accept(key: [u64; 2]) {
-    wire::set_key(key);
-    wire::install_panic_hook();
 }

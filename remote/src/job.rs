@@ -69,7 +69,24 @@ impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
     fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]) {
         let p = self.promise;
         let _ = match outcome {
-            Outcome::Frame(true, r) => p.set_outcome((self.decode)(&payloads[r])),
+            Outcome::Frame(true, r) => {
+                // A user type's `Deserialize` may panic: that fails this future, not the
+                // thread that completes it (the executor's).
+                let decode = self.decode;
+                let bytes = &payloads[r];
+                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes)))
+                    .unwrap_or_else(|p| {
+                        let e = wire::codec(format!(
+                            "cannot decode a value of type {}: its Deserialize impl \
+                             panicked: {}",
+                            std::any::type_name::<R>(),
+                            cfutures_core::panic_message(&*p)
+                        ));
+                        wire::drop_payload(p);
+                        Err(e)
+                    });
+                p.set_outcome(v)
+            }
             Outcome::Frame(false, r) => {
                 p.set_exception(match wire::decode::<TaskError>(&payloads[r]) {
                     Ok(e) | Err(e) => e,

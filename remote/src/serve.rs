@@ -38,7 +38,7 @@ pub enum ServeEnd {
     Io(io::Error),
 }
 
-/// Serves command frames until the stream ends.
+/// Serves command frames until the stream ends, or a [`CMD_EXIT`](wire::CMD_EXIT) frame.
 ///
 /// Each result is sent as soon as its frame has run, never held back to go out together
 /// with later ones: the parent attributes a worker's death, and a time limit, to the first
@@ -54,6 +54,7 @@ pub fn serve(t: &mut impl Transport) -> ServeEnd {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let frame = match t.recv() {
+            Ok(Some(f)) if f.len() > 4 && f[4] == wire::CMD_EXIT => return ServeEnd::Done,
             Ok(Some(f)) => f,
             Ok(None) => return ServeEnd::Done,
             Err(e) => return ServeEnd::Io(e),
@@ -95,6 +96,11 @@ fn run_frame(frame: &[u8], out: &mut Vec<u8>) -> Ran {
     };
     let payload = &frame[wire::CMD_HEADER..];
     let start = wire::begin_res(out, id);
+    if kind == wire::CMD_PING {
+        out[start + 4] = wire::RES_PONG;
+        let _ = wire::finish(out, start);
+        return Ran::Ok;
+    }
     let t0 = Instant::now();
     let ok = match kind {
         wire::CMD_RUN | wire::CMD_INIT => {
@@ -161,8 +167,8 @@ impl Default for StreamReader {
 }
 
 impl StreamReader {
-    /// The next complete frame, reading more with `read` (which returns 0 at end of file)
-    /// as needed; `None` at end of file.
+    /// The next complete frame that `keep` accepts (frames it refuses are skipped), reading
+    /// more with `read` (which returns 0 at end of file) as needed; `None` at end of file.
     ///
     /// # Errors
     ///
@@ -170,12 +176,15 @@ impl StreamReader {
     pub fn next(
         &mut self,
         mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+        mut keep: impl FnMut(&[u8]) -> bool,
     ) -> io::Result<Option<&[u8]>> {
         loop {
-            if let Some(n) = wire::complete_frame(&self.buf[self.lo..self.hi]) {
+            while let Some(n) = wire::complete_frame(&self.buf[self.lo..self.hi]) {
                 let at = self.lo;
                 self.lo += n;
-                return Ok(Some(&self.buf[at..at + n]));
+                if keep(&self.buf[at..at + n]) {
+                    return Ok(Some(&self.buf[at..at + n]));
+                }
             }
             // Make room for the rest of the current frame, then read more.
             if self.lo == self.hi {

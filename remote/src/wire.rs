@@ -31,8 +31,17 @@ use serde::Serialize;
 
 /// Run a task (parent → worker).
 pub const CMD_RUN: u8 = 1;
-/// Run the initializer (parent → worker, first frame).
+/// Run the initializer (parent → worker, the first frame after the greeting).
 pub const CMD_INIT: u8 = 2;
+/// The parent's greeting (parent → worker, the very first frame): its key and what the
+/// worker checks that it runs the same build (see [`crate::handshake`]). No function.
+pub const CMD_GREET: u8 = 3;
+/// Answer with [`RES_PONG`] (same id) once every frame before this one is done. No function.
+pub const CMD_PING: u8 = 4;
+/// No more work: stop serving once every frame before this one is done (the worker exits).
+/// It ends the stream even where a copy of the parent's end keeps it open (a forked child
+/// of the parent holding one). No function.
+pub const CMD_EXIT: u8 = 5;
 
 /// The task succeeded; payload: the output.
 pub const RES_OK: u8 = 1;
@@ -44,6 +53,8 @@ pub const RES_HELLO: u8 = 3;
 pub const RES_INIT_OK: u8 = 4;
 /// The initializer failed; payload: a `TaskError`. The worker exits.
 pub const RES_INIT_ERR: u8 = 5;
+/// The answer to a [`CMD_PING`]; no payload.
+pub const RES_PONG: u8 = 6;
 
 /// Bytes of a command frame before the payload (length prefix included).
 pub const CMD_HEADER: usize = 4 + 1 + 8 + 8 + 8;
@@ -193,6 +204,51 @@ pub fn begin_cmd(buf: &mut Vec<u8>, kind: u8, id: u64, f: FnId) -> usize {
     start
 }
 
+/// A complete command frame of `kind` with no function and no payload
+/// ([`CMD_PING`], [`CMD_EXIT`]).
+pub fn control_frame(kind: u8, id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CMD_HEADER);
+    let s = begin_cmd(&mut out, kind, id, FnId { offset: 0, tag: 0 });
+    let _ = finish(&mut out, s);
+    out
+}
+
+/// The header of a result frame, read as soon as its bytes are in (before the payload), so
+/// that a receiver can check it at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResHeader {
+    /// The frame's length, prefix included.
+    pub len: usize,
+    /// One of the `RES_*` kinds.
+    pub kind: u8,
+    /// The id of the command frame it answers (0 for the greeting and the initializer).
+    pub id: u64,
+    /// How long the task ran, in nanoseconds.
+    pub run_ns: u64,
+}
+
+impl ResHeader {
+    /// The header at the start of `buf`, once [`RES_HEADER`] bytes are there; `Err` if the
+    /// frame claims to be shorter than a header (the stream is out of sync).
+    pub fn parse(buf: &[u8]) -> Option<Result<ResHeader, String>> {
+        if buf.len() < RES_HEADER {
+            return None;
+        }
+        let len = 4 + u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if len < RES_HEADER {
+            return Some(Err(format!(
+                "a result frame of {len} bytes is shorter than a header"
+            )));
+        }
+        Some(Ok(ResHeader {
+            len,
+            kind: buf[4],
+            id: u64_at(buf, 5),
+            run_ns: u64_at(buf, 13),
+        }))
+    }
+}
+
 /// Appends a result frame header (length and kind patched by [`finish`]); returns its start.
 pub fn begin_res(buf: &mut Vec<u8>, id: u64) -> usize {
     let start = buf.len();
@@ -280,7 +336,11 @@ pub fn encode_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<()
     let err = match r {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => format!("{e}"),
-        Err(p) => format!("its Serialize impl panicked: {}", panic_message(&*p)),
+        Err(p) => {
+            let m = format!("its Serialize impl panicked: {}", panic_message(&*p));
+            drop_payload(p);
+            m
+        }
     };
     out.truncate(start);
     Err(codec(format!(
@@ -289,14 +349,22 @@ pub fn encode_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<()
     )))
 }
 
-/// Decodes a `T`, naming the type in the error.
+/// Decodes a `T`, naming the type in the error (a panic in its `Deserialize` is an error
+/// too).
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
-    postcard::from_bytes(b).map_err(|e| {
-        codec(format!(
-            "cannot decode a value of type {}: {e}",
-            std::any::type_name::<T>()
-        ))
-    })
+    let name = std::any::type_name::<T>();
+    match panic::catch_unwind(AssertUnwindSafe(|| postcard::from_bytes::<T>(b))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(codec(format!("cannot decode a value of type {name}: {e}"))),
+        Err(p) => {
+            let e = codec(format!(
+                "cannot decode a value of type {name}: its Deserialize impl panicked: {}",
+                panic_message(&*p)
+            ));
+            drop_payload(p);
+            Err(e)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,13 +391,23 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
 
 /// A caught panic as a task error, with the location the panic hook recorded.
 fn panic_error(p: Box<dyn std::any::Any + Send>) -> TaskError {
-    TaskError::Panic {
+    let e = TaskError::Panic {
         message: panic_message(&*p).into(),
         location: PANIC_LOCATION
             .try_with(|l| l.borrow_mut().take())
             .ok()
             .flatten()
             .map(Into::into),
+    };
+    drop_payload(p);
+    e
+}
+
+/// Drops a caught panic's payload, whose own `Drop` may panic too: that second panic is
+/// caught, and its payload leaked rather than risk a third.
+pub fn drop_payload(p: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        std::mem::forget(again);
     }
 }
 
