@@ -81,3 +81,42 @@ pub fn wait_for_pid(path: &std::path::Path) -> u32 {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Runs the `#[ignore]`d test `name` of this test binary in a process of its own (so that it
+/// may kill every child of its process, or measure its memory, without disturbing the tests
+/// running next to it), bounded by `limit`, and fails if it fails. The test itself starts
+/// with `if !isolated() { return; }`, so that `cargo test -- --ignored` skips it.
+pub fn run_isolated(name: &str, limit: Duration) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CFPP_ISOLATED", name)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "{name} failed in its own process: {status:?}"
+            );
+            return;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} did not finish within {limit:?} in its own process: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True in the process [`run_isolated`] started for the current test.
+pub fn isolated() -> bool {
+    std::env::var_os("CFPP_ISOLATED").is_some()
+}
