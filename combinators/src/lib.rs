@@ -119,6 +119,7 @@ mod map;
 mod map_vec;
 mod progress;
 mod queue;
+mod try_map;
 mod wait;
 
 pub use as_completed::{as_completed, AsCompleted, TimedOut};
@@ -126,4 +127,5 @@ pub use hash::{BuildFutureHasher, FutureHasher, FutureSet};
 pub use map::{map, map_unordered, ExecutorExt, Map, MapBuilder, MapUnordered};
 pub use map_vec::VecChunk;
 pub use progress::Progress;
+pub use try_map::TryMap;
 pub use wait::{wait, DoneAndNotDone, ReturnWhen};

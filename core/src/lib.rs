@@ -73,16 +73,22 @@
 
 #![warn(missing_docs)]
 
+mod async_bridge;
 pub mod blocking;
+pub mod diag;
 mod error;
 mod executor;
 mod future;
+pub mod panics;
 mod state;
 mod sync;
 mod task;
 mod waiter;
 
-pub use error::{panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit};
+pub use async_bridge::{Await, AwaitRef};
+pub use error::{
+    panic_message, Broken, Error, InvalidArgument, InvalidState, SubmitError, TaskError, WorkerExit,
+};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{
