@@ -65,3 +65,39 @@ fn both_pools_report_a_panic_with_its_message_and_location() {
     // The same text, `task panicked at <file:line:column>: <message>`.
     assert_eq!(p.to_string(), t.to_string());
 }
+
+fn parse(s: String) -> Result<u32, String> {
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[test]
+fn try_map_works_on_the_process_pool() {
+    let pool = ProcessPoolExecutor::new(2).unwrap();
+    let input = ["1", "x", "3"].map(String::from);
+    for chunksize in [1, 2] {
+        let out: Vec<_> = pool
+            .map_builder()
+            .chunksize(chunksize)
+            .try_map(parse, input.clone())
+            .unwrap()
+            .collect();
+        assert_eq!(*out[0].as_ref().unwrap(), 1);
+        let e = out[1].as_ref().unwrap_err().task_error().unwrap();
+        assert!(e.is_error());
+        assert!(e.to_string().starts_with("\"x\": invalid digit"), "{e}");
+        assert_eq!(*out[2].as_ref().unwrap(), 3);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokio_awaits_the_process_pool() {
+    let pool = ProcessPoolExecutor::new(2).unwrap();
+    let futures: Vec<_> = (0..10u64)
+        .map(|i| pool.submit_fn(triple, i).unwrap())
+        .collect();
+    let mut total = 0;
+    for f in futures {
+        total += tokio::time::timeout(LIMIT, f).await.unwrap().unwrap();
+    }
+    assert_eq!(total, (0..10u64).map(|i| i * 3).sum());
+}
