@@ -28,7 +28,7 @@
 //! each other crate is a module ([`thread_pool`], [`combinators`], `process_pool`) and its
 //! main items are at the root too. The [`prelude`] has what a typical program uses.
 #![cfg_attr(
-    feature = "process-pool",
+    all(feature = "process-pool", unix),
     doc = r#"
 With the `process-pool` feature:
 
@@ -64,9 +64,10 @@ pub use cfutures_combinators::{
 };
 
 /// The process pool crate, [`cfutures-process-pool`](cfutures_process_pool).
-#[cfg(feature = "process-pool")]
+// (Unix only: elsewhere the process pool crate stops the build with one clear message.)
+#[cfg(all(feature = "process-pool", unix))]
 pub use cfutures_process_pool as process_pool;
-#[cfg(feature = "process-pool")]
+#[cfg(all(feature = "process-pool", unix))]
 pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
 
 /// What a typical program uses, for `use cfutures::prelude::*;`.
@@ -83,7 +84,7 @@ pub mod prelude {
     #[cfg(feature = "combinators")]
     pub use cfutures_combinators::{as_completed, wait, ExecutorExt, ReturnWhen};
 
-    #[cfg(feature = "process-pool")]
+    #[cfg(all(feature = "process-pool", unix))]
     pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
     #[cfg(feature = "thread-pool")]
     pub use cfutures_thread_pool::ThreadPoolExecutor;

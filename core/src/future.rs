@@ -1007,7 +1007,12 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
 /// The write side of a [`Future`]: what an executor holds while it runs the task.
 ///
 /// Made with [`Promise::new`] or [`pending`]. Setting the outcome consumes the promise, so it
-/// happens at most once. **A promise dropped without an outcome resolves its future with
+/// happens at most once.
+///
+/// `Promise<T>` is `Send` (can move to a worker thread) only when `T: Send + Sync`: its
+/// future hands out `&T` to every thread that holds a handle. An executor generic over its
+/// tasks therefore bounds `T::Output: Send + Sync + 'static` (see [`Submit`](crate::Submit)
+/// for the `where` clause to copy). **A promise dropped without an outcome resolves its future with
 /// [`Error::Broken`]**, so no future can wait forever on an executor that lost its task; a
 /// dropped promise whose future was cancelled marks the cancellation as noticed.
 ///

@@ -73,12 +73,21 @@
 //!
 //! Design notes: `DESIGN-NOTES.md` next to this crate's `Cargo.toml`.
 
+#[cfg(not(unix))]
+compile_error!("cfutures-process-pool runs on Unix only (Linux, macOS, the BSDs): its workers are re-executed copies of the program, started with posix_spawn and talking over pipes. Use the thread pool elsewhere (cfutures without the `process-pool` feature).");
+
+#[cfg(unix)]
 mod pool;
+#[cfg(unix)]
 mod prim;
+#[cfg(unix)]
 mod sys;
+#[cfg(unix)]
 mod wire;
+#[cfg(unix)]
 mod worker;
 
+#[cfg(unix)]
 pub use pool::{Builder, ProcessPoolExecutor, RemoteTask, WorkerDeathPolicy, WorkerOutput};
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
@@ -90,6 +99,7 @@ pub use pool::{Builder, ProcessPoolExecutor, RemoteTask, WorkerDeathPolicy, Work
 /// ```
 /// cfutures_process_pool::init(); // first line of `main`
 /// ```
+#[cfg(unix)]
 pub fn init() {
     worker::maybe_serve();
 }
