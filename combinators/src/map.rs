@@ -33,6 +33,11 @@ use crate::progress::{ChunkCount, Progress};
 use crate::queue::QueueWaiter;
 use crate::try_map::TryMap;
 
+/// What `try_map` returns (a [`TryMap`] over a [`Map`] of `Result<R, Er>`).
+type TryMapIter<E, F, I, R, Er> = TryMap<Map<E, F, I, Result<R, Er>>>;
+/// What `try_map_unordered` returns.
+type TryMapUnorderedIter<E, F, I, R, Er> = TryMap<MapUnordered<E, F, I, Result<R, Er>>>;
+
 /// The options of a `map`: `timeout`, `chunksize`, `buffersize`, for an executor `E`.
 ///
 /// Made by [`MapBuilder::new`] or [`ExecutorExt::map_builder`]; finished by
@@ -276,7 +281,7 @@ impl<E> MapBuilder<E> {
         self,
         f: F,
         items: I,
-    ) -> Result<TryMap<Map<E, F, I::IntoIter, Result<R, Er>>>, SubmitError>
+    ) -> Result<TryMapIter<E, F, I::IntoIter, R, Er>, SubmitError>
     where
         I: IntoIterator,
         F: Fn(I::Item) -> Result<R, Er>,
@@ -297,7 +302,7 @@ impl<E> MapBuilder<E> {
         self,
         f: F,
         items: I,
-    ) -> Result<TryMap<MapUnordered<E, F, I::IntoIter, Result<R, Er>>>, SubmitError>
+    ) -> Result<TryMapUnorderedIter<E, F, I::IntoIter, R, Er>, SubmitError>
     where
         I: IntoIterator,
         F: Fn(I::Item) -> Result<R, Er>,
@@ -507,7 +512,7 @@ pub trait ExecutorExt: Executor {
         &self,
         f: F,
         items: I,
-    ) -> Result<TryMap<Map<&Self, F, I::IntoIter, Result<R, Er>>>, SubmitError>
+    ) -> Result<TryMapIter<&Self, F, I::IntoIter, R, Er>, SubmitError>
     where
         I: IntoIterator,
         F: Fn(I::Item) -> Result<R, Er>,
@@ -528,7 +533,7 @@ pub trait ExecutorExt: Executor {
         &self,
         f: F,
         items: I,
-    ) -> Result<TryMap<MapUnordered<&Self, F, I::IntoIter, Result<R, Er>>>, SubmitError>
+    ) -> Result<TryMapUnorderedIter<&Self, F, I::IntoIter, R, Er>, SubmitError>
     where
         I: IntoIterator,
         F: Fn(I::Item) -> Result<R, Er>,

@@ -3,7 +3,7 @@
 //! and dropping the awaiting side. (The loom models of the waker registration are in
 //! `loom.rs`.)
 
-use std::future::{Future as _, IntoFuture};
+use std::future::IntoFuture;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
