@@ -101,3 +101,36 @@ async fn tokio_awaits_the_process_pool() {
     }
     assert_eq!(total, (0..10u64).map(|i| i * 3).sum());
 }
+
+fn shout(x: u32) -> u32 {
+    println!("worker says {x}");
+    x
+}
+
+#[test]
+#[ignore = "helper, run in a child process by worker_println_goes_to_the_parents_stderr"]
+fn helper_a_worker_prints() {
+    let pool = ProcessPoolExecutor::new(1).unwrap();
+    let f = pool.submit_fn(shout, 7).unwrap();
+    assert_eq!(*f.result_timeout(LIMIT).unwrap(), 7);
+}
+
+#[test]
+fn worker_println_goes_to_the_parents_stderr() {
+    // Run the helper in a child process, to see where its worker's `println!` lands.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_a_worker_prints",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the helper ran: {stdout}");
+    assert!(stderr.contains("worker says 7"), "on stderr: {stderr}");
+    assert!(!stdout.contains("worker says 7"), "not on stdout: {stdout}");
+}

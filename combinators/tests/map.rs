@@ -345,6 +345,24 @@ fn buffersize_when_buffer_is_full() {
     assert_eq!(ints.next(), Some(6), "two chunks of three");
 }
 
+// Without a buffersize the whole input is read (and submitted) at the call, as in Python
+// before 3.14: an endless input would never return, a huge one is held as tasks.
+#[test]
+fn without_buffersize_the_whole_input_is_read_at_the_call() {
+    let read = AtomicUsize::new(0);
+    let input = (0..100).inspect(|_| {
+        read.fetch_add(1, Ordering::SeqCst);
+    });
+    let ex = InlineExecutor::new();
+    let it = ex
+        .map_builder()
+        .chunksize(7)
+        .map(|x: i32| x, input)
+        .unwrap();
+    assert_eq!(read.load(Ordering::SeqCst), 100);
+    assert_eq!(it.progress().total, 100);
+}
+
 // The input is read lazily with a buffersize: one chunk per chunk taken.
 #[test]
 fn buffersize_reads_lazily() {
