@@ -121,7 +121,7 @@ impl Registration {
 ///
 /// Dropping it before it completes does not cancel the task unless
 /// [`cancel_on_drop`](Self::cancel_on_drop) was called. See the
-/// [module documentation](self).
+/// [crate documentation](crate#asyncawait).
 #[must_use = "an Await does nothing unless awaited"]
 pub struct Await<T> {
     /// `None` once the value was moved out.
@@ -233,7 +233,7 @@ impl<T> fmt::Debug for AwaitRef<'_, T> {
     }
 }
 
-/// `future.await` gives `Result<T, Error>`: see the [module documentation](self).
+/// `future.await` gives `Result<T, Error>`: see the [crate documentation](crate#asyncawait).
 impl<T: Clone> IntoFuture for Future<T> {
     type Output = Result<T, Error>;
     type IntoFuture = Await<T>;

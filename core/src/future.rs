@@ -1151,7 +1151,8 @@ impl<T> Promise<T> {
     /// Runs `task` for this promise, the way every executor should: skip it if the future
     /// was cancelled (noticing the cancellation, and dropping the task with
     /// [`discard_task`](crate::discard_task)), otherwise mark it running, run it catching
-    /// panics, and set its outcome. Returns whether the task ran.
+    /// panics (with [`panics::catch`](crate::panics::catch): the error has the panic's
+    /// message and location), and set its outcome. Returns whether the task ran.
     pub fn run<K: Task<Output = T>>(self, task: K) -> bool {
         self.run_then(task, || ())
     }
