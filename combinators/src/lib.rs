@@ -39,7 +39,9 @@
 //!
 //! Both take any [`Waitable`](cfutures_core::Waitable) handle: [`Future<T>`] for one result
 //! type, or [`AnyFuture`] (from [`Future::erase`]) to wait on futures of different types,
-//! from different executors, together.
+//! from different executors, together — owned, or borrowed: `wait(&futures, ..)` and
+//! `as_completed(&futures, ..)` take a `&Vec`, a slice or any iterator of references, and
+//! give the references back.
 //!
 //! ```
 //! use cfutures_combinators::{as_completed, wait, ReturnWhen};
@@ -59,9 +61,17 @@
 //! [`map`], [`map_unordered`], or the methods of [`ExecutorExt`] (implemented for every
 //! executor, so `pool.map(f, items)` reads like Python), configured with [`MapBuilder`]:
 //! `timeout` (from the call), `chunksize` (items per task) and `buffersize` (tasks in
-//! flight; the input is read lazily). Unlike Python's, each item yields its own `Result`, so
+//! flight; only with it is the input read lazily — without it, `map` reads the whole input
+//! and submits every task at the call). Unlike Python's, each item yields its own `Result`, so
 //! one failure does not end the iteration; dropping the iterator cancels what has not
 //! started.
+//!
+//! For a function that returns `Result<R, E>`, [`ExecutorExt::try_map`] (and
+//! [`MapBuilder::try_map`], `try_map_unordered`) yields `Result<R, Error>` per item, `E`
+//! inside [`Error::Failed`](cfutures_core::Error::Failed) as
+//! [`fallible`](cfutures_core::fallible) does for `submit`, instead of `map`'s
+//! `Result<Result<R, E>, Error>`. A `chunksize` or `buffersize` of 0 makes the call fail with
+//! [`SubmitError::InvalidArgument`](cfutures_core::SubmitError::InvalidArgument).
 //!
 //! `map` submits [`MapChunk`](cfutures_core::MapChunk) tasks, so an executor works with it
 //! when it implements `Submit<MapChunk<F, A>>` — the thread pool for any closure, the
@@ -119,6 +129,7 @@ mod map;
 mod map_vec;
 mod progress;
 mod queue;
+mod try_map;
 mod wait;
 
 pub use as_completed::{as_completed, AsCompleted, TimedOut};
@@ -126,4 +137,5 @@ pub use hash::{BuildFutureHasher, FutureHasher, FutureSet};
 pub use map::{map, map_unordered, ExecutorExt, Map, MapBuilder, MapUnordered};
 pub use map_vec::VecChunk;
 pub use progress::Progress;
+pub use try_map::TryMap;
 pub use wait::{wait, DoneAndNotDone, ReturnWhen};

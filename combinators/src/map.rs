@@ -23,14 +23,20 @@ use std::time::{Duration, Instant};
 
 use cfutures_core::blocking;
 use cfutures_core::{
-    ChunkOutput, Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit, SubmitError,
-    TaskError, Waitable, Waiter, WaiterKey,
+    ChunkOutput, Error, Executor, Future, FutureId, InvalidArgument, InvalidState, MapChunk,
+    Submit, SubmitError, TaskError, Waitable, Waiter, WaiterKey,
 };
 
 use crate::hash::IdMap;
 use crate::map_vec::VecChunk;
 use crate::progress::{ChunkCount, Progress};
 use crate::queue::QueueWaiter;
+use crate::try_map::TryMap;
+
+/// What `try_map` returns (a [`TryMap`] over a [`Map`] of `Result<R, Er>`).
+type TryMapIter<E, F, I, R, Er> = TryMap<Map<E, F, I, Result<R, Er>>>;
+/// What `try_map_unordered` returns.
+type TryMapUnorderedIter<E, F, I, R, Er> = TryMap<MapUnordered<E, F, I, Result<R, Er>>>;
 
 /// The options of a `map`: `timeout`, `chunksize`, `buffersize`, for an executor `E`.
 ///
@@ -91,25 +97,44 @@ impl<E> MapBuilder<E> {
     /// [`map_vec`](Self::map_vec) eight chunks per CPU). Larger chunks cost less per item —
     /// for a process pool, one message per chunk instead of per item.
     ///
-    /// # Panics
+    /// A `chunksize` of 0 makes the `map` call fail with
+    /// [`SubmitError::InvalidArgument`] (Python: `ValueError("chunksize must be >= 1.")`):
     ///
-    /// If `chunksize` is 0 (Python: `ValueError("chunksize must be >= 1.")`).
+    /// ```
+    /// use cfutures_combinators::ExecutorExt;
+    /// use cfutures_core::InlineExecutor;
+    ///
+    /// let pool = InlineExecutor::new();
+    /// let err = pool.map_builder().chunksize(0).map(|x: u8| x, [1]).unwrap_err();
+    /// assert!(err.is_invalid_argument());
+    /// assert_eq!(err.to_string(), "chunksize must be >= 1");
+    /// ```
     pub fn chunksize(mut self, chunksize: usize) -> Self {
-        assert!(chunksize >= 1, "chunksize must be >= 1");
         self.chunksize = Some(chunksize);
         self
     }
 
     /// At most this many tasks (chunks) in flight, reading the input lazily (Python 3.14's
-    /// `buffersize`). Without it, the whole input is read and submitted at the call.
+    /// `buffersize`). Without it, the whole input is read and submitted at the call — so an
+    /// endless input needs a `buffersize`, and a huge one is held in memory as tasks.
     ///
-    /// # Panics
-    ///
-    /// If `buffersize` is 0 (Python: `ValueError("buffersize must be None or > 0")`).
+    /// A `buffersize` of 0 makes the `map` call fail with
+    /// [`SubmitError::InvalidArgument`] (Python: `ValueError("buffersize must be None or >
+    /// 0")`).
     pub fn buffersize(mut self, buffersize: usize) -> Self {
-        assert!(buffersize >= 1, "buffersize must be >= 1");
         self.buffersize = Some(buffersize);
         self
+    }
+
+    /// The options' rule: `chunksize` and `buffersize`, when set, are at least 1.
+    fn check(&self) -> Result<(), InvalidArgument> {
+        if self.chunksize == Some(0) {
+            return Err(InvalidArgument::new("chunksize must be >= 1"));
+        }
+        if self.buffersize == Some(0) {
+            return Err(InvalidArgument::new("buffersize must be >= 1"));
+        }
+        Ok(())
     }
 
     /// The feeder of a map whose chunks get `watcher` installed (it must tell `count`).
@@ -147,6 +172,7 @@ impl<E> MapBuilder<E> {
     ///
     /// The [`SubmitError`] if the executor refuses a task at the call (it is shut down or
     /// broken); the chunks submitted before are cancelled.
+    /// [`SubmitError::InvalidArgument`] if `chunksize` or `buffersize` is 0.
     pub fn map<F, I, R>(self, f: F, items: I) -> Result<Map<E, F, I::IntoIter, R>, SubmitError>
     where
         I: IntoIterator,
@@ -154,6 +180,7 @@ impl<E> MapBuilder<E> {
         R: Send + Sync + 'static,
         E: Submit<MapChunk<F, I::Item>>,
     {
+        self.check()?;
         let count = Arc::new(ChunkCount::new(self.chunksize.unwrap_or(1)));
         let feeder = self.feeder(f, items, count.clone(), count);
         let (deadline, buffersize) = (feeder.deadline, feeder.buffersize);
@@ -196,6 +223,7 @@ impl<E> MapBuilder<E> {
         R: Send + Sync + 'static,
         E: Submit<MapChunk<F, I::Item>>,
     {
+        self.check()?;
         let count = Arc::new(ChunkCount::new(self.chunksize.unwrap_or(1)));
         let waiter = Arc::new(QueueWaiter::new(count.clone()));
         let feeder = self.feeder(f, items, count, waiter.clone());
@@ -222,6 +250,69 @@ impl<E> MapBuilder<E> {
         Ok(map)
     }
 
+    /// [`map`](Self::map) over a function returning `Result<R, Er>`: each item yields
+    /// `Result<R, Error>`, an `Err(e)` of the function becoming [`Error::Failed`] with `e`
+    /// inside (as [`fallible`](cfutures_core::fallible) does for `submit`), instead of
+    /// `map`'s `Result<Result<R, Er>, Error>`. See [`TryMap`].
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cfutures_combinators::ExecutorExt;
+    /// use cfutures_core::InlineExecutor;
+    ///
+    /// let pool = InlineExecutor::new();
+    /// let out: Vec<_> = pool
+    ///     .map_builder()
+    ///     .chunksize(2)
+    ///     .try_map(|s: &str| s.parse::<u32>(), ["1", "x", "3"])
+    ///     .unwrap()
+    ///     .collect();
+    /// assert_eq!(*out[0].as_ref().unwrap(), 1);
+    /// let err = out[1].as_ref().unwrap_err().task_error().unwrap();
+    /// assert!(err.downcast_ref::<std::num::ParseIntError>().is_some());
+    /// assert_eq!(*out[2].as_ref().unwrap(), 3);
+    /// ```
+    pub fn try_map<F, I, R, Er>(
+        self,
+        f: F,
+        items: I,
+    ) -> Result<TryMapIter<E, F, I::IntoIter, R, Er>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> Result<R, Er>,
+        Result<R, Er>: Send + Sync + 'static,
+        Er: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        E: Submit<MapChunk<F, I::Item>>,
+    {
+        self.map(f, items).map(TryMap::new)
+    }
+
+    /// [`map_unordered`](Self::map_unordered) over a function returning `Result<R, Er>`:
+    /// items in completion order, as [`try_map`](Self::try_map) gives them.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn try_map_unordered<F, I, R, Er>(
+        self,
+        f: F,
+        items: I,
+    ) -> Result<TryMapUnorderedIter<E, F, I::IntoIter, R, Er>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> Result<R, Er>,
+        Result<R, Er>: Send + Sync + 'static,
+        Er: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        E: Submit<MapChunk<F, I::Item>>,
+    {
+        self.map_unordered(f, items).map(TryMap::new)
+    }
+
     /// Applies `f` to every item of `items` on the executor and returns the values **in
     /// input order**, or the first error in input order: what
     /// `map(f, items)?.collect::<Result<Vec<_>, _>>()` returns, without the calling thread
@@ -245,7 +336,7 @@ impl<E> MapBuilder<E> {
     /// [`Error::Broken`] for a chunk that did not run, [`Error::Timeout`], or the
     /// executor's refusal of a chunk ([`Error::Broken`]). The chunks not yet started are
     /// then cancelled; items never run and values never returned are dropped (by the last
-    /// chunk to finish).
+    /// chunk to finish). [`Error::InvalidArgument`] if `chunksize` is 0.
     ///
     /// # Examples
     ///
@@ -266,6 +357,7 @@ impl<E> MapBuilder<E> {
         F: Fn(A) -> R,
         E: Submit<VecChunk<F, A, R>>,
     {
+        self.check()?;
         let deadline = self.timeout.and_then(blocking::deadline_after);
         if items.is_empty() {
             return Ok(Vec::new());
@@ -408,6 +500,48 @@ pub trait ExecutorExt: Executor {
         Self: Submit<VecChunk<F, A, R>>,
     {
         MapBuilder::new(self).map_vec(f, items)
+    }
+
+    /// Applies `f`, which returns `Result<R, Er>`, to every item; yields `Result<R, Error>`
+    /// in input order, `f`'s error inside [`Error::Failed`]. See [`MapBuilder::try_map`].
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] if the executor refuses a task at the call.
+    fn try_map<F, I, R, Er>(
+        &self,
+        f: F,
+        items: I,
+    ) -> Result<TryMapIter<&Self, F, I::IntoIter, R, Er>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> Result<R, Er>,
+        Result<R, Er>: Send + Sync + 'static,
+        Er: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        Self: Submit<MapChunk<F, I::Item>>,
+    {
+        MapBuilder::new(self).try_map(f, items)
+    }
+
+    /// [`try_map`](Self::try_map) in completion order. See
+    /// [`MapBuilder::try_map_unordered`].
+    ///
+    /// # Errors
+    ///
+    /// The [`SubmitError`] if the executor refuses a task at the call.
+    fn try_map_unordered<F, I, R, Er>(
+        &self,
+        f: F,
+        items: I,
+    ) -> Result<TryMapUnorderedIter<&Self, F, I::IntoIter, R, Er>, SubmitError>
+    where
+        I: IntoIterator,
+        F: Fn(I::Item) -> Result<R, Er>,
+        Result<R, Er>: Send + Sync + 'static,
+        Er: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        Self: Submit<MapChunk<F, I::Item>>,
+    {
+        MapBuilder::new(self).try_map_unordered(f, items)
     }
 
     /// A [`MapBuilder`] on this executor, to set `timeout`, `chunksize` and `buffersize`.

@@ -66,16 +66,50 @@ fn chunksize_larger_than_input() {
     }
 }
 
+// Python raises ValueError from the call; here the call that already returns a `Result`
+// gives `SubmitError::InvalidArgument`, and nothing is submitted.
 #[test]
-#[should_panic(expected = "chunksize must be >= 1")]
-fn chunksize_zero_is_rejected() {
-    let _ = MapBuilder::new(InlineExecutor::new()).chunksize(0);
+fn chunksize_zero_is_an_error_from_the_call() {
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let s = submitted.clone();
+    let f = move |x: u8| {
+        s.fetch_add(1, Ordering::SeqCst);
+        x
+    };
+    let pool = InlineExecutor::new();
+    let b = || pool.map_builder().chunksize(0);
+    let e = b().map(f.clone(), [1, 2]).unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert_eq!(e.to_string(), "chunksize must be >= 1");
+    assert!(b()
+        .map_unordered(f.clone(), [1])
+        .unwrap_err()
+        .is_invalid_argument());
+    assert!(b()
+        .try_map(|x: u8| Ok::<u8, String>(x), [1])
+        .unwrap_err()
+        .is_invalid_argument());
+    let e = b().map_vec(f, vec![1u8]).unwrap_err();
+    assert!(e.is_invalid_argument(), "{e:?}");
+    assert_eq!(submitted.load(Ordering::SeqCst), 0, "nothing ran");
 }
 
 #[test]
-#[should_panic(expected = "buffersize must be >= 1")]
-fn buffersize_zero_is_rejected() {
-    let _ = MapBuilder::new(InlineExecutor::new()).buffersize(0);
+fn buffersize_zero_is_an_error_from_the_call() {
+    let pool = InlineExecutor::new();
+    let e = pool
+        .map_builder()
+        .buffersize(0)
+        .map(|x: u8| x, 0..)
+        .unwrap_err();
+    assert!(e.is_invalid_argument());
+    assert_eq!(e.to_string(), "buffersize must be >= 1");
+    let e = pool
+        .map_builder()
+        .buffersize(0)
+        .map_unordered(|x: u8| x, 0..)
+        .unwrap_err();
+    assert!(e.is_invalid_argument());
 }
 
 // test_map_exception: divmod([1, 1, 1, 1], [2, 3, 0, 5]). Python raises at the third and
@@ -309,6 +343,24 @@ fn buffersize_when_buffer_is_full() {
         .unwrap();
     drop(it);
     assert_eq!(ints.next(), Some(6), "two chunks of three");
+}
+
+// Without a buffersize the whole input is read (and submitted) at the call, as in Python
+// before 3.14: an endless input would never return, a huge one is held as tasks.
+#[test]
+fn without_buffersize_the_whole_input_is_read_at_the_call() {
+    let read = AtomicUsize::new(0);
+    let input = (0..100).inspect(|_| {
+        read.fetch_add(1, Ordering::SeqCst);
+    });
+    let ex = InlineExecutor::new();
+    let it = ex
+        .map_builder()
+        .chunksize(7)
+        .map(|x: i32| x, input)
+        .unwrap();
+    assert_eq!(read.load(Ordering::SeqCst), 100);
+    assert_eq!(it.progress().total, 100);
 }
 
 // The input is read lazily with a buffersize: one chunk per chunk taken.

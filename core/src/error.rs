@@ -1,5 +1,5 @@
 //! Error types: [`Error`] (why a future has no value), [`TaskError`] (what a task did wrong),
-//! [`Broken`], [`InvalidState`] and [`SubmitError`].
+//! [`Broken`], [`InvalidState`], [`InvalidArgument`] and [`SubmitError`].
 //!
 //! Every error is cheap to clone (payloads live behind `Arc`), so every waiter on a future
 //! gets the same error.
@@ -33,6 +33,10 @@ pub enum Error {
     /// An operation was not allowed in the future's current state (Python: `InvalidStateError`).
     #[error("{0}")]
     InvalidState(InvalidState),
+    /// An argument was out of range, so nothing ran (Python: `ValueError`): a `chunksize` of
+    /// 0 given to `map_vec`, say.
+    #[error("{0}")]
+    InvalidArgument(InvalidArgument),
 }
 
 impl Error {
@@ -55,6 +59,10 @@ impl Error {
     /// True for [`Error::InvalidState`].
     pub fn is_invalid_state(&self) -> bool {
         matches!(self, Error::InvalidState(_))
+    }
+    /// True for [`Error::InvalidArgument`].
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(self, Error::InvalidArgument(_))
     }
     /// The task's error, for [`Error::Failed`].
     pub fn task_error(&self) -> Option<&TaskError> {
@@ -81,6 +89,12 @@ impl From<TaskError> for Error {
 impl From<Broken> for Error {
     fn from(e: Broken) -> Self {
         Error::Broken(e)
+    }
+}
+
+impl From<InvalidArgument> for Error {
+    fn from(e: InvalidArgument) -> Self {
+        Error::InvalidArgument(e)
     }
 }
 
@@ -452,7 +466,65 @@ impl fmt::Display for InvalidState {
 
 impl std::error::Error for InvalidState {}
 
-/// Why an executor refused a task.
+/// An argument out of its allowed range (Python: `ValueError`): the one error both pools
+/// give for zero workers, and what `map` gives for a `chunksize` or `buffersize` of 0.
+///
+/// ```
+/// use cfutures_core::InvalidArgument;
+///
+/// let e = InvalidArgument::zero_workers();
+/// assert!(e.is_zero_workers());
+/// assert_eq!(e.to_string(), "max_workers must be greater than 0");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidArgument {
+    kind: ArgumentKind,
+    message: Arc<str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ArgumentKind {
+    ZeroWorkers,
+    Other,
+}
+
+impl InvalidArgument {
+    /// An invalid-argument error with this message (say what the rule is: "chunksize must be
+    /// >= 1").
+    pub fn new(message: impl Into<Arc<str>>) -> Self {
+        InvalidArgument {
+            kind: ArgumentKind::Other,
+            message: message.into(),
+        }
+    }
+    /// A pool asked for zero workers (Python: `ValueError("max_workers must be greater
+    /// than 0")`). Every cfutures pool gives this one error for it.
+    pub fn zero_workers() -> Self {
+        InvalidArgument {
+            kind: ArgumentKind::ZeroWorkers,
+            message: "max_workers must be greater than 0".into(),
+        }
+    }
+    /// True if this is [`zero_workers`](Self::zero_workers).
+    pub fn is_zero_workers(&self) -> bool {
+        self.kind == ArgumentKind::ZeroWorkers
+    }
+    /// What was wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for InvalidArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for InvalidArgument {}
+
+/// Why an executor refused a task, or a call that submits tasks (`map`) refused its
+/// arguments.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubmitError {
@@ -463,6 +535,10 @@ pub enum SubmitError {
     /// The executor is broken (Python: `BrokenExecutor`).
     #[error("{0}")]
     Broken(Broken),
+    /// An argument of the call was out of range, so nothing was submitted (Python:
+    /// `ValueError`): `map` with a `chunksize` or `buffersize` of 0.
+    #[error("{0}")]
+    InvalidArgument(InvalidArgument),
 }
 
 impl SubmitError {
@@ -474,13 +550,25 @@ impl SubmitError {
     pub fn is_broken(&self) -> bool {
         matches!(self, SubmitError::Broken(_))
     }
+    /// True for [`SubmitError::InvalidArgument`].
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(self, SubmitError::InvalidArgument(_))
+    }
+}
+
+impl From<InvalidArgument> for SubmitError {
+    fn from(e: InvalidArgument) -> Self {
+        SubmitError::InvalidArgument(e)
+    }
 }
 
 impl From<SubmitError> for Error {
-    /// A refused submission seen as the outcome of a future that never ran: `Broken`.
+    /// A refused submission seen as the outcome of a future that never ran: `Broken` (an
+    /// invalid argument stays [`Error::InvalidArgument`]).
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Broken(b) => Error::Broken(b),
+            SubmitError::InvalidArgument(a) => Error::InvalidArgument(a),
             SubmitError::Shutdown => {
                 Error::Broken(Broken::new("cannot schedule new futures after shutdown"))
             }

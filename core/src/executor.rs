@@ -28,6 +28,62 @@ pub trait Executor: Send + Sync {
 
 /// Submission of tasks of type `T` (Python: `Executor.submit`).
 ///
+/// # Implementing it for an executor that runs tasks on other threads
+///
+/// The task travels to another thread, and so does the [`Promise`] of its output. A
+/// `Promise<R>` (like a [`Future<R>`]) is `Send` only when `R: Send + Sync`, because its
+/// future hands out `&R` to any thread. So the bounds to copy are:
+///
+/// ```
+/// use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
+///
+/// struct ThreadPerTask;
+/// # impl Executor for ThreadPerTask {
+/// #     fn shutdown(&self, _wait: bool, _cancel_futures: bool) {}
+/// #     fn is_shutdown(&self) -> bool { false }
+/// # }
+///
+/// impl<T> Submit<T> for ThreadPerTask
+/// where
+///     T: Task + Send + 'static,         // the task moves to the worker thread
+///     T::Output: Send + Sync + 'static, // and so does the Promise<T::Output>
+/// {
+///     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+///         let promise = Promise::new();
+///         let future = promise.future();
+///         std::thread::spawn(move || promise.run(task)); // cancellation, panics, outcome
+///         Ok(future)
+///     }
+/// }
+///
+/// let f = ThreadPerTask.submit(|| 6 * 7).unwrap();
+/// assert_eq!(*f.result().unwrap(), 42);
+/// ```
+///
+/// Without `T::Output: Send + Sync` the spawn does not compile (the error points at
+/// `Promise<<T as Task>::Output>` not being `Send`):
+///
+/// ```compile_fail,E0277
+/// use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
+///
+/// struct ThreadPerTask;
+/// # impl Executor for ThreadPerTask {
+/// #     fn shutdown(&self, _wait: bool, _cancel_futures: bool) {}
+/// #     fn is_shutdown(&self) -> bool { false }
+/// # }
+/// impl<T: Task + Send + 'static> Submit<T> for ThreadPerTask {
+///     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
+///         let promise = Promise::new();
+///         let future = promise.future();
+///         std::thread::spawn(move || promise.run(task));
+///         Ok(future)
+///     }
+/// }
+/// ```
+///
+/// An executor that runs tasks on the caller's thread needs neither bound
+/// ([`InlineExecutor`]).
+///
 /// # Errors
 ///
 /// [`SubmitError::Shutdown`] after shutdown, [`SubmitError::Broken`] if the executor broke.
@@ -78,7 +134,9 @@ forward!(&E, Box<E>, Arc<E>);
 /// ```
 ///
 /// A non-`Send` task is fine here, but a pool that runs tasks on other threads rejects it at
-/// compile time; the inline executor only requires what it needs.
+/// compile time; the inline executor only requires what it needs. An executor that moves
+/// tasks to other threads needs `T: Task + Send + 'static` and `T::Output: Send + Sync +
+/// 'static` (the [`Promise`] travels with the task): see [`Submit`] for the model to copy.
 #[derive(Debug, Default)]
 pub struct InlineExecutor {
     shutdown: AtomicBool,

@@ -18,6 +18,7 @@ use std::mem;
 use std::num::NonZeroU32;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Backoff};
@@ -48,8 +49,20 @@ type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send + 'static>;
 
 enum Slot {
     Free,
-    Thread { token: u64, thread: Thread },
-    Waiter { token: u64, waiter: Arc<dyn Waiter> },
+    Thread {
+        token: u64,
+        thread: Thread,
+    },
+    Waiter {
+        token: u64,
+        waiter: Arc<dyn Waiter>,
+    },
+    /// An `async` task awaiting the future (see `crate::async_bridge`): woken when the
+    /// future is done, exactly like a parked thread.
+    Waker {
+        token: u64,
+        waker: Waker,
+    },
 }
 
 /// Done-callbacks (kept in registration order) and a slab of parked threads and waiters
@@ -121,7 +134,9 @@ impl<T> Listeners<T> {
             return false;
         };
         let matches = match slot {
-            Slot::Thread { token, .. } | Slot::Waiter { token, .. } => *token == key.token,
+            Slot::Thread { token, .. } | Slot::Waiter { token, .. } | Slot::Waker { token, .. } => {
+                *token == key.token
+            }
             Slot::Free => false,
         };
         if matches {
@@ -143,6 +158,7 @@ impl<T> Listeners<T> {
         };
         let mut threads = Vec::new();
         let mut waiters = Vec::new();
+        let mut wakers = Vec::new();
         let slots = std::iter::once(&mut self.first).chain(self.rest.iter_mut());
         for (i, slot) in slots.enumerate() {
             match slot {
@@ -158,6 +174,12 @@ impl<T> Listeners<T> {
                     }
                     self.free.push(i as u32);
                 }
+                Slot::Waker { .. } if done_listeners => {
+                    if let Slot::Waker { waker, .. } = mem::replace(slot, Slot::Free) {
+                        wakers.push(waker);
+                    }
+                    self.free.push(i as u32);
+                }
                 _ => {}
             }
         }
@@ -165,6 +187,7 @@ impl<T> Listeners<T> {
             callbacks,
             threads,
             waiters,
+            wakers,
         }
     }
 }
@@ -196,6 +219,7 @@ enum Drained<T> {
         callbacks: Vec<Callback<T>>,
         threads: Vec<Thread>,
         waiters: Vec<Arc<dyn Waiter>>,
+        wakers: Vec<Waker>,
     },
 }
 
@@ -430,6 +454,7 @@ impl<T> Inner<T> {
                                 waiter.notify(id, c);
                             }
                         }
+                        Slot::Waker { waker, .. } => waker.wake(),
                         Slot::Free => {}
                     }
                 }
@@ -439,9 +464,13 @@ impl<T> Inner<T> {
                 callbacks,
                 threads,
                 waiters,
+                wakers,
             } => {
                 for t in threads {
                     t.unpark();
+                }
+                for w in wakers {
+                    w.wake();
                 }
                 if let Some(c) = completion {
                     for w in waiters {
@@ -536,10 +565,13 @@ fn run_callbacks<T>(future: &Future<T>, callbacks: Vec<Callback<T>>) {
 fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cb(future))) {
         // Python logs "exception calling callback for <future>" and carries on.
-        eprintln!(
-            "cfutures: exception calling callback for {:?}: {}",
-            future,
-            crate::error::panic_message(&*payload)
+        crate::diag::report(
+            crate::diag::Level::Error,
+            format_args!(
+                "exception calling callback for {:?}: {}",
+                future,
+                crate::error::panic_message(&*payload)
+            ),
         );
     }
 }
@@ -752,8 +784,9 @@ impl<T> Future<T> {
     /// this thread, if it already is.
     ///
     /// Callbacks run in registration order, in the thread that completes the future. A
-    /// callback that panics is caught and reported on stderr; the future and the other
-    /// callbacks are unaffected.
+    /// callback that panics is caught and reported (through `log` with the `log` feature,
+    /// else on stderr: see [`diag`](crate::diag)); the future and the other callbacks are
+    /// unaffected.
     pub fn add_done_callback(&self, callback: impl FnOnce(&Future<T>) + Send + 'static) {
         let mut cb = Some(callback);
         let registered = self.inner.register(state::is_done, |l| {
@@ -825,6 +858,76 @@ impl<T> Future<T> {
         T: Send + Sync + 'static,
     {
         crate::AnyFuture::new(self.clone())
+    }
+}
+
+/// What the async bridge (`crate::async_bridge`) needs from a future: a waker slot kept
+/// with the parked threads (woken when the future is *done*, as `result()` is), and the
+/// outcome without blocking.
+impl<T> Future<T> {
+    /// Registers `waker` to be woken once the future is done, replacing the registration
+    /// `old` (from an earlier poll) in place. `None` (and nothing registered) if the future
+    /// is already done. The replaced waker is dropped after the lock is released.
+    ///
+    /// Race-free as the parked threads' registration: under the listener lock, the listener
+    /// bit is set only if the state is not done (see `crate::state`), so a completion either
+    /// finds this waker or this call sees the completion.
+    pub(crate) fn register_waker(
+        &self,
+        old: Option<WaiterKey>,
+        waker: &Waker,
+    ) -> Option<WaiterKey> {
+        let mut r = sync::lock(&self.inner.listeners);
+        if self
+            .inner
+            .state
+            .set_listeners_unless(state::is_done)
+            .is_err()
+        {
+            return None;
+        }
+        let l = r.listeners();
+        if let Some(k) = old {
+            if let Some(Slot::Waker { token, waker: w }) = l.slot_mut(k.index.get() - 1) {
+                if *token == k.token {
+                    let previous = mem::replace(w, waker.clone());
+                    drop(r);
+                    drop(previous);
+                    return Some(k);
+                }
+            }
+            // The old registration fired (the future completed and was reset? never: done
+            // is terminal) or was removed: register anew.
+        }
+        Some(l.insert(|token| Slot::Waker {
+            token,
+            waker: waker.clone(),
+        }))
+    }
+
+    /// Removes a waker registration (nothing if it already fired).
+    pub(crate) fn remove_waker(&self, key: WaiterKey) {
+        self.inner.remove(key);
+    }
+
+    /// The outcome of a done future, without waiting (`Err(Timeout)` if not done).
+    pub(crate) fn outcome_now(&self) -> Result<&T, Error> {
+        self.done_outcome()
+    }
+
+    /// Moves the value out without waiting, if the future finished, this is the only handle
+    /// and the promise has let go of the state; `None` otherwise (the caller then clones).
+    pub(crate) fn try_take(&mut self) -> Option<Result<T, Error>> {
+        if self.inner.state.load() != state::FINISHED {
+            return None;
+        }
+        // Acquire: pairs with the Release decrement in `Drop` (as in `try_into_result`).
+        if self.inner.handles.load(Ordering::Acquire) > 1 {
+            return None;
+        }
+        let inner = sync::Arc::get_mut(&mut self.inner)?;
+        let out = inner.value.get_mut().take()?;
+        Some(out.map_err(|e| *e))
     }
 }
 
@@ -904,7 +1007,12 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
 /// The write side of a [`Future`]: what an executor holds while it runs the task.
 ///
 /// Made with [`Promise::new`] or [`pending`]. Setting the outcome consumes the promise, so it
-/// happens at most once. **A promise dropped without an outcome resolves its future with
+/// happens at most once.
+///
+/// `Promise<T>` is `Send` (can move to a worker thread) only when `T: Send + Sync`: its
+/// future hands out `&T` to every thread that holds a handle. An executor generic over its
+/// tasks therefore bounds `T::Output: Send + Sync + 'static` (see [`Submit`](crate::Submit)
+/// for the `where` clause to copy). **A promise dropped without an outcome resolves its future with
 /// [`Error::Broken`]**, so no future can wait forever on an executor that lost its task; a
 /// dropped promise whose future was cancelled marks the cancellation as noticed.
 ///
@@ -1043,7 +1151,8 @@ impl<T> Promise<T> {
     /// Runs `task` for this promise, the way every executor should: skip it if the future
     /// was cancelled (noticing the cancellation, and dropping the task with
     /// [`discard_task`](crate::discard_task)), otherwise mark it running, run it catching
-    /// panics, and set its outcome. Returns whether the task ran.
+    /// panics (with [`panics::catch`](crate::panics::catch): the error has the panic's
+    /// message and location), and set its outcome. Returns whether the task ran.
     pub fn run<K: Task<Output = T>>(self, task: K) -> bool {
         self.run_then(task, || ())
     }
@@ -1056,10 +1165,8 @@ impl<T> Promise<T> {
             crate::discard_task(task);
             return false;
         }
-        let out = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-            Ok(r) => r,
-            Err(payload) => Err(TaskError::from_panic(payload)),
-        };
+        // A panic becomes the task's failure, with its location (see `crate::panics`).
+        let out = crate::panics::catch(|| task.run()).and_then(|r| r);
         before_publish();
         // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
         let _ = self.set_outcome(out);

@@ -25,12 +25,48 @@
 //!   consumes it); setting a cancelled future is an [`InvalidState`] error; **a promise
 //!   dropped without a result fails its future with [`Error::Broken`]**, so nothing waits
 //!   forever on an executor that lost a task.
-//! * [`Error`], [`TaskError`], [`SubmitError`]: cheap to clone, with predicates.
+//! * `future.await` and `(&future).await`: a [`Future`] is awaitable from any async runtime
+//!   ([`Await`], [`AwaitRef`]; dropping the awaiting side does not cancel unless asked, with
+//!   [`Future::cancel_on_drop`]). See the `async_bridge` section below.
+//! * [`Error`], [`TaskError`], [`SubmitError`], [`InvalidArgument`]: cheap to clone, with
+//!   predicates.
 //! * [`Task`], [`Executor`], [`Submit`]: what executors implement; [`InlineExecutor`] is a
 //!   complete example.
 //! * [`Waitable`], [`Waiter`], [`AnyFuture`]: the type-erased hook `wait` and `as_completed`
 //!   are built on.
 //! * [`blocking`]: spin, yield, park — and the hook pools use to avoid nested-wait deadlocks.
+//! * [`panics`]: a task's panic becomes a [`TaskError::Panic`] with its message and
+//!   location; whether the panic hook prints it.
+//! * [`diag`]: what cfutures reports when there is no caller to tell (through `log` with the
+//!   `log` feature, else on stderr).
+//!
+//! # async/await
+//!
+//! `future.await` gives `Result<T, Error>` (for `T: Clone`: the value moved out when this
+//! is the last handle and the executor let go of it, cloned otherwise); `(&future).await`
+//! gives `Result<&T, Error>` for any `T`. No runtime dependency: the awaiting task's waker
+//! is registered with the future like a thread parked in `result()`, and woken when the
+//! future is done. Submitting blocking work from async code (Python's
+//! `loop.run_in_executor`) is `pool.submit(task)?.await`.
+//!
+//! ```
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     use std::task::{Context, Poll, Wake, Waker};
+//! #     struct Unpark(std::thread::Thread);
+//! #     impl Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+//! #     let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+//! #     let mut f = std::pin::pin!(f);
+//! #     loop {
+//! #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) { return v }
+//! #         std::thread::park();
+//! #     }
+//! # }
+//! let (promise, future) = cfutures_core::pending::<String>();
+//! std::thread::spawn(move || promise.set_result("from a thread".to_owned()).unwrap());
+//! // In any async runtime (tokio, async-std, futures' block_on, ...):
+//! let text = block_on(async { future.await.unwrap() });
+//! assert_eq!(text, "from a thread");
+//! ```
 //!
 //! # States
 //!
@@ -73,16 +109,22 @@
 
 #![warn(missing_docs)]
 
+mod async_bridge;
 pub mod blocking;
+pub mod diag;
 mod error;
 mod executor;
 mod future;
+pub mod panics;
 mod state;
 mod sync;
 mod task;
 mod waiter;
 
-pub use error::{panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit};
+pub use async_bridge::{Await, AwaitRef};
+pub use error::{
+    panic_message, Broken, Error, InvalidArgument, InvalidState, SubmitError, TaskError, WorkerExit,
+};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{

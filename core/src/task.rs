@@ -125,7 +125,9 @@ where
 {
     type Output = ChunkOutput<R>;
     fn run(self) -> Result<Self::Output, TaskError> {
-        Ok(run_chunk(self.items, &*self.f, TaskError::from_panic))
+        // `panics::task_error`: each item's panic with its location (the chunk runs inside
+        // `Promise::run`'s `panics::catch`, which counts the thread as in a task).
+        Ok(run_chunk(self.items, &*self.f, crate::panics::task_error))
     }
 }
 

@@ -85,6 +85,32 @@ pub trait Waitable: Send + Sync {
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool;
 }
 
+/// A reference to a waitable is one too, so `wait(&futures, ..)` and
+/// `as_completed(&futures, ..)` work on borrowed futures (yielding the references).
+impl<W: Waitable + ?Sized> Waitable for &W {
+    fn id(&self) -> FutureId {
+        (**self).id()
+    }
+    fn state(&self) -> State {
+        (**self).state()
+    }
+    fn completion(&self) -> Option<Completion> {
+        (**self).completion()
+    }
+    fn install_waiter(&self, waiter: &Arc<dyn Waiter>) -> Result<WaiterKey, Completion> {
+        (**self).install_waiter(waiter)
+    }
+    fn remove_waiter(&self, key: WaiterKey) {
+        (**self).remove_waiter(key)
+    }
+    fn cancel(&self) -> bool {
+        (**self).cancel()
+    }
+    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        (**self).wait_deadline(deadline)
+    }
+}
+
 /// A type-erased, cloneable future handle: compare, hash, wait on and cancel futures of any
 /// result type together.
 #[derive(Clone)]

@@ -100,6 +100,7 @@ where
 #[test]
 fn map_chunk_isolates_each_items_panic() {
     let ex = InlineExecutor::new();
+    let line = line!() + 5; // the `panic!` below: each item's error says where it panicked
     let out = map_all(
         &ex,
         |x: u32| {
@@ -116,10 +117,16 @@ fn map_chunk_isolates_each_items_panic() {
         vec![
             Ok(10),
             Ok(20),
-            Err("task panicked: item 3 failed".to_owned()),
+            Err(format!(
+                "task panicked at {}:{line}:17: item 3 failed",
+                file!()
+            )),
             Ok(40),
             Ok(50),
-            Err("task panicked: item 6 failed".to_owned()),
+            Err(format!(
+                "task panicked at {}:{line}:17: item 6 failed",
+                file!()
+            )),
             Ok(70),
         ]
     );

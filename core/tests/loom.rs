@@ -12,6 +12,7 @@
 //! A lost wake-up shows up as a loom deadlock ("all threads parked").
 #![cfg(loom)]
 
+use std::future::{Future as _, IntoFuture};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -273,5 +274,97 @@ fn remove_inline_and_boxed_waiters_vs_set_result() {
         // refused with its completion.
         f.remove_waiter(ka);
         assert_eq!(f.install_waiter(&da).unwrap_err(), Completion::Succeeded);
+    });
+}
+
+// ----- the async bridge: waker registration -----------------------------------------------
+//
+// `loom::future::block_on` parks the model's thread until the waker it polls with is woken:
+// a completion that slips between a poll's "not done" and its waker registration (a lost
+// wake-up) is a loom deadlock.
+
+/// A waker that does nothing (to poll once with a waker that will be replaced).
+fn noop_waker() -> std::task::Waker {
+    struct Nobody;
+    impl std::task::Wake for Nobody {
+        fn wake(self: Arc<Self>) {}
+    }
+    std::task::Waker::from(Arc::new(Nobody))
+}
+
+#[test]
+fn await_ref_vs_set_result() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let t = thread::spawn(move || p.set_result(7).unwrap());
+        assert_eq!(
+            loom::future::block_on((&f).into_future()).copied().ok(),
+            Some(7)
+        );
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn await_by_value_vs_set_result() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let t = thread::spawn(move || p.set_result(7).unwrap());
+        // Moved out if the promise let go first, cloned otherwise: 7 either way.
+        assert_eq!(loom::future::block_on(f.into_future()).ok(), Some(7));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn await_vs_cancel() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let g = f.clone();
+        let t = thread::spawn(move || assert!(g.cancel()));
+        // Woken by the cancel itself, before the executor notices.
+        let r = loom::future::block_on((&f).into_future());
+        assert!(r.unwrap_err().is_cancelled());
+        t.join().unwrap();
+        assert!(!p.set_running_or_notify_cancel());
+    });
+}
+
+#[test]
+fn replaced_waker_vs_set_result() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let mut awaiting = Box::pin((&f).into_future());
+        let waker = noop_waker();
+        let first = awaiting
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        let t = thread::spawn(move || p.set_result(7).unwrap());
+        // `block_on` polls with its own waker: the registration is replaced in place while
+        // the completion may be taking it out.
+        let r = if first.is_ready() {
+            7
+        } else {
+            *loom::future::block_on(awaiting).unwrap()
+        };
+        assert_eq!(r, 7);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn dropped_await_vs_set_result() {
+    loom::model(|| {
+        let (p, f) = pending::<u32>();
+        let mut awaiting = Box::pin((&f).into_future());
+        let waker = noop_waker();
+        let _ = awaiting
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        let t = thread::spawn(move || p.set_result(7).unwrap());
+        drop(awaiting); // removes the waker, racing the completion that takes it out
+        t.join().unwrap();
+        assert!(!f.cancelled(), "dropping the await does not cancel");
+        assert_eq!(f.result().copied().ok(), Some(7));
     });
 }

@@ -1,4 +1,4 @@
-//! Scenario 4: the pitfall "too trivial to parallelise" — 1,000 primality checks, measured, and `chunksize` fixing it.
+//! Scenario 4: the pitfall "too trivial to parallelise" — primality checks, measured, and when `chunksize` helps (more items, bigger chunks).
 //!
 //! `cargo run --release -p cfutures-examples --example too_trivial` — the code is in
 //! [`cfutures_examples::scenarios::trivial`] (`examples/src/scenarios/trivial.rs`), shared with the tour.

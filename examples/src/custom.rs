@@ -40,6 +40,9 @@ impl Executor for ThreadPerTask {
     }
 }
 
+// The two bounds every executor that runs tasks on other threads needs: the task moves to
+// the worker thread, and so does the `Promise<T::Output>`, which is `Send` only when the
+// output is `Send + Sync` (its future hands out `&T::Output` to any thread).
 impl<T> Submit<T> for ThreadPerTask
 where
     T: Task + Send + 'static,

@@ -12,7 +12,7 @@ pub type Run = fn(&mut Out) -> Result<(), BoxError>;
 /// One scenario of the tour.
 #[derive(Clone, Copy, Debug)]
 pub struct Section {
-    /// Its number (1–10, as in the README).
+    /// Its number (1–11, as in the README).
     pub number: u32,
     /// What it shows.
     pub title: &'static str,
@@ -90,6 +90,12 @@ pub fn sections() -> Vec<Section> {
             "A custom executor in ~35 lines",
             "custom_executor",
             Some(crate::custom::run),
+        ),
+        s(
+            11,
+            "async: a tokio program awaits CPU work offloaded to the process pool",
+            "async_offload",
+            Some(crate::scenarios::offload::run),
         ),
     ]
 }

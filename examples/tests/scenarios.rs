@@ -105,3 +105,12 @@ fn the_custom_executor_works_with_every_combinator() {
     has(&lines, "wait(AllCompleted) → 5 done, 0 not done");
     has(&lines, "as_completed → 5 futures");
 }
+
+#[test]
+fn async_offload_awaits_the_process_pool_from_tokio() {
+    let lines = run(scenarios::offload::run);
+    has(&lines, "primes, inline and offloaded alike");
+    has(&lines, "while it was awaited on the process pool");
+    has(&lines, "a task that panics in its worker → Err: task panicked at examples/src/scenarios/offload.rs:");
+    has(&lines, ": 7 is odd");
+}

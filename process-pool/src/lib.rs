@@ -115,16 +115,29 @@
 //!
 //! Design notes: `DESIGN-NOTES.md` next to this crate's `Cargo.toml`.
 
+#[cfg(not(unix))]
+compile_error!("cfutures-process-pool runs on Unix only (Linux, macOS, the BSDs): its workers are re-executed copies of the program, started with posix_spawn and talking over pipes. Use the thread pool elsewhere (cfutures without the `process-pool` feature).");
+
+#[cfg(unix)]
 mod claims;
+#[cfg(unix)]
 mod executor;
+#[cfg(unix)]
 mod fork;
+#[cfg(unix)]
 mod io;
+#[cfg(unix)]
 mod state;
+#[cfg(unix)]
 mod sys;
+#[cfg(unix)]
 mod window;
+#[cfg(unix)]
 mod worker;
 
+#[cfg(unix)]
 pub use cfutures_remote::RemoteTask;
+#[cfg(unix)]
 pub use executor::{Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput};
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
@@ -136,6 +149,7 @@ pub use executor::{Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput
 /// ```
 /// cfutures_process_pool::init(); // first line of `main`
 /// ```
+#[cfg(unix)]
 pub fn init() {
     worker::maybe_serve();
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cfutures_core::TaskError;
+use cfutures_core::{panics, InvalidArgument, TaskError};
 
 use crate::shared::{Initializer, Shared};
 use crate::ThreadPoolExecutor;
@@ -59,6 +59,7 @@ pub struct Builder {
     max_workers: Option<usize>,
     thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
+    quiet_panics: bool,
 }
 
 impl Default for Builder {
@@ -73,6 +74,7 @@ impl fmt::Debug for Builder {
             .field("max_workers", &self.max_workers)
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("initializer", &self.initializer.is_some())
+            .field("quiet_panics", &self.quiet_panics)
             .finish()
     }
 }
@@ -91,6 +93,7 @@ impl Builder {
             max_workers: None,
             thread_name_prefix: None,
             initializer: None,
+            quiet_panics: false,
         }
     }
 
@@ -123,19 +126,64 @@ impl Builder {
         self
     }
 
+    /// Keeps the panic hook quiet for this pool's tasks (default: `false`, the hook prints).
+    ///
+    /// A task that panics always fails its future with [`TaskError::Panic`], which holds
+    /// the message and the location (`file:line:column`). Whether the panic is *also*
+    /// printed when it happens is up to the panic hook: by default Rust's hook prints
+    /// `thread '<name>' panicked at <file:line:column>: <message>` on standard error, for
+    /// a pool's task as for any thread. With `quiet_panics(true)` it prints nothing for a
+    /// panic inside one of this pool's tasks — as in Python, where the exception shows up
+    /// only when `result()` raises it. (See [`cfutures_core::panics`]; a panic hook the
+    /// program installs later replaces this behaviour.)
+    ///
+    /// ```
+    /// use cfutures_thread_pool::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::builder().quiet_panics(true).build().unwrap();
+    /// let f = pool.submit(|| -> u8 { panic!("nothing printed") }).unwrap();
+    /// let err = f.result().unwrap_err(); // the panic shows up here, with its location
+    /// assert!(err.to_string().contains("nothing printed"));
+    /// ```
+    pub fn quiet_panics(mut self, quiet: bool) -> Self {
+        self.quiet_panics = quiet;
+        self
+    }
+
     /// Creates the pool. No thread starts until the first submit.
     ///
     /// # Errors
     ///
-    /// [`BuildError`] if `max_workers` is zero or the prefix contains a NUL byte.
+    /// [`BuildError`] if `max_workers` is zero ([`InvalidArgument::zero_workers`], the error
+    /// every cfutures pool gives for it) or the prefix contains a NUL byte.
     pub fn build(self) -> Result<ThreadPoolExecutor, BuildError> {
         static UNNAMED_POOLS: AtomicUsize = AtomicUsize::new(0);
         let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
         if max_workers == 0 {
-            return Err(BuildError(Kind::ZeroWorkers));
+            return Err(InvalidArgument::zero_workers());
         }
+        // Task panics are recorded with their location (see `cfutures_core::panics`).
+        panics::install_hook();
+        let initializer = if self.quiet_panics {
+            // Each worker marks itself quiet once its own initializer succeeded (a failing
+            // initializer is printed as usual: it breaks the pool).
+            let user = self.initializer;
+            Some(Arc::new(move || {
+                if let Some(init) = &user {
+                    init()?;
+                }
+                panics::set_quiet(true);
+                Ok(())
+            }) as Initializer)
+        } else {
+            self.initializer
+        };
         let prefix = match self.thread_name_prefix {
-            Some(p) if p.contains('\0') => return Err(BuildError(Kind::NulInPrefix)),
+            Some(p) if p.contains('\0') => {
+                return Err(InvalidArgument::new(
+                    "thread_name_prefix must not contain a NUL byte",
+                ))
+            }
             Some(p) if !p.is_empty() => p,
             // Relaxed: a unique number is all we need.
             _ => format!(
@@ -146,36 +194,14 @@ impl Builder {
         Ok(ThreadPoolExecutor::from_shared(Shared::new(
             max_workers,
             prefix,
-            self.initializer,
+            initializer,
         )))
     }
 }
 
-/// Why a [`ThreadPoolExecutor`] could not be built.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildError(Kind);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Kind {
-    ZeroWorkers,
-    NulInPrefix,
-}
-
-impl BuildError {
-    /// True if `max_workers` was zero (Python: `ValueError("max_workers must be greater
-    /// than 0")`).
-    pub fn is_zero_workers(&self) -> bool {
-        self.0 == Kind::ZeroWorkers
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Kind::ZeroWorkers => f.write_str("max_workers must be greater than 0"),
-            Kind::NulInPrefix => f.write_str("thread_name_prefix must not contain a NUL byte"),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
+/// Why a [`ThreadPoolExecutor`] could not be built: an argument out of range
+/// ([`InvalidArgument`]; [`is_zero_workers`](InvalidArgument::is_zero_workers) for
+/// `max_workers(0)`, Python's `ValueError("max_workers must be greater than 0")`).
+///
+/// The same type as the process pool's zero-worker error, with the same message.
+pub type BuildError = InvalidArgument;

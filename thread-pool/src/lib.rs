@@ -19,9 +19,13 @@
 //!   `max_workers`; an idle thread is reused first (Python 3.12's idle accounting).
 //!   Threads are not retired while the pool lives (except surplus compensating threads,
 //!   below).
-//! * A task that panics fails only its own future, with the panic message
-//!   ([`TaskError::Panic`](cfutures_core::TaskError::Panic)); the worker survives. Tasks
-//!   made with [`fallible`](cfutures_core::fallible) fail with the error they return.
+//! * A task that panics fails only its own future, with the panic message and its location,
+//!   `file:line:column` ([`TaskError::Panic`](cfutures_core::TaskError::Panic)), as in the
+//!   process pool; the worker survives. The panic hook prints the panic when it happens,
+//!   as for any thread, unless the pool was built with
+//!   [`quiet_panics(true)`](Builder::quiet_panics) (Python prints nothing until
+//!   `result()`). Tasks made with [`fallible`](cfutures_core::fallible) fail with the
+//!   error they return.
 //! * An initializer that panics or returns `Err` breaks the pool (`BrokenThreadPool`):
 //!   queued futures fail with [`Error::Broken`](cfutures_core::Error::Broken), whose
 //!   [`cause`](cfutures_core::Broken::cause) is the initializer's failure, and later submits

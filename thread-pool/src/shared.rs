@@ -583,7 +583,10 @@ impl Shared {
     /// Breaks the pool: queued futures fail with `message` and `cause`, later submits are
     /// refused, workers exit once idle.
     pub(crate) fn break_pool(&self, message: &str, cause: TaskError) {
-        eprintln!("cfutures: {message}: {cause}");
+        cfutures_core::diag::report(
+            cfutures_core::diag::Level::Error,
+            format_args!("{message}: {cause}"),
+        );
         let _ = self.broken.set(Broken::with_cause(message, cause));
         if self.close(BROKEN) {
             let broken = self.broken.get().expect("set above");

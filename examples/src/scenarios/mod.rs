@@ -5,6 +5,7 @@ pub mod download;
 pub mod faults;
 pub mod fetch;
 pub mod hashing;
+pub mod offload;
 pub mod progress;
 pub mod status;
 pub mod trivial;
