@@ -43,6 +43,11 @@ fn zero_workers_is_the_same_message_from_both_pools() {
     let processes = ProcessPoolExecutor::new(0).unwrap_err();
     assert!(threads.is_zero_workers());
     assert_eq!(threads.to_string(), processes.to_string());
+    // The same type inside the process pool's `io::Error`.
+    assert!(processes
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<cfutures::InvalidArgument>())
+        .is_some_and(|e| e.is_zero_workers()));
 }
 
 fn explode(_: u32) -> u32 {

@@ -103,9 +103,20 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
 /// the payload (a payload from elsewhere, such as a joined thread's, gets no location: use
 /// [`TaskError::from_panic`]).
 pub fn task_error(payload: Box<dyn Any + Send>) -> TaskError {
-    TaskError::Panic {
+    let e = TaskError::Panic {
         message: panic_message(&*payload).into(),
         location: take_location().map(Into::into),
+    };
+    drop_payload(payload);
+    e
+}
+
+/// Drops a caught panic's payload, whose own `Drop` may panic too: that second panic is
+/// caught, and its payload leaked rather than risk a third. Executors drop every payload they
+/// catch this way, so that no unwind can escape the thread that runs tasks.
+pub fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 

@@ -83,6 +83,7 @@ pub struct Builder {
     time_limit: Option<Duration>,
     output: WorkerOutput,
     env: Vec<(OsString, OsString)>,
+    quiet_panics: bool,
 }
 
 impl Builder {
@@ -96,7 +97,13 @@ impl Builder {
     /// `initargs`). If it fails (panics), the pool becomes broken, as in Python; a worker
     /// killed while it runs is a start that failed, and is retried.
     ///
-    /// `f` must be a fn item or a closure that captures nothing (checked at compile time).
+    /// `f` must be a `fn` item or a closure that captures nothing: a worker process is a
+    /// fresh copy of your program and cannot receive captured state, so pass data through
+    /// `arg` (a tuple for several values). A capturing closure is rejected when the program
+    /// is *built* (`cargo build`, `cargo test`), not by `cargo check`: the error says "the
+    /// function given to a process pool ... must be a fn item or a closure that captures
+    /// nothing", names the closure by file and line (`{closure@src/main.rs:6:28}`), and its
+    /// last note points at your call.
     ///
     /// # Panics
     ///
@@ -106,6 +113,7 @@ impl Builder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
+        const { cfutures_remote::assert_zero_sized::<F>() };
         let _ = f;
         let frame = job::init_frame::<F, A>(&arg).unwrap_or_else(|e| panic!("initializer: {e}"));
         self.init = Some(frame);
@@ -136,6 +144,16 @@ impl Builder {
     /// Where the workers' standard output goes (default: the parent's standard error).
     pub fn worker_output(mut self, output: WorkerOutput) -> Self {
         self.output = output;
+        self
+    }
+
+    /// Keeps task panics off the workers' standard error (Python prints nothing until
+    /// `result()` is called). By default a task's panic is printed by the panic hook, as on
+    /// any thread (the worker's standard error is the parent's), as in the thread pool;
+    /// either way the task fails with [`TaskError::Panic`](cfutures_core::TaskError::Panic),
+    /// with the message and `file:line:column`.
+    pub fn quiet_panics(mut self, quiet: bool) -> Self {
+        self.quiet_panics = quiet;
         self
     }
 
@@ -174,7 +192,7 @@ impl Builder {
             Some(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "max_workers must be greater than 0",
+                    cfutures_core::InvalidArgument::zero_workers(),
                 ))
             }
             Some(n) => n,
@@ -183,7 +201,7 @@ impl Builder {
         if self.max_tasks_per_child == Some(0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "max_tasks_per_child must be greater than 0",
+                cfutures_core::InvalidArgument::new("max_tasks_per_child must be greater than 0"),
             ));
         }
         let stdout = match self.output {
@@ -215,6 +233,8 @@ impl Builder {
                 time_limit: self.time_limit,
                 stdout,
                 env: self.env,
+                options: cfutures_remote::handshake::Options::default()
+                    .quiet_panics(self.quiet_panics),
                 exe: sys::worker_executable()?.into_os_string(),
                 argv0: std::env::args_os()
                     .next()
@@ -283,9 +303,13 @@ impl ProcessPoolExecutor {
 
     /// Runs `f(arg)` in a worker process (Python: `submit(fn, arg)`).
     ///
-    /// `f` must be a fn item or a closure that captures nothing: the worker runs the same
-    /// executable and finds the same code there, but captured state could not travel.
-    /// Capturing closures are rejected at compile time (pass the data as `arg`):
+    /// `f` must be a `fn` item or a closure that captures nothing: a worker process is a
+    /// fresh copy of your program and cannot receive captured state, so pass data through
+    /// `arg` (a tuple for several values). A capturing closure is rejected when the program
+    /// is *built* (`cargo build`, `cargo test`), not by `cargo check`: the error says "the
+    /// function given to a process pool ... must be a fn item or a closure that captures
+    /// nothing", names the closure by file and line (`{closure@src/main.rs:6:28}`), and its
+    /// last note points at your call.
     ///
     /// ```compile_fail
     /// # use cfutures_process_pool::ProcessPoolExecutor;
@@ -320,6 +344,7 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        const { cfutures_remote::assert_zero_sized::<F>() };
         self.submit_fn_with_timeout_opt(f, arg, self.shared.config.time_limit)
     }
 
@@ -340,6 +365,7 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        const { cfutures_remote::assert_zero_sized::<F>() };
         self.submit_fn_with_timeout_opt(f, arg, Some(limit))
     }
 

@@ -36,6 +36,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cfutures_core::diag::{report, Level};
 use cfutures_core::{panic_message, Broken, TaskError, WorkerExit};
 use cfutures_remote::handshake;
 use cfutures_remote::job::Outcome;
@@ -494,6 +495,13 @@ impl Io {
             (_, None) => {}
             // The kill was meant for the task it had claimed: the usual case.
             (Some(Kill::TimeLimit(limit, id)), Some(j)) if j.id == id => {
+                report(
+                    Level::Info,
+                    format_args!(
+                        "worker process {pid} was killed: its task ran past its time limit \
+                         of {limit:?}; it is replaced"
+                    ),
+                );
                 done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
             }
             (Some(Kill::Cancel(id)), Some(j)) if j.id == id => {
@@ -505,6 +513,13 @@ impl Io {
                 done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
             }
             (Some(Kill::Protocol(why)), Some(j)) => {
+                report(
+                    Level::Warn,
+                    format_args!(
+                        "worker process {pid} was killed: its result stream was out of sync \
+                         ({why}); it is replaced"
+                    ),
+                );
                 let e = wire::codec(format!(
                     "the result stream of worker process {pid} was out of sync ({why}): did \
                      the task write to, or close, the pool's descriptors? The worker was \
@@ -527,6 +542,12 @@ impl Io {
                     st.break_pool(b, &mut self.done);
                     return;
                 }
+                report(
+                    Level::Info,
+                    format_args!(
+                        "worker process {pid} died ({exit}) while running a task; it is replaced"
+                    ),
+                );
                 done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
             }
         }
@@ -545,6 +566,27 @@ impl Io {
             let backoff =
                 Duration::from_millis(5 << (s.failures - 1).min(8)).min(Duration::from_secs(1));
             s.retry_at = Some(now + backoff);
+            // The first failure of a streak is worth a line; the rest are details.
+            let level = if s.failures == 1 {
+                Level::Warn
+            } else {
+                Level::Debug
+            };
+            match &why {
+                StartFailure::Spawn(e) => report(
+                    level,
+                    format_args!(
+                        "a worker process could not be started ({e}); retrying in {backoff:?}"
+                    ),
+                ),
+                StartFailure::Died { pid, exit } => report(
+                    level,
+                    format_args!(
+                        "worker process {pid} died while starting ({exit}); retrying in \
+                         {backoff:?}"
+                    ),
+                ),
+            }
             return;
         }
         let n = s.failures;
@@ -650,7 +692,7 @@ impl Io {
             out: None,
             closed_at: None,
         });
-        let mut preamble = handshake::greeting_frame(&cfg.build);
+        let mut preamble = handshake::greeting_frame(&cfg.build, cfg.options);
         if let Some(init) = &cfg.init {
             preamble.extend_from_slice(init);
         }

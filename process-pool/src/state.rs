@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use cfutures_core::diag::{report, Level};
 use cfutures_core::{Broken, FutureId};
 
 use crate::executor::WorkerDeathPolicy;
@@ -41,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) argv0: OsString,
     /// The identity of this build, which workers check in the greeting.
     pub(crate) build: Vec<u8>,
+    /// What the greeting tells workers besides.
+    pub(crate) options: cfutures_remote::handshake::Options,
 }
 
 pub(crate) struct Shared {
@@ -137,6 +140,7 @@ impl State {
         if self.broken.is_some() {
             return;
         }
+        report(Level::Error, format_args!("{b}"));
         self.broken = Some(b.clone());
         self.shutdown = true;
         // Python: every pending future, queued or running, fails with its own error.

@@ -51,6 +51,7 @@ fn a_worker_of_another_build_refuses() {
     cmd_w
         .write_all(&cfutures_remote::handshake::greeting_frame(
             b"another build",
+            Default::default(),
         ))
         .unwrap();
     let mut said = Vec::new();

@@ -25,10 +25,28 @@ struct Greeting {
     key: [u64; 2],
     probe: i64,
     build: Vec<u8>,
+    quiet_panics: bool,
+}
+
+/// What the parent tells its workers besides its key and build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Task panics do not run the previous panic hook (Rust's default prints them on the
+    /// worker's standard error); they still fail their task with message and location.
+    pub quiet_panics: bool,
+}
+
+impl Options {
+    /// With panics quiet or printed.
+    pub fn quiet_panics(mut self, quiet: bool) -> Self {
+        self.quiet_panics = quiet;
+        self
+    }
 }
 
 /// The parent's greeting, with its key and `build` (the identity of its build).
-pub fn greeting_frame(build: &[u8]) -> Vec<u8> {
+pub fn greeting_frame(build: &[u8], options: Options) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + build.len());
     let s = wire::begin_cmd(
         &mut out,
@@ -41,6 +59,7 @@ pub fn greeting_frame(build: &[u8]) -> Vec<u8> {
         key: wire::key(),
         probe: wire::probe_offset(),
         build: build.to_vec(),
+        quiet_panics: options.quiet_panics,
     };
     let _ = wire::encode_into(&g, &mut out);
     let _ = wire::finish(&mut out, s);
@@ -48,9 +67,9 @@ pub fn greeting_frame(build: &[u8]) -> Vec<u8> {
 }
 
 /// Worker side: checks the parent's greeting (a complete frame) against this process's
-/// `build`; on success installs the parent's key and the panic hook that records each
-/// panic's location for the task's error (it prints nothing: the message and location
-/// travel to the parent).
+/// `build`; on success installs the parent's key, and core's panic hook (which records each
+/// panic's location for the task's error, and prints task panics unless the parent asked
+/// for quiet ones).
 ///
 /// # Errors
 ///
@@ -75,7 +94,8 @@ pub fn check_greeting(frame: &[u8], build: &[u8]) -> Result<(), String> {
         );
     }
     wire::set_key(g.key);
-    wire::install_panic_hook();
+    cfutures_core::panics::install_hook();
+    cfutures_core::panics::set_quiet(g.quiet_panics);
     Ok(())
 }
 

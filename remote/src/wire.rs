@@ -19,7 +19,7 @@
 //! matter), plus a keyed tag that only this parent can compute. The worker runs the same
 //! executable (checked at start), so the same offset names the same code there.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -370,45 +370,15 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
 // ---------------------------------------------------------------------------------------
 // Worker side of running things.
 
-thread_local! {
-    /// Where the last panic on this thread happened (set by the worker's panic hook).
-    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// The worker's panic hook: remembers the location, prints nothing (the message and
-/// location travel to the parent in the task's error).
-pub(crate) fn install_panic_hook() {
-    panic::set_hook(Box::new(|info| {
-        let loc = info.location().map(|l| l.to_string());
-        let _ = PANIC_LOCATION.try_with(|p| *p.borrow_mut() = loc);
-    }));
-}
-
-/// Runs `f`, turning a panic into a [`TaskError::Panic`] with its location.
+/// Runs `f` as a task: a panic becomes [`TaskError::Panic`] with its message and location
+/// (from core's panic hook, which the worker installs), exactly as in the thread pool.
 pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, TaskError> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(panic_error)
+    cfutures_core::panics::catch(f)
 }
 
-/// A caught panic as a task error, with the location the panic hook recorded.
-fn panic_error(p: Box<dyn std::any::Any + Send>) -> TaskError {
-    let e = TaskError::Panic {
-        message: panic_message(&*p).into(),
-        location: PANIC_LOCATION
-            .try_with(|l| l.borrow_mut().take())
-            .ok()
-            .flatten()
-            .map(Into::into),
-    };
-    drop_payload(p);
-    e
-}
-
-/// Drops a caught panic's payload, whose own `Drop` may panic too: that second panic is
-/// caught, and its payload leaked rather than risk a third.
+/// Drops a caught panic's payload under a guard (its own `Drop` may panic).
 pub fn drop_payload(p: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
-        std::mem::forget(again);
-    }
+    cfutures_core::panics::drop_payload(p)
 }
 
 /// Encodes an outcome into `out`: `true` for a value, `false` for an error.
@@ -498,8 +468,13 @@ where
     let f: F = unsafe { conjure() };
     // Compact when every item succeeded (a plain `Vec<R>` on the wire, the common case),
     // each item's `Result` otherwise: `ChunkOutput`'s variant tag says which. Core's chunk
-    // runner, with this worker's panic errors (they carry the panic's location).
-    let results = cfutures_core::run_chunk(items, &f, panic_error);
+    // runner, with core's panic errors (they carry the panic's location), inside a task for
+    // the panic hook (quiet or printed as the pool says).
+    let results =
+        match catch(|| cfutures_core::run_chunk(items, &f, cfutures_core::panics::task_error)) {
+            Ok(r) => r,
+            Err(e) => return outcome::<ChunkOutput<R>>(Err(e), out),
+        };
     if crate::prim::encode_output(&results, out) {
         return true;
     }
