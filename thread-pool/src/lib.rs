@@ -277,6 +277,18 @@ impl ThreadPoolExecutor {
     pub fn blocked_threads(&self) -> usize {
         self.shared.counts().blocked
     }
+
+    /// Threads this pool has started so far (for tests).
+    #[doc(hidden)]
+    pub fn started_threads(&self) -> usize {
+        self.shared.started_threads()
+    }
+
+    /// Join handles the pool holds: threads started and not yet joined (for tests).
+    #[doc(hidden)]
+    pub fn thread_handles(&self) -> usize {
+        self.shared.thread_handles()
+    }
 }
 
 impl Default for ThreadPoolExecutor {

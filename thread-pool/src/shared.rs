@@ -679,6 +679,15 @@ impl Shared {
         self.live.load(Ordering::SeqCst)
     }
 
+    pub(crate) fn started_threads(&self) -> usize {
+        // Relaxed: statistics.
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn thread_handles(&self) -> usize {
+        lock(&self.registry).handles.len()
+    }
+
     pub(crate) fn queued_tasks(&self) -> usize {
         self.queue.len()
     }
