@@ -153,10 +153,9 @@ pub fn block_until(
         after_park();
         return true;
     }
-    let hook = current_hook();
-    if let Some(h) = &hook {
-        h.before_park();
-    }
+    // The hook hears `after_park` even if `ready` unwinds: a pool must not count a thread
+    // blocked for ever.
+    let _hook = HookGuard::enter();
     let done = loop {
         if ready() {
             break true;
@@ -172,11 +171,30 @@ pub fn block_until(
             }
         }
     };
-    if let Some(h) = &hook {
-        h.after_park();
-    }
+    drop(_hook);
     after_park();
     done
+}
+
+/// Tells the thread's hook `before_park` when made and `after_park` when dropped.
+struct HookGuard(Option<Arc<dyn BlockingHook>>);
+
+impl HookGuard {
+    fn enter() -> Self {
+        let hook = current_hook();
+        if let Some(h) = &hook {
+            h.before_park();
+        }
+        HookGuard(hook)
+    }
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.after_park();
+        }
+    }
 }
 
 /// A deadline `d` from now; `None` (wait forever) if that overflows `Instant`.

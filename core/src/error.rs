@@ -189,9 +189,14 @@ impl TaskError {
     }
 
     /// Converts a panic payload caught with [`std::panic::catch_unwind`].
+    ///
+    /// The payload is dropped here, and a panic in its `Drop` (a payload whose drop panics,
+    /// perhaps with another such payload) is caught: converting never unwinds.
     pub fn from_panic(payload: Box<dyn Any + Send + 'static>) -> Self {
+        let message = panic_message(&*payload).into();
+        drop_payload(payload);
         TaskError::Panic {
-            message: panic_message(&*payload).into(),
+            message,
             location: None,
         }
     }
@@ -275,6 +280,42 @@ impl fmt::Display for MessageError {
 }
 
 impl std::error::Error for MessageError {}
+
+/// How many nested panics [`drop_payload`] catches (a payload whose drop panics with a
+/// payload whose drop panics, …) before it leaks the last payload instead.
+const PAYLOAD_DROP_DEPTH: usize = 8;
+
+/// Drops a caught panic payload without unwinding: a panic in the payload's `Drop` is caught
+/// and its own payload dropped the same way; past [`PAYLOAD_DROP_DEPTH`] nested panics the
+/// last payload is leaked. A payload is user data: its drop must not kill the thread that
+/// caught it (a pool's worker).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send + 'static>) {
+    let mut payload = payload;
+    for _ in 0..PAYLOAD_DROP_DEPTH {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
+
+/// Writes one line to stderr, ignoring failure: `eprintln!` panics when stderr is a closed
+/// pipe, and core's logging runs on executors' threads, which must not unwind.
+pub(crate) fn log(args: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
+/// Logs a panic caught where no one can be told (a done-callback, a waiter's notification, a
+/// result dropped by the executor) and drops its payload without unwinding.
+pub(crate) fn log_caught_panic(what: fmt::Arguments<'_>, payload: Box<dyn Any + Send + 'static>) {
+    log(format_args!(
+        "cfutures: {what}: {}",
+        panic_message(&*payload)
+    ));
+    drop_payload(payload);
+}
 
 /// The text of a panic payload: `&str` and `String` payloads as they are, anything else a
 /// placeholder.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Backoff};
-use crate::error::{Broken, Error, InvalidState, TaskError};
+use crate::error::{log_caught_panic, Broken, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
 use crate::sync::{self, AtomicU16, AtomicU32, Mutex, Ordering, Thread, UnsafeCell};
 
@@ -418,7 +418,7 @@ impl<T> Inner<T> {
         let callbacks = match d {
             Drained::All { waiter, more } => {
                 if let (Some(w), Some(c)) = (waiter, completion) {
-                    w.notify(id, c);
+                    notify(&w, id, c);
                 }
                 let Some(l) = more else { return };
                 let l = *l;
@@ -427,7 +427,7 @@ impl<T> Inner<T> {
                         Slot::Thread { thread, .. } => thread.unpark(),
                         Slot::Waiter { waiter, .. } => {
                             if let Some(c) = completion {
-                                waiter.notify(id, c);
+                                notify(&waiter, id, c);
                             }
                         }
                         Slot::Free => {}
@@ -445,7 +445,7 @@ impl<T> Inner<T> {
                 }
                 if let Some(c) = completion {
                     for w in waiters {
-                        w.notify(id, c);
+                        notify(&w, id, c);
                     }
                 }
                 callbacks
@@ -536,11 +536,19 @@ fn run_callbacks<T>(future: &Future<T>, callbacks: Vec<Callback<T>>) {
 fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cb(future))) {
         // Python logs "exception calling callback for <future>" and carries on.
-        eprintln!(
-            "cfutures: exception calling callback for {:?}: {}",
-            future,
-            crate::error::panic_message(&*payload)
+        log_caught_panic(
+            format_args!("exception calling callback for {future:?}"),
+            payload,
         );
+    }
+}
+
+/// Tells a waiter; a panic in its `notify` (user code: `Waiter` is a public trait) is caught
+/// and logged, so the other listeners are still told and the completing thread (a pool's
+/// worker) does not unwind.
+fn notify(waiter: &Arc<dyn Waiter>, id: FutureId, completion: Completion) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waiter.notify(id, completion))) {
+        log_caught_panic(format_args!("a waiter's notify panicked"), payload);
     }
 }
 
@@ -1061,8 +1069,20 @@ impl<T> Promise<T> {
             Err(payload) => Err(TaskError::from_panic(payload)),
         };
         before_publish();
-        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
-        let _ = self.set_outcome(out);
+        // Publishing runs no user code unguarded (callbacks and waiters are caught one by
+        // one) but for one thing: when every handle is gone, the promise drops the last
+        // reference, and with it the value, whose `Drop` may panic. Catch that too, so that
+        // no task can unwind into the executor's thread.
+        let published = panic::catch_unwind(AssertUnwindSafe(move || {
+            // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
+            let _ = self.set_outcome(out);
+        }));
+        if let Err(payload) = published {
+            log_caught_panic(
+                format_args!("a task's result panicked when dropped"),
+                payload,
+            );
+        }
         true
     }
 }

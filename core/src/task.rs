@@ -85,7 +85,10 @@ where
 /// worker thread (whose pool would then wait for it forever) or unwind out of the
 /// `shutdown` that cancelled the task.
 pub fn discard_task<K>(task: K) {
-    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(task)));
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(task))) {
+        // The payload may panic on drop too.
+        crate::error::drop_payload(payload);
+    }
 }
 
 /// A batch of `map` items run as one task: `f` applied to each item, each item's panic
