@@ -145,6 +145,13 @@ thread_local! {
     static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Writes one line to stderr, ignoring failure: `eprintln!` panics when stderr is a closed
+/// pipe, and this runs on workers, which must not unwind.
+fn log(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No user code runs under these locks, so a poisoned one still holds consistent data.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -305,12 +312,38 @@ impl Shared {
         match spawned {
             Ok(handle) => {
                 lock(&self.registry).handles.push(handle);
+                self.reap();
                 Ok(())
             }
             Err(e) => {
                 self.thread_gone();
                 Err(e)
             }
+        }
+    }
+
+    /// Joins the threads that have exited (retired, or replaced after an unwind) while the
+    /// pool lives, so that their stacks are freed now rather than at shutdown. Called on
+    /// the slow paths that change the set of threads (a thread starts, a thread retires).
+    /// Joins only threads that have returned from their main function: waits at most for
+    /// such a thread's last steps.
+    fn reap(&self) {
+        let finished: Vec<JoinHandle<()>> = {
+            let mut r = lock(&self.registry);
+            let mut finished = Vec::new();
+            let mut i = 0;
+            while i < r.handles.len() {
+                if r.handles[i].is_finished() {
+                    finished.push(r.handles.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            finished
+        };
+        for h in finished {
+            // A worker's main function never unwinds (it catches, see `worker_main`).
+            let _ = h.join();
         }
     }
 
@@ -400,15 +433,20 @@ impl Shared {
     }
 
     /// The worker loop; returns true if the worker retired (`live` already counts it gone).
-    fn run_worker(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
-        // Whether this worker added an idle token in its current idle period.
-        let mut deposited = false;
-        // Whether this worker is counted in `spinning`.
-        let mut spinning = false;
+    ///
+    /// `idle` says, at every moment, whether this worker holds an idle token and is counted
+    /// as spinning, so that if the loop ever unwinds `worker_main` can give both back.
+    fn run_worker(self: &Arc<Self>, slot: &Arc<Slot>, idle: &mut IdleState) -> bool {
+        let IdleState {
+            deposited,
+            spinning,
+        } = idle;
         loop {
+            #[cfg(test)]
+            test::maybe_unwind(self);
             if let Some(job) = self.queue.pop() {
-                if spinning {
-                    spinning = false;
+                if *spinning {
+                    *spinning = false;
                     // SeqCst: sleep-protocol counter. The last spinner to find work wakes the
                     // next sleeper if more tasks wait (parallelism ramps up one at a time).
                     if self.spin_dec() == 1 && !self.queue.is_empty() {
@@ -416,21 +454,22 @@ impl Shared {
                         self.notify_one();
                     }
                 }
-                deposited = false;
+                *deposited = false;
                 slot.set(RUNNING);
                 job.run(&mut || {
                     // Become idle *before* the outcome is visible: a caller that submits
                     // again as soon as it has the result reuses this thread (Python's
                     // `test_idle_thread_reuse`, deterministically).
                     if self.queue.is_empty() {
-                        self.become_idle(&mut deposited, &mut spinning);
+                        self.become_idle(deposited, spinning);
                     }
                 });
                 continue;
             }
             slot.set(IDLE);
-            self.become_idle(&mut deposited, &mut spinning);
+            self.become_idle(deposited, spinning);
             if self.closing_and_drained() {
+                *spinning = false;
                 self.spin_dec();
                 return false;
             }
@@ -447,6 +486,9 @@ impl Shared {
                 continue;
             }
             if self.try_retire() {
+                // `try_retire` took our token back and our spinning count.
+                *deposited = false;
+                *spinning = false;
                 return true;
             }
             // On return we are counted as spinning again (by our waker, or by ourselves).
@@ -583,7 +625,7 @@ impl Shared {
     /// Breaks the pool: queued futures fail with `message` and `cause`, later submits are
     /// refused, workers exit once idle.
     pub(crate) fn break_pool(&self, message: &str, cause: TaskError) {
-        eprintln!("cfutures: {message}: {cause}");
+        log(format_args!("cfutures: {message}: {cause}"));
         let _ = self.broken.set(Broken::with_cause(message, cause));
         if self.close(BROKEN) {
             let broken = self.broken.get().expect("set above");
@@ -663,6 +705,20 @@ impl Shared {
         }
     }
 
+    /// A worker's loop unwound (see `worker_main`): gives back its idle token and its
+    /// spinning count, counts it gone (waking shutdown waiters), and makes sure queued work
+    /// still has a worker, starting a replacement if none is idle.
+    fn worker_lost(self: &Arc<Self>, idle: IdleState) {
+        if idle.spinning {
+            self.spin_dec();
+        }
+        if idle.deposited {
+            self.take_idle_token();
+        }
+        self.thread_gone();
+        self.compensate();
+    }
+
     /// A thread (or a reserved place) is gone.
     fn thread_gone(&self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
@@ -710,6 +766,9 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+mod test;
+
 /// The blocking hook of one worker: counts it as blocked while it parks on a future.
 struct Hook {
     shared: Arc<Shared>,
@@ -725,6 +784,15 @@ impl BlockingHook for Hook {
     }
 }
 
+/// What a worker holds of the idle bookkeeping; see [`Shared::run_worker`].
+#[derive(Default)]
+struct IdleState {
+    /// It added an idle token in its current idle period.
+    deposited: bool,
+    /// It is counted in `spinning`.
+    spinning: bool,
+}
+
 fn worker_main(shared: Arc<Shared>) {
     let slot = Arc::new(Slot {
         state: AtomicU8::new(STARTING),
@@ -738,28 +806,47 @@ fn worker_main(shared: Arc<Shared>) {
         slot: slot.clone(),
     })));
 
-    let init_ok = match &shared.initializer {
-        None => true,
-        Some(init) => match panic::catch_unwind(AssertUnwindSafe(|| init())) {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                shared.break_pool(BROKEN_MESSAGE, e);
-                false
-            }
-            Err(payload) => {
-                shared.break_pool(BROKEN_MESSAGE, TaskError::from_panic(payload));
-                false
-            }
-        },
-    };
-    let retired = init_ok && shared.run_worker(&slot);
+    // Nothing a task, its result, a callback, a waiter or an initializer does can unwind
+    // out of the loop (each is caught where it runs, payloads are dropped without
+    // unwinding). This is the backstop for whatever still would: the worker gives back
+    // what it held, exits cleanly, and is replaced if work is waiting, so no count is left
+    // wrong and no task or `shutdown` waits for a thread that is gone.
+    let mut idle = IdleState::default();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let init_ok = match &shared.initializer {
+            None => true,
+            Some(init) => match panic::catch_unwind(AssertUnwindSafe(|| init())) {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    shared.break_pool(BROKEN_MESSAGE, e);
+                    false
+                }
+                Err(payload) => {
+                    shared.break_pool(BROKEN_MESSAGE, TaskError::from_panic(payload));
+                    false
+                }
+            },
+        };
+        init_ok && shared.run_worker(&slot, &mut idle)
+    }));
 
     blocking::set_thread_hook(None);
     CURRENT_POOL.with(|c| c.set(0));
     lock(&shared.registry)
         .slots
         .retain(|s| !Arc::ptr_eq(s, &slot));
-    if !retired {
-        shared.thread_gone();
+    match outcome {
+        Ok(true) => {} // retired: `live` already counts it gone
+        Ok(false) => shared.thread_gone(),
+        Err(payload) => {
+            // `from_panic` reads the message and drops the payload without unwinding.
+            let cause = TaskError::from_panic(payload);
+            log(format_args!(
+                "cfutures: a thread-pool worker unwound ({}); replacing it",
+                cause.panic_message().unwrap_or_default()
+            ));
+            shared.worker_lost(idle);
+        }
     }
+    shared.reap();
 }
