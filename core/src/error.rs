@@ -33,6 +33,23 @@ pub enum Error {
     /// An operation was not allowed in the future's current state (Python: `InvalidStateError`).
     #[error("{0}")]
     InvalidState(InvalidState),
+    /// The wait would never end: the thread is running a future's task, and the future it
+    /// was about to park on cannot complete until this thread's own task does — directly or
+    /// through other tasks parked the same way (a wait cycle). Python hangs; here the wait
+    /// that closes the cycle fails at once, and only that one: the others complete as the
+    /// failing task returns. The future itself is unaffected (it may still complete).
+    ///
+    /// **Detected:** cycles among threads that run a cfutures future's task (tasks run by
+    /// [`Promise::run`](crate::Promise::run) / `run_then`: every cfutures executor, in
+    /// any pool, or the caller's own thread through [`InlineExecutor`](crate::InlineExecutor))
+    /// and park on another future through core: [`Future::result`](crate::Future::result),
+    /// `exception`, `wait`, and the combinators' `wait` and `as_completed`, with or without
+    /// a timeout. **Not detected:** a thread that runs no future (it cannot be part of a
+    /// cycle); a task that blocks by other means (a channel, a mutex, `sleep`) on something
+    /// a parked task would provide; process-pool tasks (they run in other processes and
+    /// cannot wait on futures). See [`blocking`](crate::blocking), "Deadlocks".
+    #[error("{0}")]
+    Deadlock(Deadlock),
 }
 
 impl Error {
@@ -55,6 +72,17 @@ impl Error {
     /// True for [`Error::InvalidState`].
     pub fn is_invalid_state(&self) -> bool {
         matches!(self, Error::InvalidState(_))
+    }
+    /// True for [`Error::Deadlock`]: waiting would have closed a wait cycle.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, Error::Deadlock(_))
+    }
+    /// The cycle, for [`Error::Deadlock`].
+    pub fn deadlock(&self) -> Option<&Deadlock> {
+        match self {
+            Error::Deadlock(d) => Some(d),
+            _ => None,
+        }
     }
     /// The task's error, for [`Error::Failed`].
     pub fn task_error(&self) -> Option<&TaskError> {
@@ -89,6 +117,100 @@ impl From<InvalidState> for Error {
         Error::InvalidState(e)
     }
 }
+
+impl From<Deadlock> for Error {
+    fn from(e: Deadlock) -> Self {
+        Error::Deadlock(e)
+    }
+}
+
+/// A wait cycle: the error of a wait that would never end ([`Error::Deadlock`]).
+///
+/// [`cycle`](Self::cycle) lists the futures around the cycle, starting with the one the
+/// failing wait's thread runs: each one's task waits on the next, and the last one's on the
+/// first. Displayed as `deadlock: future #… (task 'a') waits on #… (task 'b'), which waits
+/// on #…`; tasks are named with [`named`](crate::named).
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::{named, pending};
+///
+/// // The smallest cycle: a task that waits on its own future.
+/// let (promise, own) = pending::<u32>();
+/// let me = own.clone();
+/// promise.run(named("selfish", move || {
+///     let err = me.result().unwrap_err(); // Python: hangs for ever
+///     assert!(err.is_deadlock());
+///     assert_eq!(err.deadlock().unwrap().cycle()[0].task_name(), Some("selfish"));
+///     assert!(err.to_string().ends_with("(task 'selfish') waits on itself"));
+///     0
+/// }));
+/// assert_eq!(*own.result().unwrap(), 0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deadlock(Arc<[WaitLink]>);
+
+/// One future in a [`Deadlock`]'s cycle: its id and, if given, its task's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitLink {
+    future: crate::FutureId,
+    task: Option<Arc<str>>,
+}
+
+impl WaitLink {
+    pub(crate) fn new(future: crate::FutureId, task: Option<Arc<str>>) -> Self {
+        WaitLink { future, task }
+    }
+    /// The future (compare with [`Future::id`](crate::Future::id)).
+    pub fn future(&self) -> crate::FutureId {
+        self.future
+    }
+    /// Its task's name, if it was given one with [`named`](crate::named).
+    pub fn task_name(&self) -> Option<&str> {
+        self.task.as_deref()
+    }
+}
+
+impl fmt::Display for WaitLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.future)?;
+        if let Some(t) = &self.task {
+            write!(f, " (task '{t}')")?;
+        }
+        Ok(())
+    }
+}
+
+impl Deadlock {
+    pub(crate) fn new(cycle: Vec<WaitLink>) -> Self {
+        Deadlock(cycle.into())
+    }
+    /// The futures around the cycle (never empty): the first is run by the thread whose
+    /// wait failed; each one's task waits on the next; the last one's on the first.
+    pub fn cycle(&self) -> &[WaitLink] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Deadlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((first, rest)) = self.0.split_first() else {
+            return f.write_str("deadlock");
+        };
+        write!(f, "deadlock: future {first}")?;
+        if rest.is_empty() {
+            return f.write_str(" waits on itself");
+        }
+        for (i, link) in rest.iter().enumerate() {
+            let which = if i == 0 { "" } else { ", which" };
+            write!(f, "{which} waits on {link}")?;
+        }
+        write!(f, ", which waits on {}", first.future)
+    }
+}
+
+impl std::error::Error for Deadlock {}
 
 /// How a worker process ended (used by [`TaskError::WorkerDied`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Backoff};
-use crate::error::{log_caught_panic, Broken, Error, InvalidState, TaskError};
+use crate::deadlock::Frame;
+use crate::error::{log_caught_panic, Broken, Deadlock, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
 use crate::sync::{self, AtomicU16, AtomicU32, Mutex, Ordering, Thread, UnsafeCell};
 
@@ -663,12 +664,20 @@ impl<T> Future<T> {
 
     /// Blocks until the future is done or `deadline` (`None`: no deadline); true if done.
     ///
-    /// Spins briefly, yields, then parks (see [`crate::blocking`]).
+    /// Spins briefly, yields, then parks (see [`crate::blocking`]). False, without parking,
+    /// also if the wait would close a wait cycle ([`Error::Deadlock`]: `result` and
+    /// `exception` say so, and [`Waitable::try_wait_deadline`] returns it).
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        self.wait_checked(deadline).unwrap_or(false)
+    }
+
+    /// [`wait_deadline`](Self::wait_deadline), or the cycle this wait would close.
+    fn wait_checked(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
         let inner = &self.inner;
         let key = Cell::new(None);
-        blocking::block_until(
+        blocking::block_on(
             deadline,
+            blocking::WaitFor::One(self.id()),
             || self.done(),
             || {
                 let me = sync::current();
@@ -710,10 +719,11 @@ impl<T> Future<T> {
     /// # Errors
     ///
     /// [`Error::Cancelled`] if cancelled, [`Error::Failed`] if the task failed,
-    /// [`Error::Broken`] if its executor broke or dropped it.
+    /// [`Error::Broken`] if its executor broke or dropped it, [`Error::Deadlock`] (at once)
+    /// if this thread runs a task that this future, directly or through other waiting
+    /// tasks, waits on.
     pub fn result(&self) -> Result<&T, Error> {
-        self.wait_deadline(None);
-        self.done_outcome()
+        self.result_deadline(None)
     }
 
     /// [`result`](Self::result) with a timeout: [`Error::Timeout`] if not done in time (a zero
@@ -724,7 +734,7 @@ impl<T> Future<T> {
 
     /// [`result`](Self::result) with a deadline (`None`: none).
     pub fn result_deadline(&self, deadline: Option<Instant>) -> Result<&T, Error> {
-        self.wait_deadline(deadline);
+        self.wait_checked(deadline)?;
         self.done_outcome()
     }
 
@@ -733,7 +743,8 @@ impl<T> Future<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`], [`Error::Broken`] (the task never ran to an outcome).
+    /// [`Error::Cancelled`], [`Error::Broken`] (the task never ran to an outcome),
+    /// [`Error::Deadlock`] (as [`result`](Self::result)).
     pub fn exception(&self) -> Result<Option<TaskError>, Error> {
         self.exception_deadline(None)
     }
@@ -748,7 +759,7 @@ impl<T> Future<T> {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Option<TaskError>, Error> {
-        self.wait_deadline(deadline);
+        self.wait_checked(deadline)?;
         match self.done_outcome() {
             Ok(_) => Ok(None),
             Err(Error::Failed(e)) => Ok(Some(e)),
@@ -795,7 +806,9 @@ impl<T> Future<T> {
     /// one of this future's own done-callbacks that wait could never end, so there the handle
     /// is given back.
     pub fn try_into_result(mut self) -> Result<Result<T, Error>, Self> {
-        self.wait();
+        if let Err(cycle) = self.wait_checked(None) {
+            return Ok(Err(Error::Deadlock(cycle)));
+        }
         if self.inner.state.load() != state::FINISHED {
             return Ok(Err(Error::Cancelled));
         }
@@ -906,6 +919,10 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         Future::wait_deadline(self, deadline)
+    }
+
+    fn try_wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
+        self.wait_checked(deadline)
     }
 }
 
@@ -1064,10 +1081,16 @@ impl<T> Promise<T> {
             crate::discard_task(task);
             return false;
         }
+        // While the task runs, this thread counts as running the future, for deadlock
+        // detection (a thread-local write: see `crate::deadlock`).
+        let mut frame = Frame::new(self.inner.id());
+        let running = frame.enter();
         let out = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
             Ok(r) => r,
             Err(payload) => Err(TaskError::from_panic(payload)),
         };
+        // Done-callbacks run below, in this thread: they are not the task.
+        running.release();
         before_publish();
         // Publishing runs no user code unguarded (callbacks and waiters are caught one by
         // one) but for one thing: when every handle is gone, the promise drops the last

@@ -30,7 +30,8 @@
 //!   complete example.
 //! * [`Waitable`], [`Waiter`], [`AnyFuture`]: the type-erased hook `wait` and `as_completed`
 //!   are built on.
-//! * [`blocking`]: spin, yield, park — and the hook pools use to avoid nested-wait deadlocks.
+//! * [`blocking`]: spin, yield, park — the hook pools use to avoid nested-wait deadlocks,
+//!   and the detection of wait cycles ([`Error::Deadlock`]; name tasks with [`named`]).
 //!
 //! # States
 //!
@@ -74,6 +75,7 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+mod deadlock;
 mod error;
 mod executor;
 mod future;
@@ -82,11 +84,14 @@ mod sync;
 mod task;
 mod waiter;
 
-pub use error::{panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit};
+pub use error::{
+    panic_message, Broken, Deadlock, Error, InvalidState, SubmitError, TaskError, WaitLink,
+    WorkerExit,
+};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{
-    discard_task, fallible, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, PanicToError,
-    Task,
+    discard_task, fallible, named, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, Named,
+    PanicToError, Task,
 };
 pub use waiter::{AnyFuture, Completion, FutureId, Waitable, Waiter, WaiterKey};
