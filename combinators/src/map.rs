@@ -684,9 +684,15 @@ where
                 }
             };
             if let Chunk::Submitted { future, .. } = front {
-                if !future.wait_deadline(self.deadline) {
+                let error = match future.try_wait_deadline(self.deadline) {
+                    Ok(true) => None,
+                    Ok(false) => Some(Error::Timeout),
+                    // Waiting would never end (a wait cycle): say so rather than hang.
+                    Err(cycle) => Some(Error::Deadlock(cycle)),
+                };
+                if let Some(e) = error {
                     self.stop();
-                    return Some(Err(Error::Timeout));
+                    return Some(Err(e));
                 }
             }
             let chunk = self.queue.pop_front().expect("front exists");
