@@ -19,7 +19,10 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
-//! * `registry` — per-worker slots (for the counts users can watch) and join handles.
+//! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
+//!   thread that exits while the pool lives (a retiring compensating thread, a replaced
+//!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
+//!   stack is freed then, not at shutdown.
 //!
 //! # Sleep protocol
 //!
@@ -42,6 +45,15 @@
 //! submits wakes one worker, not one per task. That worker, when it takes a task and was the
 //! last one spinning, wakes the next sleeper if tasks remain: parallelism ramps up one
 //! worker at a time, as in tokio's scheduler.
+//!
+//! # Unwinding
+//!
+//! No user code can unwind into the worker loop: core catches a task's panic, drops panic
+//! payloads under a guard, catches each done-callback and waiter notification and the drop
+//! of a result the promise lets go of; jobs dropped unrun go through `discard_task`. As a
+//! backstop, `worker_main` catches an unwind of the whole loop anyway: the worker gives
+//! back its idle token and spinning count, counts itself gone (waking shutdown waiters),
+//! exits normally, and a replacement starts if tasks are queued and no worker is idle.
 //!
 //! # Compensation (nested waits)
 //!
