@@ -276,6 +276,57 @@ fn a_cycle_that_forms_after_one_side_already_waits() {
 }
 
 #[test]
+fn as_completed_is_stuck_only_when_every_future_it_waits_on_is() {
+    // a iterates as_completed([b, c]); b waits on a; c waits on a gate (which no pool sees,
+    // so c can still complete). While c can, a's wait is not stuck and nothing is reported;
+    // once c is done, a waits on b alone, and that closes the cycle.
+    bounded("any-wait", || {
+        let p = pool(3);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let c = p.submit(named("c", move || g.wait())).unwrap();
+        let (give_a, get_a) = mpsc::channel::<Future<String>>();
+        let b = p
+            .submit(named("b", move || {
+                let a = get_a.recv_timeout(LIMIT).unwrap();
+                a.result().map(|s| s.clone()).map_err(|e| e.to_string())
+            }))
+            .unwrap();
+        let (b2, c2) = (b.clone().erase(), c.clone().erase());
+        let a = p
+            .submit(named("a", move || {
+                let mut seen = Vec::new();
+                for r in as_completed([b2, c2.clone()], None) {
+                    match r {
+                        Ok(f) if f == c2 => seen.push("c".to_owned()),
+                        Ok(_) => seen.push("b".to_owned()),
+                        Err(e) => seen.push(e.to_string()),
+                    }
+                }
+                seen.join(" | ")
+            }))
+            .unwrap();
+        give_a.send(a.clone()).unwrap();
+        util::eventually("a and b park", || p.blocked_threads() == 2);
+        assert!(!a.done() && !b.done());
+        gate.open();
+        let said = a.result_timeout(LIMIT).unwrap();
+        let (first, rest) = said.split_once(" | ").expect("two items");
+        assert_eq!(first, "c");
+        assert!(
+            rest.starts_with("deadlock: future #") && rest.contains("(task 'a') waits on #"),
+            "{rest}"
+        );
+        assert!(rest.ends_with("(1 (of 2) futures unfinished)"), "{rest}");
+        // b then saw a complete with what it said.
+        assert_eq!(
+            b.result_timeout(LIMIT).unwrap().as_deref(),
+            Ok(said.as_str())
+        );
+    });
+}
+
+#[test]
 fn a_task_waiting_on_its_own_future() {
     bounded("self wait", || {
         let p = pool(1);
