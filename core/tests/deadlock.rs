@@ -86,7 +86,7 @@ fn a_thread_running_no_future_is_never_told_deadlock() {
     let (give, get) = mpsc::channel::<Future<u32>>();
     let (a, t) = spawn_task("a", move || {
         let me = get.recv_timeout(LIMIT).unwrap();
-        me.result().map(|v| *v).unwrap_or(7)
+        me.result().copied().unwrap_or(7)
     });
     give.send(a.clone()).unwrap();
     assert_eq!(*a.result_timeout(LIMIT).unwrap(), 7);
