@@ -289,7 +289,7 @@ fn as_completed_is_stuck_only_when_every_future_it_waits_on_is() {
         let b = p
             .submit(named("b", move || {
                 let a = get_a.recv_timeout(LIMIT).unwrap();
-                a.result().map(|s| s.clone()).map_err(|e| e.to_string())
+                a.result().cloned().map_err(|e| e.to_string())
             }))
             .unwrap();
         let (b2, c2) = (b.clone().erase(), c.clone().erase());
