@@ -718,8 +718,10 @@ impl Shared {
     }
 
     /// A worker's loop unwound (see `worker_main`): gives back its idle token and its
-    /// spinning count, counts it gone (waking shutdown waiters), and makes sure queued work
-    /// still has a worker, starting a replacement if none is idle.
+    /// spinning count, and makes sure queued work still has a worker — a spinning or woken
+    /// one, or a replacement that takes over this thread's place in `live` (so that `live`
+    /// never drops to zero while work is queued: a `shutdown(wait)` must not return before
+    /// the queue is run) — else counts it gone (waking shutdown waiters).
     fn worker_lost(self: &Arc<Self>, idle: IdleState) {
         if idle.spinning {
             self.spin_dec();
@@ -727,8 +729,22 @@ impl Shared {
         if idle.deposited {
             self.take_idle_token();
         }
+        // SeqCst fence: as in `compensate`, against a submit's push and fence.
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() && self.spinning() == 0 && !self.wake_one() {
+            if let Err(e) = self.spawn_worker() {
+                // `spawn_worker` gave our place back (`thread_gone`).
+                self.spawn_failed(e);
+            }
+            return;
+        }
         self.thread_gone();
-        self.compensate();
+        // A submit that pushed before this fence and read `live` before our decrement
+        // started no thread for its task: see it here (as `try_retire` does).
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() {
+            self.compensate();
+        }
     }
 
     /// A thread (or a reserved place) is gone.
