@@ -5,6 +5,7 @@ use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,6 +166,7 @@ where
         total: 0,
         yielded: 0,
         finished: false,
+        scan_from: AtomicUsize::new(0),
     }
 }
 
@@ -194,6 +196,9 @@ where
     total: usize,
     yielded: usize,
     finished: bool,
+    /// Every slot before this one is empty (yielded): where listing the pending futures
+    /// for a wait-cycle search starts. Only that listing touches it (see `next`).
+    scan_from: AtomicUsize,
 }
 
 impl<I> AsCompleted<I>
@@ -370,12 +375,23 @@ where
             let waiter = self.waiter.as_ref().expect("started");
             // What this thread waits on: any of the pending futures (listed only if a wait
             // cycle is looked for: see `blocking::block_on`).
-            let slots = &self.slots;
+            // Slots only ever empty, so the listing remembers where the first full one
+            // was, and a search over a long iteration does not rescan the yielded ones.
+            let (slots, scan_from) = (&self.slots, &self.scan_from);
             let pending = |visit: &mut dyn FnMut(FutureId) -> bool| {
-                for (f, _) in slots.iter().flatten() {
-                    if !visit(f.id()) {
-                        break;
+                // Relaxed: a hint; every value stored is a valid one.
+                let start = scan_from.load(Ordering::Relaxed);
+                let mut first = None;
+                for (i, slot) in slots.iter().enumerate().skip(start) {
+                    if let Some((f, _)) = slot {
+                        first.get_or_insert(i);
+                        if !visit(f.id()) {
+                            break;
+                        }
                     }
+                }
+                if let Some(i) = first {
+                    scan_from.fetch_max(i, Ordering::Relaxed);
                 }
             };
             let got = waiter.take_until(

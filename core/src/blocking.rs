@@ -64,8 +64,10 @@
 //! never be part of a cycle, and is never told `Deadlock`; a task that blocks by other
 //! means (a channel, a mutex, `sleep`, a pool's `shutdown`) on something another parked
 //! task would provide; waits that do not say what they wait on ([`block_until`],
-//! `map_unordered`); a custom executor that runs tasks without `Promise::run`; process-pool
-//! tasks, which run in other processes and cannot wait on futures. Not a cycle, and not
+//! `map_unordered`); a custom executor that runs tasks without `Promise::run`, and futures
+//! completed by hand (a [`Promise`](crate::Promise) kept by a task and set later is not
+//! "run" by it); process-pool tasks, which run in other processes and cannot wait on
+//! futures. Not a cycle, and not
 //! reported: a task waiting on a task queued behind it (the pool compensates, above).
 //! One race is accepted: a thread whose timed wait has just expired, but which has not yet
 //! woken, still counts as waiting, so a cycle through it is reported although it was about

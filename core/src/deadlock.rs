@@ -49,8 +49,41 @@ use crate::error::{Deadlock, WaitLink};
 use crate::sync;
 use crate::waiter::FutureId;
 
-/// The futures a parked thread waits on, listed on demand (by the graph, under its lock,
-/// possibly from another thread): see [`WaitFor`](crate::blocking::WaitFor).
+/// The futures a parked thread waits on, listed on demand: see
+/// [`WaitFor`](crate::blocking::WaitFor).
+///
+/// Listed only while the waiting thread is inside [`block_on`](crate::blocking::block_on),
+/// only if it runs a future, and only when a cycle search reaches it — under a process-wide
+/// lock, possibly from another thread: keep it cheap, and never block or wait in it. Any
+/// closure `Fn(&mut dyn FnMut(FutureId) -> bool) + Sync` is one.
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::blocking::{self, WaitFor};
+/// use cfutures_core::{pending, FutureId};
+/// use std::time::Duration;
+///
+/// let (_p1, a) = pending::<u32>();
+/// let (_p2, b) = pending::<u32>();
+/// let ids = [a.id(), b.id()];
+/// let set = |visit: &mut dyn FnMut(FutureId) -> bool| {
+///     for id in ids {
+///         if !visit(id) {
+///             break;
+///         }
+///     }
+/// };
+/// // Wait for either, at most 1 ms (a real waiter also registers to be woken).
+/// let done = blocking::block_on(
+///     blocking::deadline_after(Duration::from_millis(1)),
+///     WaitFor::Any(&set),
+///     || a.done() || b.done(),
+///     || true,
+///     || {},
+/// );
+/// assert_eq!(done, Ok(false));
+/// ```
 pub trait WaitSet: Sync {
     /// Calls `visit` with each future waited on, in any order, until it returns `false`.
     fn each(&self, visit: &mut dyn FnMut(FutureId) -> bool);

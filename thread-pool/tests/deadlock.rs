@@ -327,6 +327,55 @@ fn as_completed_is_stuck_only_when_every_future_it_waits_on_is() {
 }
 
 #[test]
+fn as_completed_over_many_reports_the_cycle_once_the_rest_are_in() {
+    // a iterates as_completed over 40 tasks that finish once a gate opens, and over b,
+    // which waits on a: a yields the 40, then its wait on b alone closes the cycle.
+    bounded("as_completed over many", || {
+        let (p, q) = (pool(2), pool(2));
+        let gate = Gate::new();
+        let others: Vec<_> = (0..40u32)
+            .map(|i| {
+                let g = gate.clone();
+                q.submit(move || {
+                    g.wait();
+                    i
+                })
+                .unwrap()
+                .erase()
+            })
+            .collect();
+        let (give_a, get_a) = mpsc::channel::<Future<String>>();
+        let b = p
+            .submit(named("b", move || {
+                let a = get_a.recv_timeout(LIMIT).unwrap();
+                a.result().is_ok()
+            }))
+            .unwrap();
+        let mut all = others.clone();
+        all.push(b.clone().erase());
+        let a = p
+            .submit(named("a", move || {
+                let mut yielded = 0;
+                for r in as_completed(all, None) {
+                    match r {
+                        Ok(_) => yielded += 1,
+                        Err(e) => return format!("{yielded} then {e}"),
+                    }
+                }
+                format!("{yielded}")
+            }))
+            .unwrap();
+        give_a.send(a.clone()).unwrap();
+        util::eventually("a and b park", || p.blocked_threads() == 2);
+        gate.open();
+        let said = a.result_timeout(LIMIT).unwrap();
+        assert!(said.starts_with("40 then deadlock: future #"), "{said}");
+        assert!(said.ends_with("(1 (of 41) futures unfinished)"), "{said}");
+        assert!(*b.result_timeout(LIMIT).unwrap());
+    });
+}
+
+#[test]
 fn a_task_waiting_on_its_own_future() {
     bounded("self wait", || {
         let p = pool(1);
