@@ -21,7 +21,7 @@ use std::iter::FusedIterator;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cfutures_core::blocking;
+use cfutures_core::blocking::{self, WaitFor};
 use cfutures_core::{
     ChunkOutput, Error, Executor, Future, FutureId, InvalidState, MapChunk, Submit, SubmitError,
     TaskError, Waitable, Waiter, WaiterKey,
@@ -863,9 +863,25 @@ where
                 self.finished = true;
                 return None;
             }
-            if !self.waiter.take_until(&mut self.scratch, self.deadline) {
+            // What this thread waits on: any chunk in flight (listed only if a wait cycle is
+            // looked for: see `blocking::block_on`).
+            let inflight = &self.inflight;
+            let any_chunk = |visit: &mut dyn FnMut(FutureId) -> bool| {
+                for id in inflight.keys() {
+                    if !visit(*id) {
+                        break;
+                    }
+                }
+            };
+            let got =
+                self.waiter
+                    .take_until(&mut self.scratch, self.deadline, WaitFor::Any(&any_chunk));
+            if got != Ok(true) {
                 self.stop();
-                return Some(Err(Error::Timeout));
+                return Some(Err(match got {
+                    Err(cycle) => Error::Deadlock(cycle),
+                    Ok(_) => Error::Timeout,
+                }));
             }
             for id in self.scratch.drain(..) {
                 if let Some((len, future, _)) = self.inflight.remove(&id) {

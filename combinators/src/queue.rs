@@ -64,15 +64,21 @@ impl QueueWaiter {
     }
 
     /// Takes the queued ids into `out`, blocking until there are some or `deadline` passes;
-    /// false if it passed with none.
-    pub(crate) fn take_until(&self, out: &mut Vec<FutureId>, deadline: Option<Instant>) -> bool {
-        self.take(out) || (self.block(deadline) && self.take(out))
+    /// false if it passed with none; the cycle if waiting on `wait_for` would never end.
+    pub(crate) fn take_until(
+        &self,
+        out: &mut Vec<FutureId>,
+        deadline: Option<Instant>,
+        wait_for: WaitFor<'_>,
+    ) -> Result<bool, Deadlock> {
+        Ok(self.take(out) || (self.block(deadline, wait_for)? && self.take(out)))
     }
 
     /// Blocks until something is queued or `deadline` passes; true if something is queued.
-    fn block(&self, deadline: Option<Instant>) -> bool {
-        blocking::block_until(
+    fn block(&self, deadline: Option<Instant>, wait_for: WaitFor<'_>) -> Result<bool, Deadlock> {
+        blocking::block_on(
             deadline,
+            wait_for,
             // Acquire: see `take`.
             || self.nonempty.load(Ordering::Acquire),
             || {

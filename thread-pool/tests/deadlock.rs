@@ -376,6 +376,47 @@ fn as_completed_over_many_reports_the_cycle_once_the_rest_are_in() {
 }
 
 #[test]
+fn a_task_whose_map_items_wait_on_it() {
+    // a maps over items on its own pool; each item waits on a: a cycle through map's chunk
+    // tasks. Whichever wait closes it says so: a's map yields the deadlock, or the item
+    // returns it; either way a completes.
+    for unordered in [false, true] {
+        bounded("map", move || {
+            let p = pool(2);
+            let me: Arc<OnceLock<Future<String>>> = Arc::default();
+            let (p2, me2) = (p.clone(), me.clone());
+            let a = p
+                .submit(named("a", move || {
+                    let f = move |_: u32| -> Result<(), String> {
+                        let a = me2.get().expect("set before the item runs");
+                        a.result().map(|_| ()).map_err(|e| e.to_string())
+                    };
+                    let items: Vec<Result<Result<(), String>, Error>> = if unordered {
+                        cfutures_combinators::map_unordered(&*p2, f, [1])
+                            .unwrap()
+                            .collect()
+                    } else {
+                        cfutures_combinators::map(&*p2, f, [1]).unwrap().collect()
+                    };
+                    let said: Vec<String> = items
+                        .into_iter()
+                        .map(|r| match r {
+                            Ok(Ok(())) => "ok".to_owned(),
+                            Ok(Err(item_said)) => item_said,
+                            Err(map_said) => map_said.to_string(),
+                        })
+                        .collect();
+                    said.join(", ")
+                }))
+                .unwrap();
+            me.set(a.clone()).unwrap();
+            let said = a.result_timeout(LIMIT).unwrap();
+            assert!(said.contains("deadlock: future #"), "{said}");
+        });
+    }
+}
+
+#[test]
 fn a_task_waiting_on_its_own_future() {
     bounded("self wait", || {
         let p = pool(1);
