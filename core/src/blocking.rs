@@ -41,9 +41,9 @@
 //!   is a thread-local write per task; nothing shared.
 //! * *Which future a blocked thread waits on*: [`block_on`] is told ([`WaitFor`]): one
 //!   future ([`Future::result`](crate::Future::result), `exception`, `wait`, and the
-//!   combinators' `wait(ALL_COMPLETED)` one future at a time), all of a set, or any of a set
-//!   (`as_completed`, `wait(FIRST_COMPLETED)` / `FIRST_EXCEPTION`; a set is listed only if
-//!   a cycle search reaches it).
+//!   combinators' `wait(ALL_COMPLETED)` and `map` one future at a time), all of a set, or
+//!   any of a set (`as_completed`, `map_unordered`, `wait(FIRST_COMPLETED)` /
+//!   `FIRST_EXCEPTION`; a set is listed only if a cycle search reaches it).
 //!
 //! Just before a thread that runs a future really parks (after its spin and yields: a wait
 //! that ends while spinning costs nothing more), it registers in one process-wide graph,
@@ -63,8 +63,8 @@
 //! **What is not:** a thread that runs no future (the main thread waiting on a task) can
 //! never be part of a cycle, and is never told `Deadlock`; a task that blocks by other
 //! means (a channel, a mutex, `sleep`, a pool's `shutdown`) on something another parked
-//! task would provide; waits that do not say what they wait on ([`block_until`],
-//! `map_unordered`); a custom executor that runs tasks without `Promise::run`, and futures
+//! task would provide; waits that do not say what they wait on ([`block_until`]); a custom
+//! executor that runs tasks without `Promise::run`, and futures
 //! completed by hand (a [`Promise`](crate::Promise) kept by a task and set later is not
 //! "run" by it); process-pool tasks, which run in other processes and cannot wait on
 //! futures. Not a cycle, and not

@@ -43,8 +43,8 @@ pub enum Error {
     /// [`Promise::run`](crate::Promise::run) / `run_then`: every cfutures executor, in
     /// any pool, or the caller's own thread through [`InlineExecutor`](crate::InlineExecutor))
     /// and park on another future through core: [`Future::result`](crate::Future::result),
-    /// `exception`, `wait`, and the combinators' `wait` and `as_completed`, with or without
-    /// a timeout. **Not detected:** a thread that runs no future (it cannot be part of a
+    /// `exception`, `wait`, and the combinators' `wait`, `as_completed`, `map` and
+    /// `map_unordered`, with or without a timeout. **Not detected:** a thread that runs no future (it cannot be part of a
     /// cycle); a task that blocks by other means (a channel, a mutex, `sleep`) on something
     /// a parked task would provide; process-pool tasks (they run in other processes and
     /// cannot wait on futures). See [`blocking`](crate::blocking), "Deadlocks".
