@@ -140,13 +140,22 @@ fn any_waits_are_stuck_only_if_every_future_is() {
     let (ours_p, ours) = pending::<Vec<bool>>();
     let (_free_p, free) = pending::<u32>();
     let ours2 = ours.clone();
-    let (theirs, t) = spawn_task("theirs", move || ours2.result().map(|_| ()).is_ok());
+    let (theirs, t) = spawn_task("theirs", move || loop {
+        match ours2.result() {
+            // It parked while our probe below was parked on it: its wait closed that
+            // cycle (our probe has a timeout, but counts while it waits). Try again.
+            Err(e) if e.is_deadlock() => thread::yield_now(),
+            r => break r.is_ok(),
+        }
+    });
     let theirs_id = theirs.id();
     ours_p.run(named("ours", move || {
-        // Until `theirs` parks on us, waiting on it alone is not (yet) a cycle.
+        // Until `theirs` parks on us, waiting on it alone is not (yet) a cycle. Between
+        // probes this thread waits on nothing, so `theirs` can park.
         let start = std::time::Instant::now();
         while block_inside(false, vec![theirs_id]).is_ok() {
             assert!(start.elapsed() < LIMIT, "the other task never parked");
+            thread::sleep(Duration::from_millis(1));
         }
         vec![
             block_inside(false, vec![theirs_id, free.id()]).is_ok(), // any: free can
