@@ -231,10 +231,6 @@ struct Node {
     targets: Targets,
 }
 
-// SAFETY: a node is only read under the graph's lock; its `WaitSet` is `Sync` (listed from
-// whichever thread holds the lock) and valid while the node is in the graph (module doc).
-unsafe impl Send for Node {}
-
 #[derive(Default)]
 struct Graph {
     nodes: Vec<Option<Node>>,
