@@ -44,10 +44,11 @@ pub enum Error {
     /// any pool, or the caller's own thread through [`InlineExecutor`](crate::InlineExecutor))
     /// and park on another future through core: [`Future::result`](crate::Future::result),
     /// `exception`, `wait`, and the combinators' `wait`, `as_completed`, `map` and
-    /// `map_unordered`, with or without a timeout. **Not detected:** a thread that runs no future (it cannot be part of a
-    /// cycle); a task that blocks by other means (a channel, a mutex, `sleep`) on something
-    /// a parked task would provide; process-pool tasks (they run in other processes and
-    /// cannot wait on futures). See [`blocking`](crate::blocking), "Deadlocks".
+    /// `map_unordered`, with or without a timeout. **Not detected:** a thread that runs no
+    /// future (it cannot be part of a cycle); a task that blocks by other means (a channel,
+    /// a mutex, `sleep`) on something a parked task would provide; process-pool tasks (they
+    /// run in other processes and cannot wait on futures). See [`blocking`](crate::blocking),
+    /// "Deadlocks".
     #[error("{0}")]
     Deadlock(Deadlock),
 }

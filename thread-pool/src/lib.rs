@@ -115,7 +115,8 @@
 //! let wait_on = |other: mpsc::Receiver<Future<String>>| {
 //!     move || match other.recv().unwrap().result() {
 //!         Ok(_) => "the other one gave up".to_owned(),
-//!         Err(e) => e.to_string(), // one of the two: "deadlock: future #… (task 'a') waits on …"
+//!         // One of the two: "deadlock: future #… (task 'a') waits on …".
+//!         Err(e) => e.to_string(),
 //!     }
 //! };
 //! let a = pool.submit(named("a", wait_on(get_b))).unwrap();

@@ -400,7 +400,8 @@ fn print_memory_after_6000_nested_waits() {
     }
     let after = vm();
     println!(
-        "VmSize {} -> {}, mappings {} -> {} (pool alive: {} live threads, {} started, {} handles kept)",
+        "VmSize {} -> {}, mappings {} -> {} \
+         (pool alive: {} live threads, {} started, {} handles kept)",
         before.0,
         after.0,
         before.1,

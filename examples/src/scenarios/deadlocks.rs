@@ -56,7 +56,8 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
         }
     }
     out.say(format!(
-        "one wait closed the cycle and failed after {}, naming it; the other task finished (Python: both workers stuck for ever)",
+        "one wait closed the cycle and failed after {}, naming it; the other task \
+         finished (Python: both workers stuck for ever)",
         Secs(start.elapsed())
     ));
     let after = pool.submit(|| "the pool is free again")?;
