@@ -5,11 +5,12 @@ use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cfutures_core::blocking;
-use cfutures_core::{Waitable, Waiter, WaiterKey};
+use cfutures_core::blocking::{self, WaitFor};
+use cfutures_core::{Deadlock, FutureId, Waitable, Waiter, WaiterKey};
 
 use crate::hash::IdMap;
 use crate::progress::Progress;
@@ -22,14 +23,18 @@ const NOT_PENDING: u32 = u32::MAX;
 /// a few hundred kilobytes of futures, which stay in cache in between.
 const BLOCK: usize = 4096;
 
-/// The error [`as_completed`] yields when its timeout passes with futures still
-/// unfinished (Python's `TimeoutError('2 (of 5) futures unfinished')`).
+/// The error [`as_completed`] yields when it stops with futures still unfinished: its
+/// timeout passed (Python's `TimeoutError('2 (of 5) futures unfinished')`), or — unlike
+/// Python, which hangs — waiting would never end, because this thread runs a task that the
+/// unfinished futures, directly or through other waiting tasks, wait on
+/// ([`deadlock`](Self::deadlock)).
 ///
-/// Converts into [`cfutures_core::Error::Timeout`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Converts into [`cfutures_core::Error::Timeout`] or [`cfutures_core::Error::Deadlock`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimedOut {
     unfinished: usize,
     total: usize,
+    deadlock: Option<Deadlock>,
 }
 
 impl TimedOut {
@@ -41,28 +46,46 @@ impl TimedOut {
     pub fn total(&self) -> usize {
         self.total
     }
-    /// Always true: this error is a timeout (for symmetry with
-    /// [`cfutures_core::Error::is_timeout`]).
+    /// True if the timeout passed (for symmetry with
+    /// [`cfutures_core::Error::is_timeout`]); false for a [`deadlock`](Self::deadlock).
     pub fn is_timeout(&self) -> bool {
-        true
+        self.deadlock.is_none()
+    }
+    /// True if it stopped because waiting would never end.
+    pub fn is_deadlock(&self) -> bool {
+        self.deadlock.is_some()
+    }
+    /// The wait cycle, if it stopped because waiting would never end.
+    pub fn deadlock(&self) -> Option<&Deadlock> {
+        self.deadlock.as_ref()
     }
 }
 
 impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.deadlock {
+            write!(f, "{d} (")?;
+        }
         write!(
             f,
             "{} (of {}) futures unfinished",
             self.unfinished, self.total
-        )
+        )?;
+        if self.deadlock.is_some() {
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for TimedOut {}
 
 impl From<TimedOut> for cfutures_core::Error {
-    fn from(_: TimedOut) -> Self {
-        cfutures_core::Error::Timeout
+    fn from(e: TimedOut) -> Self {
+        match e.deadlock {
+            Some(d) => cfutures_core::Error::Deadlock(d),
+            None => cfutures_core::Error::Timeout,
+        }
     }
 }
 
@@ -143,6 +166,7 @@ where
         total: 0,
         yielded: 0,
         finished: false,
+        scan_from: AtomicUsize::new(0),
     }
 }
 
@@ -172,6 +196,9 @@ where
     total: usize,
     yielded: usize,
     finished: bool,
+    /// Every slot before this one is empty (yielded): where listing the pending futures
+    /// for a wait-cycle search starts. Only that listing touches it (see `next`).
+    scan_from: AtomicUsize,
 }
 
 impl<I> AsCompleted<I>
@@ -346,10 +373,38 @@ where
                 return None;
             }
             let waiter = self.waiter.as_ref().expect("started");
-            if !waiter.take_until(&mut self.head, &mut self.scratch, self.deadline) {
+            // What this thread waits on: any of the pending futures (listed only if a wait
+            // cycle is looked for: see `blocking::block_on`).
+            // Slots only ever empty, so the listing remembers where the first full one
+            // was, and a search over a long iteration does not rescan the yielded ones.
+            let (slots, scan_from) = (&self.slots, &self.scan_from);
+            let pending = |visit: &mut dyn FnMut(FutureId) -> bool| {
+                // Relaxed: a hint; every value stored is a valid one.
+                let start = scan_from.load(Ordering::Relaxed);
+                let mut first = None;
+                for (i, slot) in slots.iter().enumerate().skip(start) {
+                    if let Some((f, _)) = slot {
+                        first.get_or_insert(i);
+                        if !visit(f.id()) {
+                            break;
+                        }
+                    }
+                }
+                if let Some(i) = first {
+                    scan_from.fetch_max(i, Ordering::Relaxed);
+                }
+            };
+            let got = waiter.take_until(
+                &mut self.head,
+                &mut self.scratch,
+                self.deadline,
+                WaitFor::Any(&pending),
+            );
+            if got != Ok(true) {
                 let err = TimedOut {
                     unfinished: self.pending,
                     total: self.total,
+                    deadlock: got.err(),
                 };
                 self.finish();
                 return Some(Err(err));

@@ -21,7 +21,7 @@ use std::iter::FusedIterator;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cfutures_core::blocking;
+use cfutures_core::blocking::{self, WaitFor};
 use cfutures_core::{
     ChunkOutput, Error, Executor, Future, FutureId, InvalidArgument, InvalidState, MapChunk,
     Submit, SubmitError, TaskError, Waitable, Waiter, WaiterKey,
@@ -818,9 +818,15 @@ where
                 }
             };
             if let Chunk::Submitted { future, .. } = front {
-                if !future.wait_deadline(self.deadline) {
+                let error = match future.try_wait_deadline(self.deadline) {
+                    Ok(true) => None,
+                    Ok(false) => Some(Error::Timeout),
+                    // Waiting would never end (a wait cycle): say so rather than hang.
+                    Err(cycle) => Some(Error::Deadlock(cycle)),
+                };
+                if let Some(e) = error {
                     self.stop();
-                    return Some(Err(Error::Timeout));
+                    return Some(Err(e));
                 }
             }
             let chunk = self.queue.pop_front().expect("front exists");
@@ -991,9 +997,25 @@ where
                 self.finished = true;
                 return None;
             }
-            if !self.waiter.take_until(&mut self.scratch, self.deadline) {
+            // What this thread waits on: any chunk in flight (listed only if a wait cycle is
+            // looked for: see `blocking::block_on`).
+            let inflight = &self.inflight;
+            let any_chunk = |visit: &mut dyn FnMut(FutureId) -> bool| {
+                for id in inflight.keys() {
+                    if !visit(*id) {
+                        break;
+                    }
+                }
+            };
+            let got =
+                self.waiter
+                    .take_until(&mut self.scratch, self.deadline, WaitFor::Any(&any_chunk));
+            if got != Ok(true) {
                 self.stop();
-                return Some(Err(Error::Timeout));
+                return Some(Err(match got {
+                    Err(cycle) => Error::Deadlock(cycle),
+                    Ok(_) => Error::Timeout,
+                }));
             }
             for id in self.scratch.drain(..) {
                 if let Some((len, future, _)) = self.inflight.remove(&id) {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
 
-use cfutures_core::blocking;
-use cfutures_core::{Completion, FutureId, Waiter};
+use cfutures_core::blocking::{self, WaitFor};
+use cfutures_core::{Completion, Deadlock, FutureId, Waiter};
 
 use crate::progress::ChunkCount;
 
@@ -64,15 +64,21 @@ impl QueueWaiter {
     }
 
     /// Takes the queued ids into `out`, blocking until there are some or `deadline` passes;
-    /// false if it passed with none.
-    pub(crate) fn take_until(&self, out: &mut Vec<FutureId>, deadline: Option<Instant>) -> bool {
-        self.take(out) || (self.block(deadline) && self.take(out))
+    /// false if it passed with none; the cycle if waiting on `wait_for` would never end.
+    pub(crate) fn take_until(
+        &self,
+        out: &mut Vec<FutureId>,
+        deadline: Option<Instant>,
+        wait_for: WaitFor<'_>,
+    ) -> Result<bool, Deadlock> {
+        Ok(self.take(out) || (self.block(deadline, wait_for)? && self.take(out)))
     }
 
     /// Blocks until something is queued or `deadline` passes; true if something is queued.
-    fn block(&self, deadline: Option<Instant>) -> bool {
-        blocking::block_until(
+    fn block(&self, deadline: Option<Instant>, wait_for: WaitFor<'_>) -> Result<bool, Deadlock> {
+        blocking::block_on(
             deadline,
+            wait_for,
             // Acquire: see `take`.
             || self.nonempty.load(Ordering::Acquire),
             || {
@@ -179,16 +185,17 @@ impl SlotQueueWaiter {
     }
 
     /// Takes as [`take`](Self::take), blocking until there is something or `deadline`
-    /// passes; false if it passed with nothing. Must be called from the thread that made
-    /// the waiter.
+    /// passes; false if it passed with nothing; the cycle if waiting on `wait_for` would never
+    /// end. Must be called from the thread that made the waiter.
     pub(crate) fn take_until(
         &self,
         head: &mut usize,
         out: &mut Vec<usize>,
         deadline: Option<Instant>,
-    ) -> bool {
+        wait_for: WaitFor<'_>,
+    ) -> Result<bool, Deadlock> {
         if self.take(head, out) {
-            return true;
+            return Ok(true);
         }
         // Nothing queued yet. Notifications often come in a stream (a pool draining its
         // queue, a batch finishing); re-reading the slot about to be written would then take
@@ -201,11 +208,12 @@ impl SlotQueueWaiter {
             }
         }
         if self.take(head, out) {
-            return true;
+            return Ok(true);
         }
         let h = *head;
-        let ready = blocking::block_until(
+        let ready = blocking::block_on(
             deadline,
+            wait_for,
             || self.slot(h, Ordering::Acquire) != 0,
             || {
                 // SeqCst, both: see the protocol.
@@ -214,8 +222,8 @@ impl SlotQueueWaiter {
             },
             // Relaxed: it only spares notifiers an unpark; the next park sets it with SeqCst.
             || self.sleeping.store(false, Ordering::Relaxed),
-        );
-        ready && self.take(head, out)
+        )?;
+        Ok(ready && self.take(head, out))
     }
 }
 

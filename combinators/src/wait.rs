@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
 
-use cfutures_core::blocking;
-use cfutures_core::{Completion, FutureId, Waitable, Waiter, WaiterKey};
+use cfutures_core::blocking::{self, WaitFor};
+use cfutures_core::{Completion, Deadlock, FutureId, Waitable, Waiter, WaiterKey};
 
 use crate::hash::FutureSet;
 
@@ -51,6 +51,10 @@ pub struct DoneAndNotDone<F> {
     pub done: FutureSet<F>,
     /// The others: pending, running, or cancelled but not yet noticed by their executor.
     pub not_done: FutureSet<F>,
+    /// Set when `wait` returned early because waiting would never end: this thread runs a
+    /// task that a future in `not_done`, directly or through other waiting tasks, waits on
+    /// (a wait cycle; see [`cfutures_core::Error::Deadlock`]). Python hangs.
+    pub deadlock: Option<Deadlock>,
 }
 
 impl<F> Default for DoneAndNotDone<F> {
@@ -58,6 +62,7 @@ impl<F> Default for DoneAndNotDone<F> {
         DoneAndNotDone {
             done: FutureSet::default(),
             not_done: FutureSet::default(),
+            deadlock: None,
         }
     }
 }
@@ -99,6 +104,9 @@ impl Waiter for WaitWaiter {
 ///   `not_done` until its executor notices (Python's `CANCELLED` vs
 ///   `CANCELLED_AND_NOTIFIED`).
 /// * A timeout is not an error: it returns what is done so far.
+/// * Unlike Python, a wait that would never end — called from a task that the futures
+///   waited on, directly or through other waiting tasks, wait on themselves — returns at
+///   once with what is done so far and [`DoneAndNotDone::deadlock`] set.
 /// * [`ReturnWhen::FirstException`] with no failure waits for all; futures that finished
 ///   with a value before the failure are in `done` too. [`ReturnWhen::FirstCompleted`] may
 ///   return more than one done future.
@@ -174,9 +182,15 @@ where
     if return_when == ReturnWhen::AllCompleted {
         let mut unnoticed = false;
         for f in &all {
-            if !f.wait_deadline(deadline) {
+            match f.try_wait_deadline(deadline) {
+                Ok(true) => {}
                 // Timed out: return what is done now.
-                return split(all, &[]);
+                Ok(false) => return split(all, &[]),
+                Err(cycle) => {
+                    let mut r = split(all, &[]);
+                    r.deadlock = Some(cycle);
+                    return r;
+                }
             }
             unnoticed |= f.completion().is_none();
         }
@@ -184,6 +198,7 @@ where
             return DoneAndNotDone {
                 done: all,
                 not_done: FutureSet::default(),
+                deadlock: None,
             };
         }
     }
@@ -235,14 +250,30 @@ where
         satisfied = waiter.remaining.fetch_sub(complete, Ordering::AcqRel) == complete;
     }
 
-    // 4. Block until fired or the deadline.
+    // 4. Block until fired or the deadline. The futures still pending are what this thread
+    //    waits on (listed only if a wait cycle is looked for: see `blocking::block_on`).
+    let mut cycle = None;
     if !satisfied {
-        blocking::block_until(
+        let pending = |visit: &mut dyn FnMut(FutureId) -> bool| {
+            for f in all.iter().filter(|f| f.completion().is_none()) {
+                if !visit(f.id()) {
+                    break;
+                }
+            }
+        };
+        let wait_for = match return_when {
+            ReturnWhen::AllCompleted => WaitFor::All(&pending),
+            // FIRST_EXCEPTION may end at any failure: for cycles it counts as "any".
+            ReturnWhen::FirstCompleted | ReturnWhen::FirstException => WaitFor::Any(&pending),
+        };
+        cycle = blocking::block_on(
             deadline,
+            wait_for,
             || waiter.fired.load(Ordering::Acquire),
             || !waiter.fired.load(Ordering::Acquire),
             || {},
-        );
+        )
+        .err();
     }
 
     // 5. All notified (every installation already fired and freed its slot): all done.
@@ -251,9 +282,12 @@ where
         return DoneAndNotDone {
             done: all,
             not_done: FutureSet::default(),
+            deadlock: None,
         };
     }
-    split(all, &keys)
+    let mut r = split(all, &keys);
+    r.deadlock = cycle;
+    r
 }
 
 /// Removes the waiter installations in `keys` (position in `all`'s iteration order, key),
@@ -278,5 +312,6 @@ where
     DoneAndNotDone {
         done: all,
         not_done,
+        deadlock: None,
     }
 }

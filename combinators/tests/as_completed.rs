@@ -143,7 +143,7 @@ fn correct_timeout_exception_msg() {
     let err = results.last().unwrap().as_ref().unwrap_err();
     assert_eq!(err.to_string(), "2 (of 4) futures unfinished");
     assert_eq!((err.unfinished(), err.total()), (2, 4));
-    assert!(cfutures_core::Error::from(*err).is_timeout());
+    assert!(cfutures_core::Error::from(err.clone()).is_timeout());
 }
 
 // SEMANTICS §2.8: a cancelled, unnoticed future is unfinished for as_completed.

@@ -50,7 +50,10 @@ pub fn report(level: Level, message: fmt::Arguments<'_>) {
     }
     // The fallback: what cfutures printed before it had a logging feature. Only problems
     // (errors, warnings) are worth a line on a terminal.
+    // Not `eprintln!`: it panics when stderr is a closed pipe, and reports come from
+    // executors' threads, which must not unwind.
     if level <= Level::Warn {
-        eprintln!("cfutures: {message}");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "cfutures: {message}");
     }
 }

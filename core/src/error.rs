@@ -37,6 +37,24 @@ pub enum Error {
     /// 0 given to `map_vec`, say.
     #[error("{0}")]
     InvalidArgument(InvalidArgument),
+    /// The wait would never end: the thread is running a future's task, and the future it
+    /// was about to park on cannot complete until this thread's own task does — directly or
+    /// through other tasks parked the same way (a wait cycle). Python hangs; here the wait
+    /// that closes the cycle fails at once, and only that one: the others complete as the
+    /// failing task returns. The future itself is unaffected (it may still complete).
+    ///
+    /// **Detected:** cycles among threads that run a cfutures future's task (tasks run by
+    /// [`Promise::run`](crate::Promise::run) / `run_then`: every cfutures executor, in
+    /// any pool, or the caller's own thread through [`InlineExecutor`](crate::InlineExecutor))
+    /// and park on another future through core: [`Future::result`](crate::Future::result),
+    /// `exception`, `wait`, and the combinators' `wait`, `as_completed`, `map` and
+    /// `map_unordered`, with or without a timeout. **Not detected:** a thread that runs no
+    /// future (it cannot be part of a cycle); a task that blocks by other means (a channel,
+    /// a mutex, `sleep`) on something a parked task would provide; process-pool tasks (they
+    /// run in other processes and cannot wait on futures). See [`blocking`](crate::blocking),
+    /// "Deadlocks".
+    #[error("{0}")]
+    Deadlock(Deadlock),
 }
 
 impl Error {
@@ -63,6 +81,17 @@ impl Error {
     /// True for [`Error::InvalidArgument`].
     pub fn is_invalid_argument(&self) -> bool {
         matches!(self, Error::InvalidArgument(_))
+    }
+    /// True for [`Error::Deadlock`]: waiting would have closed a wait cycle.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, Error::Deadlock(_))
+    }
+    /// The cycle, for [`Error::Deadlock`].
+    pub fn deadlock(&self) -> Option<&Deadlock> {
+        match self {
+            Error::Deadlock(d) => Some(d),
+            _ => None,
+        }
     }
     /// The task's error, for [`Error::Failed`].
     pub fn task_error(&self) -> Option<&TaskError> {
@@ -103,6 +132,100 @@ impl From<InvalidState> for Error {
         Error::InvalidState(e)
     }
 }
+
+impl From<Deadlock> for Error {
+    fn from(e: Deadlock) -> Self {
+        Error::Deadlock(e)
+    }
+}
+
+/// A wait cycle: the error of a wait that would never end ([`Error::Deadlock`]).
+///
+/// [`cycle`](Self::cycle) lists the futures around the cycle, starting with the one the
+/// failing wait's thread runs: each one's task waits on the next, and the last one's on the
+/// first. Displayed as `deadlock: future #… (task 'a') waits on #… (task 'b'), which waits
+/// on #…`; tasks are named with [`named`](crate::named).
+///
+/// # Examples
+///
+/// ```
+/// use cfutures_core::{named, pending};
+///
+/// // The smallest cycle: a task that waits on its own future.
+/// let (promise, own) = pending::<u32>();
+/// let me = own.clone();
+/// promise.run(named("selfish", move || {
+///     let err = me.result().unwrap_err(); // Python: hangs for ever
+///     assert!(err.is_deadlock());
+///     assert_eq!(err.deadlock().unwrap().cycle()[0].task_name(), Some("selfish"));
+///     assert!(err.to_string().ends_with("(task 'selfish') waits on itself"));
+///     0
+/// }));
+/// assert_eq!(*own.result().unwrap(), 0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deadlock(Arc<[WaitLink]>);
+
+/// One future in a [`Deadlock`]'s cycle: its id and, if given, its task's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitLink {
+    future: crate::FutureId,
+    task: Option<Arc<str>>,
+}
+
+impl WaitLink {
+    pub(crate) fn new(future: crate::FutureId, task: Option<Arc<str>>) -> Self {
+        WaitLink { future, task }
+    }
+    /// The future (compare with [`Future::id`](crate::Future::id)).
+    pub fn future(&self) -> crate::FutureId {
+        self.future
+    }
+    /// Its task's name, if it was given one with [`named`](crate::named).
+    pub fn task_name(&self) -> Option<&str> {
+        self.task.as_deref()
+    }
+}
+
+impl fmt::Display for WaitLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.future)?;
+        if let Some(t) = &self.task {
+            write!(f, " (task '{t}')")?;
+        }
+        Ok(())
+    }
+}
+
+impl Deadlock {
+    pub(crate) fn new(cycle: Vec<WaitLink>) -> Self {
+        Deadlock(cycle.into())
+    }
+    /// The futures around the cycle (never empty): the first is run by the thread whose
+    /// wait failed; each one's task waits on the next; the last one's on the first.
+    pub fn cycle(&self) -> &[WaitLink] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Deadlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((first, rest)) = self.0.split_first() else {
+            return f.write_str("deadlock");
+        };
+        write!(f, "deadlock: future {first}")?;
+        if rest.is_empty() {
+            return f.write_str(" waits on itself");
+        }
+        for (i, link) in rest.iter().enumerate() {
+            let which = if i == 0 { "" } else { ", which" };
+            write!(f, "{which} waits on {link}")?;
+        }
+        write!(f, ", which waits on {}", first.future)
+    }
+}
+
+impl std::error::Error for Deadlock {}
 
 /// How a worker process ended (used by [`TaskError::WorkerDied`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,9 +326,14 @@ impl TaskError {
     }
 
     /// Converts a panic payload caught with [`std::panic::catch_unwind`].
+    ///
+    /// The payload is dropped here, and a panic in its `Drop` (a payload whose drop panics,
+    /// perhaps with another such payload) is caught: converting never unwinds.
     pub fn from_panic(payload: Box<dyn Any + Send + 'static>) -> Self {
+        let message = panic_message(&*payload).into();
+        drop_payload(payload);
         TaskError::Panic {
-            message: panic_message(&*payload).into(),
+            message,
             location: None,
         }
     }
@@ -289,6 +417,35 @@ impl fmt::Display for MessageError {
 }
 
 impl std::error::Error for MessageError {}
+
+/// How many nested panics [`drop_payload`] catches (a payload whose drop panics with a
+/// payload whose drop panics, …) before it leaks the last payload instead.
+const PAYLOAD_DROP_DEPTH: usize = 8;
+
+/// Drops a caught panic payload without unwinding: a panic in the payload's `Drop` is caught
+/// and its own payload dropped the same way; past [`PAYLOAD_DROP_DEPTH`] nested panics the
+/// last payload is leaked. A payload is user data: its drop must not kill the thread that
+/// caught it (a pool's worker).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send + 'static>) {
+    let mut payload = payload;
+    for _ in 0..PAYLOAD_DROP_DEPTH {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
+
+/// Logs a panic caught where no one can be told (a done-callback, a waiter's notification, a
+/// result dropped by the executor) and drops its payload without unwinding.
+pub(crate) fn log_caught_panic(what: fmt::Arguments<'_>, payload: Box<dyn Any + Send + 'static>) {
+    crate::diag::report(
+        crate::diag::Level::Error,
+        format_args!("{what}: {}", panic_message(&*payload)),
+    );
+    drop_payload(payload);
+}
 
 /// The text of a panic payload: `&str` and `String` payloads as they are, anything else a
 /// placeholder.

@@ -22,7 +22,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::blocking::{self, Backoff};
-use crate::error::{Broken, Error, InvalidState, TaskError};
+use crate::deadlock::Frame;
+use crate::error::{log_caught_panic, Broken, Deadlock, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
 use crate::sync::{self, AtomicU16, AtomicU32, Mutex, Ordering, Thread, UnsafeCell};
 
@@ -442,7 +443,7 @@ impl<T> Inner<T> {
         let callbacks = match d {
             Drained::All { waiter, more } => {
                 if let (Some(w), Some(c)) = (waiter, completion) {
-                    w.notify(id, c);
+                    notify(&w, id, c);
                 }
                 let Some(l) = more else { return };
                 let l = *l;
@@ -451,7 +452,7 @@ impl<T> Inner<T> {
                         Slot::Thread { thread, .. } => thread.unpark(),
                         Slot::Waiter { waiter, .. } => {
                             if let Some(c) = completion {
-                                waiter.notify(id, c);
+                                notify(&waiter, id, c);
                             }
                         }
                         Slot::Waker { waker, .. } => waker.wake(),
@@ -474,7 +475,7 @@ impl<T> Inner<T> {
                 }
                 if let Some(c) = completion {
                     for w in waiters {
-                        w.notify(id, c);
+                        notify(&w, id, c);
                     }
                 }
                 callbacks
@@ -565,14 +566,19 @@ fn run_callbacks<T>(future: &Future<T>, callbacks: Vec<Callback<T>>) {
 fn run_callback<T>(future: &Future<T>, cb: Callback<T>) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cb(future))) {
         // Python logs "exception calling callback for <future>" and carries on.
-        crate::diag::report(
-            crate::diag::Level::Error,
-            format_args!(
-                "exception calling callback for {:?}: {}",
-                future,
-                crate::error::panic_message(&*payload)
-            ),
+        log_caught_panic(
+            format_args!("exception calling callback for {future:?}"),
+            payload,
         );
+    }
+}
+
+/// Tells a waiter; a panic in its `notify` (user code: `Waiter` is a public trait) is caught
+/// and logged, so the other listeners are still told and the completing thread (a pool's
+/// worker) does not unwind.
+fn notify(waiter: &Arc<dyn Waiter>, id: FutureId, completion: Completion) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| waiter.notify(id, completion))) {
+        log_caught_panic(format_args!("a waiter's notify panicked"), payload);
     }
 }
 
@@ -687,12 +693,20 @@ impl<T> Future<T> {
 
     /// Blocks until the future is done or `deadline` (`None`: no deadline); true if done.
     ///
-    /// Spins briefly, yields, then parks (see [`crate::blocking`]).
+    /// Spins briefly, yields, then parks (see [`crate::blocking`]). False, without parking,
+    /// also if the wait would close a wait cycle ([`Error::Deadlock`]: `result` and
+    /// `exception` say so, and [`Waitable::try_wait_deadline`] returns it).
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        self.wait_checked(deadline).unwrap_or(false)
+    }
+
+    /// [`wait_deadline`](Self::wait_deadline), or the cycle this wait would close.
+    fn wait_checked(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
         let inner = &self.inner;
         let key = Cell::new(None);
-        blocking::block_until(
+        blocking::block_on(
             deadline,
+            blocking::WaitFor::One(self.id()),
             || self.done(),
             || {
                 let me = sync::current();
@@ -734,10 +748,11 @@ impl<T> Future<T> {
     /// # Errors
     ///
     /// [`Error::Cancelled`] if cancelled, [`Error::Failed`] if the task failed,
-    /// [`Error::Broken`] if its executor broke or dropped it.
+    /// [`Error::Broken`] if its executor broke or dropped it, [`Error::Deadlock`] (at once)
+    /// if this thread runs a task that this future, directly or through other waiting
+    /// tasks, waits on.
     pub fn result(&self) -> Result<&T, Error> {
-        self.wait_deadline(None);
-        self.done_outcome()
+        self.result_deadline(None)
     }
 
     /// [`result`](Self::result) with a timeout: [`Error::Timeout`] if not done in time (a zero
@@ -748,7 +763,7 @@ impl<T> Future<T> {
 
     /// [`result`](Self::result) with a deadline (`None`: none).
     pub fn result_deadline(&self, deadline: Option<Instant>) -> Result<&T, Error> {
-        self.wait_deadline(deadline);
+        self.wait_checked(deadline)?;
         self.done_outcome()
     }
 
@@ -757,7 +772,8 @@ impl<T> Future<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`], [`Error::Broken`] (the task never ran to an outcome).
+    /// [`Error::Cancelled`], [`Error::Broken`] (the task never ran to an outcome),
+    /// [`Error::Deadlock`] (as [`result`](Self::result)).
     pub fn exception(&self) -> Result<Option<TaskError>, Error> {
         self.exception_deadline(None)
     }
@@ -772,7 +788,7 @@ impl<T> Future<T> {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Option<TaskError>, Error> {
-        self.wait_deadline(deadline);
+        self.wait_checked(deadline)?;
         match self.done_outcome() {
             Ok(_) => Ok(None),
             Err(Error::Failed(e)) => Ok(Some(e)),
@@ -820,7 +836,9 @@ impl<T> Future<T> {
     /// one of this future's own done-callbacks that wait could never end, so there the handle
     /// is given back.
     pub fn try_into_result(mut self) -> Result<Result<T, Error>, Self> {
-        self.wait();
+        if let Err(cycle) = self.wait_checked(None) {
+            return Ok(Err(Error::Deadlock(cycle)));
+        }
         if self.inner.state.load() != state::FINISHED {
             return Ok(Err(Error::Cancelled));
         }
@@ -1002,6 +1020,10 @@ impl<T: Send + Sync + 'static> Waitable for Future<T> {
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         Future::wait_deadline(self, deadline)
     }
+
+    fn try_wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
+        self.wait_checked(deadline)
+    }
 }
 
 /// The write side of a [`Future`]: what an executor holds while it runs the task.
@@ -1165,11 +1187,29 @@ impl<T> Promise<T> {
             crate::discard_task(task);
             return false;
         }
+        // While the task runs, this thread counts as running the future, for deadlock
+        // detection (a thread-local write: see `crate::deadlock`).
+        let mut frame = Frame::new(self.inner.id());
+        let running = frame.enter();
         // A panic becomes the task's failure, with its location (see `crate::panics`).
         let out = crate::panics::catch(|| task.run()).and_then(|r| r);
+        // Done-callbacks run below, in this thread: they are not the task.
+        running.release();
         before_publish();
-        // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
-        let _ = self.set_outcome(out);
+        // Publishing runs no user code unguarded (callbacks and waiters are caught one by
+        // one) but for one thing: when every handle is gone, the promise drops the last
+        // reference, and with it the value, whose `Drop` may panic. Catch that too, so that
+        // no task can unwind into the executor's thread.
+        let published = panic::catch_unwind(AssertUnwindSafe(move || {
+            // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
+            let _ = self.set_outcome(out);
+        }));
+        if let Err(payload) = published {
+            log_caught_panic(
+                format_args!("a task's result panicked when dropped"),
+                payload,
+            );
+        }
         true
     }
 }

@@ -34,7 +34,8 @@
 //!   complete example.
 //! * [`Waitable`], [`Waiter`], [`AnyFuture`]: the type-erased hook `wait` and `as_completed`
 //!   are built on.
-//! * [`blocking`]: spin, yield, park — and the hook pools use to avoid nested-wait deadlocks.
+//! * [`blocking`]: spin, yield, park — the hook pools use to avoid nested-wait deadlocks,
+//!   and the detection of wait cycles ([`Error::Deadlock`]; name tasks with [`named`]).
 //! * [`panics`]: a task's panic becomes a [`TaskError::Panic`] with its message and
 //!   location; whether the panic hook prints it.
 //! * [`diag`]: what cfutures reports when there is no caller to tell (through `log` with the
@@ -111,6 +112,7 @@
 
 mod async_bridge;
 pub mod blocking;
+mod deadlock;
 pub mod diag;
 mod error;
 mod executor;
@@ -123,12 +125,13 @@ mod waiter;
 
 pub use async_bridge::{Await, AwaitRef};
 pub use error::{
-    panic_message, Broken, Error, InvalidArgument, InvalidState, SubmitError, TaskError, WorkerExit,
+    panic_message, Broken, Deadlock, Error, InvalidArgument, InvalidState, SubmitError, TaskError,
+    WaitLink, WorkerExit,
 };
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{
-    discard_task, fallible, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, PanicToError,
-    Task,
+    discard_task, fallible, named, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, Named,
+    PanicToError, Task,
 };
 pub use waiter::{AnyFuture, Completion, FutureId, Waitable, Waiter, WaiterKey};

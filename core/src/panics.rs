@@ -111,13 +111,12 @@ pub fn task_error(payload: Box<dyn Any + Send>) -> TaskError {
     e
 }
 
-/// Drops a caught panic's payload, whose own `Drop` may panic too: that second panic is
-/// caught, and its payload leaked rather than risk a third. Executors drop every payload they
+/// Drops a caught panic's payload, whose own `Drop` may panic too: each such panic is
+/// caught and its payload dropped the same way, a few levels deep, then leaked rather than
+/// dropped. Executors drop every payload they
 /// catch this way, so that no unwind can escape the thread that runs tasks.
 pub fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
+    crate::error::drop_payload(payload)
 }
 
 /// Takes the location the hook recorded for this thread's last panic.

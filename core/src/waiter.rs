@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::error::Deadlock;
 use crate::future::State;
 
 /// A future's identity: equal for handles to the same future, stable while a handle lives.
@@ -27,6 +28,14 @@ impl FutureId {
     /// The identity as a number (an address; for hashing and logs).
     pub fn as_usize(self) -> usize {
         self.0
+    }
+}
+
+impl fmt::Display for FutureId {
+    /// `#` and the identity in hex (as [`Error::Deadlock`](crate::Error::Deadlock) names
+    /// futures).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{:x}", self.0)
     }
 }
 
@@ -83,6 +92,19 @@ pub trait Waitable: Send + Sync {
     fn cancel(&self) -> bool;
     /// Blocks until it is done (finished or cancelled) or the deadline passes; true if done.
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool;
+    /// [`wait_deadline`](Self::wait_deadline), telling a wait that would never end apart:
+    /// [`Deadlock`] if this thread runs a task that the future, directly or through other
+    /// waiting tasks, waits on (see [`crate::blocking`], "Deadlocks").
+    ///
+    /// The default calls `wait_deadline` (no detection); [`Future`](crate::Future)
+    /// detects.
+    ///
+    /// # Errors
+    ///
+    /// [`Deadlock`], at once, instead of parking.
+    fn try_wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
+        Ok(self.wait_deadline(deadline))
+    }
 }
 
 /// A reference to a waitable is one too, so `wait(&futures, ..)` and
@@ -151,6 +173,9 @@ impl Waitable for AnyFuture {
     }
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
         self.0.wait_deadline(deadline)
+    }
+    fn try_wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, Deadlock> {
+        self.0.try_wait_deadline(deadline)
     }
 }
 

@@ -368,3 +368,34 @@ fn dropped_await_vs_set_result() {
         assert_eq!(f.result().copied().ok(), Some(7));
     });
 }
+
+#[test]
+fn two_tasks_closing_a_wait_cycle_at_once() {
+    // Two threads run one task each; each task waits on the other's future. Whatever the
+    // interleaving of their parks (the wait-for graph's lock orders them): exactly one wait
+    // fails with `Deadlock`, the other task then completes, and nobody hangs (a lost
+    // wake-up or a missed cycle is a loom deadlock).
+    loom::model(|| {
+        let (pa, fa) = pending::<u32>();
+        let (pb, fb) = pending::<u32>();
+        let (fa2, fb2) = (fa.clone(), fb.clone());
+        let a = thread::spawn(move || {
+            pa.run(move || match fb2.result() {
+                Ok(v) => *v + 1,
+                Err(e) if e.is_deadlock() => 100,
+                Err(_) => 200,
+            })
+        });
+        pb.run(move || match fa2.result() {
+            Ok(v) => *v + 1,
+            Err(e) if e.is_deadlock() => 100,
+            Err(_) => 200,
+        });
+        a.join().unwrap();
+        let (va, vb) = (*fa.result().unwrap(), *fb.result().unwrap());
+        assert!(
+            (va, vb) == (101, 100) || (va, vb) == (100, 101),
+            "{va} {vb}"
+        );
+    });
+}

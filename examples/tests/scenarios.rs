@@ -72,7 +72,9 @@ fn wait_and_map_follow_python() {
 #[test]
 fn deadlocks_become_errors_or_do_not_happen() {
     let lines = run(scenarios::deadlocks::run);
-    has(&lines, "a waited on the other and failed");
+    has(&lines, "failed at once: task failed: deadlock: future #");
+    has(&lines, "(task 'wait_on_a')");
+    has(&lines, "saw the other fail and returned");
     has(&lines, "the pool is free again");
     has(&lines, "waits → 25");
 }

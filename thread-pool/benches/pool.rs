@@ -343,27 +343,40 @@ fn main() {
         w1();
         println!();
     }
-    // The floor: creating, completing and collecting W1's futures on one thread, no pool.
+    // The floor: creating, completing and collecting W1's futures on one thread, no pool;
+    // and the same with each task run as a worker runs it (`Promise::run`: marks the
+    // thread as running the future, catches panics, publishes), rounds of the two
+    // interleaved, so that their ratio is the per-task cost of running a task.
     if args.iter().any(|a| a == "w1-floor") {
-        let v = median(
-            &mut (0..W1_ROUNDS)
-                .map(|_| {
-                    let start = Instant::now();
-                    let fs: Vec<_> = (0..W1_TASKS)
-                        .map(|i| {
-                            let (p, f) = cfutures_core::pending::<u64>();
-                            p.set_result(black_box(i)).unwrap();
-                            f
-                        })
-                        .collect();
-                    let sum: u64 = fs.iter().map(|f| *f.result().unwrap()).sum();
-                    assert_eq!(sum, W1_TASKS * (W1_TASKS - 1) / 2);
-                    drop(fs);
-                    start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64
+        let round = |run: bool| {
+            let start = Instant::now();
+            let fs: Vec<_> = (0..W1_TASKS)
+                .map(|i| {
+                    let (p, f) = cfutures_core::pending::<u64>();
+                    if run {
+                        p.run(move || black_box(i));
+                    } else {
+                        p.set_result(black_box(i)).unwrap();
+                    }
+                    f
                 })
-                .collect::<Vec<_>>(),
+                .collect();
+            let sum: u64 = fs.iter().map(|f| *f.result().unwrap()).sum();
+            assert_eq!(sum, W1_TASKS * (W1_TASKS - 1) / 2);
+            drop(fs);
+            start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64
+        };
+        let (mut set, mut run) = (Vec::new(), Vec::new());
+        for _ in 0..W1_ROUNDS * 3 {
+            set.push(round(false));
+            run.push(round(true));
+        }
+        let (set, run) = (median(&mut set), median(&mut run));
+        println!("W1 floor (futures alone, one thread): {set:.3} µs/task");
+        println!(
+            "W1 floor through Promise::run: {run:.3} µs/task (ratio to the floor {:.2})",
+            run / set
         );
-        println!("W1 floor (futures alone, one thread): {v:.3} µs/task");
     }
     // For profiling: only cfutures' side of W1.
     if args.iter().any(|a| a == "w1-cfutures") {

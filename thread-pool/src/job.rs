@@ -94,8 +94,10 @@ impl<J: Job> VTableFor<J> {
             unsafe { ptr::read(s.cast::<J>()) }.fail(b)
         },
         drop: |s| {
+            // A job dropped without running (the pool went away with it queued): its
+            // task's and promise's drops are user code, which must not unwind into the pool.
             // SAFETY: as in `run`.
-            unsafe { ptr::drop_in_place(s.cast::<J>()) }
+            discard_task(unsafe { ptr::read(s.cast::<J>()) })
         },
     };
 }

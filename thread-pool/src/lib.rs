@@ -18,7 +18,7 @@
 //! * Threads start lazily: one new thread per submit while none is idle, up to
 //!   `max_workers`; an idle thread is reused first (Python 3.12's idle accounting).
 //!   Threads are not retired while the pool lives (except surplus compensating threads,
-//!   below).
+//!   below, which are joined as they retire, not kept until shutdown).
 //! * A task that panics fails only its own future, with the panic message and its location,
 //!   `file:line:column` ([`TaskError::Panic`](cfutures_core::TaskError::Panic)), as in the
 //!   process pool; the worker survives. The panic hook prints the panic when it happens,
@@ -52,7 +52,13 @@
 //! * `shutdown(cancel_futures = true)` *notifies* the cancelled futures, so `wait` and
 //!   `as_completed` on them return (Python leaves them `CANCELLED` but not notified, and a
 //!   `wait` without timeout hangs).
-//! * Nested waits do not deadlock (below).
+//! * Nested waits do not deadlock (below), and a real wait cycle (task `a` waits on `b`,
+//!   `b` on `a`) fails the wait that closes it at once with
+//!   [`Error::Deadlock`](cfutures_core::Error::Deadlock) instead of hanging (see
+//!   [`cfutures_core::blocking`], "Deadlocks").
+//! * No task can kill a worker: a panic is caught, and so is whatever a task leaves behind
+//!   (a panic payload or a result whose `Drop` panics, a done-callback or waiter that
+//!   panics); a worker that unwinds anyway is replaced.
 //! * Waiting is fast: idle workers spin briefly, then yield, then park; a submit never makes a
 //!   wake-up system call while a worker is spinning.
 //!
@@ -98,6 +104,32 @@
 //! A worker waiting on a future that is *running* elsewhere (not queued) starts nothing;
 //! a later submit may then start a thread, since the blocked worker does not count.
 //! Blocking by other means (a channel, a mutex, `sleep`) is not seen, as in Python.
+//!
+//! A wait no thread can end — a cycle, `a` waiting on `b` while `b` waits on `a` — is not
+//! compensated but reported: the wait that closes it fails at once.
+//!
+//! ```
+//! use cfutures_core::{named, Future};
+//! use cfutures_thread_pool::ThreadPoolExecutor;
+//! use std::sync::mpsc;
+//!
+//! let pool = ThreadPoolExecutor::new(2).unwrap();
+//! let (give_a, get_a) = mpsc::channel::<Future<String>>();
+//! let (give_b, get_b) = mpsc::channel::<Future<String>>();
+//! let wait_on = |other: mpsc::Receiver<Future<String>>| {
+//!     move || match other.recv().unwrap().result() {
+//!         Ok(_) => "the other one gave up".to_owned(),
+//!         // One of the two: "deadlock: future #… (task 'a') waits on …".
+//!         Err(e) => e.to_string(),
+//!     }
+//! };
+//! let a = pool.submit(named("a", wait_on(get_b))).unwrap();
+//! let b = pool.submit(named("b", wait_on(get_a))).unwrap();
+//! give_a.send(a.clone()).unwrap();
+//! give_b.send(b.clone()).unwrap();
+//! let said = [a.result().unwrap().clone(), b.result().unwrap().clone()];
+//! assert_eq!(said.iter().filter(|s| s.starts_with("deadlock")).count(), 1);
+//! ```
 //!
 //! # Watching the pool
 //!
@@ -280,6 +312,18 @@ impl ThreadPoolExecutor {
     /// Worker threads whose task is parked on a future (see "Nested waits" in the crate doc).
     pub fn blocked_threads(&self) -> usize {
         self.shared.counts().blocked
+    }
+
+    /// Threads this pool has started so far (for tests).
+    #[doc(hidden)]
+    pub fn started_threads(&self) -> usize {
+        self.shared.started_threads()
+    }
+
+    /// Join handles the pool holds: threads started and not yet joined (for tests).
+    #[doc(hidden)]
+    pub fn thread_handles(&self) -> usize {
+        self.shared.thread_handles()
     }
 }
 

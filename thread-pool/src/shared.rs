@@ -19,7 +19,10 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
-//! * `registry` — per-worker slots (for the counts users can watch) and join handles.
+//! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
+//!   thread that exits while the pool lives (a retiring compensating thread, a replaced
+//!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
+//!   stack is freed then, not at shutdown.
 //!
 //! # Sleep protocol
 //!
@@ -42,6 +45,15 @@
 //! submits wakes one worker, not one per task. That worker, when it takes a task and was the
 //! last one spinning, wakes the next sleeper if tasks remain: parallelism ramps up one
 //! worker at a time, as in tokio's scheduler.
+//!
+//! # Unwinding
+//!
+//! No user code can unwind into the worker loop: core catches a task's panic, drops panic
+//! payloads under a guard, catches each done-callback and waiter notification and the drop
+//! of a result the promise lets go of; jobs dropped unrun go through `discard_task`. As a
+//! backstop, `worker_main` catches an unwind of the whole loop anyway: the worker gives
+//! back its idle token and spinning count, counts itself gone (waking shutdown waiters),
+//! exits normally, and a replacement starts if tasks are queued and no worker is idle.
 //!
 //! # Compensation (nested waits)
 //!
@@ -305,12 +317,38 @@ impl Shared {
         match spawned {
             Ok(handle) => {
                 lock(&self.registry).handles.push(handle);
+                self.reap();
                 Ok(())
             }
             Err(e) => {
                 self.thread_gone();
                 Err(e)
             }
+        }
+    }
+
+    /// Joins the threads that have exited (retired, or replaced after an unwind) while the
+    /// pool lives, so that their stacks are freed now rather than at shutdown. Called on
+    /// the slow paths that change the set of threads (a thread starts, a thread retires).
+    /// Joins only threads that have returned from their main function: waits at most for
+    /// such a thread's last steps.
+    fn reap(&self) {
+        let finished: Vec<JoinHandle<()>> = {
+            let mut r = lock(&self.registry);
+            let mut finished = Vec::new();
+            let mut i = 0;
+            while i < r.handles.len() {
+                if r.handles[i].is_finished() {
+                    finished.push(r.handles.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            finished
+        };
+        for h in finished {
+            // A worker's main function never unwinds (it catches, see `worker_main`).
+            let _ = h.join();
         }
     }
 
@@ -400,15 +438,20 @@ impl Shared {
     }
 
     /// The worker loop; returns true if the worker retired (`live` already counts it gone).
-    fn run_worker(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
-        // Whether this worker added an idle token in its current idle period.
-        let mut deposited = false;
-        // Whether this worker is counted in `spinning`.
-        let mut spinning = false;
+    ///
+    /// `idle` says, at every moment, whether this worker holds an idle token and is counted
+    /// as spinning, so that if the loop ever unwinds `worker_main` can give both back.
+    fn run_worker(self: &Arc<Self>, slot: &Arc<Slot>, idle: &mut IdleState) -> bool {
+        let IdleState {
+            deposited,
+            spinning,
+        } = idle;
         loop {
+            #[cfg(test)]
+            test::maybe_unwind(self);
             if let Some(job) = self.queue.pop() {
-                if spinning {
-                    spinning = false;
+                if *spinning {
+                    *spinning = false;
                     // SeqCst: sleep-protocol counter. The last spinner to find work wakes the
                     // next sleeper if more tasks wait (parallelism ramps up one at a time).
                     if self.spin_dec() == 1 && !self.queue.is_empty() {
@@ -416,21 +459,22 @@ impl Shared {
                         self.notify_one();
                     }
                 }
-                deposited = false;
+                *deposited = false;
                 slot.set(RUNNING);
                 job.run(&mut || {
                     // Become idle *before* the outcome is visible: a caller that submits
                     // again as soon as it has the result reuses this thread (Python's
                     // `test_idle_thread_reuse`, deterministically).
                     if self.queue.is_empty() {
-                        self.become_idle(&mut deposited, &mut spinning);
+                        self.become_idle(deposited, spinning);
                     }
                 });
                 continue;
             }
             slot.set(IDLE);
-            self.become_idle(&mut deposited, &mut spinning);
+            self.become_idle(deposited, spinning);
             if self.closing_and_drained() {
+                *spinning = false;
                 self.spin_dec();
                 return false;
             }
@@ -447,6 +491,9 @@ impl Shared {
                 continue;
             }
             if self.try_retire() {
+                // `try_retire` took our token back and our spinning count.
+                *deposited = false;
+                *spinning = false;
                 return true;
             }
             // On return we are counted as spinning again (by our waker, or by ourselves).
@@ -666,6 +713,36 @@ impl Shared {
         }
     }
 
+    /// A worker's loop unwound (see `worker_main`): gives back its idle token and its
+    /// spinning count, and makes sure queued work still has a worker — a spinning or woken
+    /// one, or a replacement that takes over this thread's place in `live` (so that `live`
+    /// never drops to zero while work is queued: a `shutdown(wait)` must not return before
+    /// the queue is run) — else counts it gone (waking shutdown waiters).
+    fn worker_lost(self: &Arc<Self>, idle: IdleState) {
+        if idle.spinning {
+            self.spin_dec();
+        }
+        if idle.deposited {
+            self.take_idle_token();
+        }
+        // SeqCst fence: as in `compensate`, against a submit's push and fence.
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() && self.spinning() == 0 && !self.wake_one() {
+            if let Err(e) = self.spawn_worker() {
+                // `spawn_worker` gave our place back (`thread_gone`).
+                self.spawn_failed(e);
+            }
+            return;
+        }
+        self.thread_gone();
+        // A submit that pushed before this fence and read `live` before our decrement
+        // started no thread for its task: see it here (as `try_retire` does).
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() {
+            self.compensate();
+        }
+    }
+
     /// A thread (or a reserved place) is gone.
     fn thread_gone(&self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
@@ -680,6 +757,15 @@ impl Shared {
 
     pub(crate) fn live_threads(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn started_threads(&self) -> usize {
+        // Relaxed: statistics.
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn thread_handles(&self) -> usize {
+        lock(&self.registry).handles.len()
     }
 
     pub(crate) fn queued_tasks(&self) -> usize {
@@ -704,6 +790,9 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+mod test;
+
 /// The blocking hook of one worker: counts it as blocked while it parks on a future.
 struct Hook {
     shared: Arc<Shared>,
@@ -719,6 +808,15 @@ impl BlockingHook for Hook {
     }
 }
 
+/// What a worker holds of the idle bookkeeping; see [`Shared::run_worker`].
+#[derive(Default)]
+struct IdleState {
+    /// It added an idle token in its current idle period.
+    deposited: bool,
+    /// It is counted in `spinning`.
+    spinning: bool,
+}
+
 fn worker_main(shared: Arc<Shared>) {
     let slot = Arc::new(Slot {
         state: AtomicU8::new(STARTING),
@@ -732,28 +830,50 @@ fn worker_main(shared: Arc<Shared>) {
         slot: slot.clone(),
     })));
 
-    let init_ok = match &shared.initializer {
-        None => true,
-        Some(init) => match panic::catch_unwind(AssertUnwindSafe(|| init())) {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                shared.break_pool(BROKEN_MESSAGE, e);
-                false
-            }
-            Err(payload) => {
-                shared.break_pool(BROKEN_MESSAGE, TaskError::from_panic(payload));
-                false
-            }
-        },
-    };
-    let retired = init_ok && shared.run_worker(&slot);
+    // Nothing a task, its result, a callback, a waiter or an initializer does can unwind
+    // out of the loop (each is caught where it runs, payloads are dropped without
+    // unwinding). This is the backstop for whatever still would: the worker gives back
+    // what it held, exits cleanly, and is replaced if work is waiting, so no count is left
+    // wrong and no task or `shutdown` waits for a thread that is gone.
+    let mut idle = IdleState::default();
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let init_ok = match &shared.initializer {
+            None => true,
+            Some(init) => match panic::catch_unwind(AssertUnwindSafe(|| init())) {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    shared.break_pool(BROKEN_MESSAGE, e);
+                    false
+                }
+                Err(payload) => {
+                    shared.break_pool(BROKEN_MESSAGE, TaskError::from_panic(payload));
+                    false
+                }
+            },
+        };
+        init_ok && shared.run_worker(&slot, &mut idle)
+    }));
 
     blocking::set_thread_hook(None);
     CURRENT_POOL.with(|c| c.set(0));
     lock(&shared.registry)
         .slots
         .retain(|s| !Arc::ptr_eq(s, &slot));
-    if !retired {
-        shared.thread_gone();
+    match outcome {
+        Ok(true) => {} // retired: `live` already counts it gone
+        Ok(false) => shared.thread_gone(),
+        Err(payload) => {
+            // `from_panic` reads the message and drops the payload without unwinding.
+            let cause = TaskError::from_panic(payload);
+            cfutures_core::diag::report(
+                cfutures_core::diag::Level::Error,
+                format_args!(
+                    "a thread-pool worker unwound ({}); replacing it",
+                    cause.panic_message().unwrap_or_default()
+                ),
+            );
+            shared.worker_lost(idle);
+        }
     }
+    shared.reap();
 }

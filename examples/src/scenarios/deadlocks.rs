@@ -2,24 +2,37 @@
 //! cfutures does instead.
 //!
 //! 1. Two tasks that wait on each other (the Python docs' `wait_on_a` / `wait_on_b`). No
-//!    executor can finish a real cycle; in Python both workers hang forever. Here every wait
-//!    can be bounded: each task waits with `result_timeout`, fails with a timeout, and the
-//!    pool is free again. (Cancelling works too, for a task that has not started.)
+//!    executor can finish a real cycle; in Python both workers hang for ever. Here the wait
+//!    that closes the cycle fails at once with `Error::Deadlock`, which names the cycle
+//!    (with the tasks' names, given with `named`); that task fails, and the other one,
+//!    seeing it fail, finishes. No timeout is needed.
 //! 2. A pool of one worker whose task submits `pow(5, 2)` to the same pool and waits for
-//!    it. Python hangs forever. cfutures' thread pool notices that its only worker is
-//!    blocked on a future while a task is queued, and starts a compensating thread.
+//!    it. Python hangs forever. That is not a cycle: cfutures' thread pool notices that its
+//!    only worker is blocked on a future while a task is queued, and starts a compensating
+//!    thread.
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use cfutures_core::{fallible, Future};
+use cfutures_core::{fallible, named, Error, Future};
 use cfutures_thread_pool::ThreadPoolExecutor;
 
 use crate::report::{BoxError, Out, Secs};
 
 const BOUND: Duration = Duration::from_secs(10);
-/// How long each task of the cycle waits for the other.
-pub const PATIENCE: Duration = Duration::from_millis(300);
+
+/// `wait_on_a` / `wait_on_b`: waits (without a timeout) on the other task's future, given
+/// through `other`.
+fn wait_on(other: mpsc::Receiver<Future<u32>>, mine: u32) -> Result<u32, BoxError> {
+    let other = other.recv_timeout(BOUND)?;
+    match other.result() {
+        Ok(v) => Ok(*v + mine),
+        // This wait would never end: fail with the cycle (Python: hangs for ever).
+        Err(e @ Error::Deadlock(_)) => Err(e.into()),
+        // The other task failed (its wait closed the cycle): carry on.
+        Err(_) => Ok(mine),
+    }
+}
 
 /// Runs the scenario.
 ///
@@ -32,24 +45,19 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
     let (give_a_b, a_gets_b) = mpsc::channel::<Future<u32>>();
     let (give_b_a, b_gets_a) = mpsc::channel::<Future<u32>>();
     let start = Instant::now();
-    let a = pool.submit(fallible(move || -> Result<u32, BoxError> {
-        let b = a_gets_b.recv_timeout(BOUND)?;
-        Ok(*b.result_timeout(PATIENCE)? + 1) // a bounded wait: Err(Timeout), not a hang
-    }))?;
-    let b = pool.submit(fallible(move || -> Result<u32, BoxError> {
-        let a = b_gets_a.recv_timeout(BOUND)?;
-        Ok(*a.result_timeout(PATIENCE)? + 1)
-    }))?;
+    let a = pool.submit(named("wait_on_b", fallible(move || wait_on(a_gets_b, 5))))?;
+    let b = pool.submit(named("wait_on_a", fallible(move || wait_on(b_gets_a, 6))))?;
     give_a_b.send(b.clone())?;
     give_b_a.send(a.clone())?;
     for (name, f) in [("a", &a), ("b", &b)] {
         match f.result_timeout(BOUND) {
-            Ok(v) => out.say(format!("{name} → {v}")),
-            Err(e) => out.say(format!("{name} waited on the other and failed: {e}")),
+            Ok(v) => out.say(format!("{name} saw the other fail and returned {v}")),
+            Err(e) => out.say(format!("{name} failed at once: {e}")),
         }
     }
     out.say(format!(
-        "both failed after {} instead of hanging forever (Python: both workers stuck)",
+        "one wait closed the cycle and failed after {}, naming it; the other task \
+         finished (Python: both workers stuck for ever)",
         Secs(start.elapsed())
     ));
     let after = pool.submit(|| "the pool is free again")?;
