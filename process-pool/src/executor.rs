@@ -686,7 +686,7 @@ impl ProcessPoolExecutor {
     where
         F: Fn(A) -> R + Copy,
         A: DeserializeOwned,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         job::fn_offset(f)
     }
