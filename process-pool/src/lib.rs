@@ -127,6 +127,8 @@ mod fork;
 #[cfg(unix)]
 mod io;
 #[cfg(unix)]
+mod segments;
+#[cfg(unix)]
 mod state;
 #[cfg(unix)]
 mod sys;
@@ -135,6 +137,10 @@ mod window;
 #[cfg(unix)]
 mod worker;
 
+#[cfg(unix)]
+pub use cfutures_remote::bulk;
+#[cfg(unix)]
+pub use cfutures_remote::bulk::{Bytes, PodVec, SharedBytes, SharedSlice};
 #[cfg(unix)]
 pub use cfutures_remote::RemoteTask;
 #[cfg(unix)]

@@ -138,6 +138,48 @@ pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
+/// What a receiver checks of a segment it is given, in one `fstat`: its identity (see
+/// [`identity`]), its size, and whether it is a regular file (every segment is; a socket
+/// or a pipe is not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Device and inode.
+    pub identity: (u64, u64),
+    /// Size in bytes.
+    pub size: u64,
+    /// A regular file.
+    pub regular: bool,
+}
+
+/// [`Stat`] of `fd`.
+///
+/// # Errors
+///
+/// If `fstat` fails.
+pub fn stat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(Stat {
+        identity: (st.st_dev as u64, st.st_ino as u64),
+        size: st.st_size as u64,
+        regular: rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::RegularFile,
+    })
+}
+
+/// Whether nobody can shrink the regular file `st` describes (see
+/// [`is_sealed_against_shrinking`]), with one system call on Linux and none elsewhere.
+pub fn cannot_shrink(fd: BorrowedFd<'_>, st: &Stat) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        st.regular && is_sealed_against_shrinking(fd)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        st.regular
+    }
+}
+
 /// Whether `fd` is a regular file (what every segment is; a socket or a pipe is not).
 pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fstat(fd).is_ok_and(|st| {
