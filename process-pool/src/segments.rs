@@ -673,3 +673,6 @@ impl OutOfLine for ResultSegments {
         self.attachments = attachments;
     }
 }
+
+#[cfg(test)]
+mod test;

@@ -494,7 +494,7 @@ pub(crate) fn encode_consuming<T: 'static>(
     );
     dst[..hdr.len()].copy_from_slice(hdr);
     let dst = &mut dst[hdr.len()..total];
-    const CHUNK: usize = 8 << 20;
+    const CHUNK: usize = 2 << 20;
     // Only values the allocator maps on their own (glibc: above 32 MiB at most) are worth
     // it: their memory goes back to the kernel when they are freed anyway. Smaller ones
     // live in the heap, whose next allocation would fault the discarded pages in again
