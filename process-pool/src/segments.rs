@@ -82,9 +82,9 @@ fn capacity(len: usize) -> usize {
 
 /// A segment and its writer's mapping.
 struct Seg {
+    /// The descriptor readers get: read-only if one could be made (the writer keeps only
+    /// its mapping, which keeps the file alive: one descriptor per segment).
     fd: OwnedFd,
-    /// A read-only descriptor of the same file, for readers (if one could be made).
-    ro: Option<OwnedFd>,
     map: Mapping,
 }
 
@@ -93,7 +93,10 @@ impl Seg {
         let (fd, ro) = shm::create_pair(name, cap, read_only)?;
         shm::seal_against_shrinking(fd.as_fd())?;
         let map = Mapping::map_rw(fd.as_fd(), cap)?;
-        Ok(Seg { fd, ro, map })
+        Ok(Seg {
+            fd: ro.unwrap_or(fd),
+            map,
+        })
     }
 
     fn cap(&self) -> usize {
@@ -102,17 +105,24 @@ impl Seg {
 
     /// The descriptor to give a reader.
     fn reader_fd(&self) -> BorrowedFd<'_> {
-        self.ro.as_ref().map_or(self.fd.as_fd(), |f| f.as_fd())
+        self.fd.as_fd()
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Parent: argument segments.
 
+/// The most argument segments in use at once (in queued and running jobs), per pool: each
+/// holds a descriptor, and a program that queues thousands of large tasks must not run out
+/// of them. Past it, payloads stay in their frames.
+pub(crate) const MAX_IN_USE: usize = 128;
+
 /// The pool's argument segments not in use.
 pub(crate) struct ArgSegments {
     threshold: usize,
     free: Mutex<Free>,
+    /// Segments held by jobs.
+    in_use: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -126,6 +136,7 @@ impl ArgSegments {
         Arc::new(ArgSegments {
             threshold,
             free: Mutex::new(Free::default()),
+            in_use: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -137,8 +148,23 @@ impl ArgSegments {
         self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A segment of at least `len` bytes: the smallest free one that fits, or a new one.
+    /// A segment of at least `len` bytes: the smallest free one that fits, or a new one
+    /// (unless [`MAX_IN_USE`] are in use).
     fn take(self: &Arc<Self>, len: usize) -> io::Result<Lease> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed: a count; no memory is published through it.
+        if self.in_use.fetch_add(1, Relaxed) >= MAX_IN_USE {
+            self.in_use.fetch_sub(1, Relaxed);
+            return Err(io::Error::other("too many segments in use"));
+        }
+        let lease = self.take_counted(len);
+        if lease.is_err() {
+            self.in_use.fetch_sub(1, Relaxed);
+        }
+        lease
+    }
+
+    fn take_counted(self: &Arc<Self>, len: usize) -> io::Result<Lease> {
         let found = {
             let mut f = self.lock();
             f.last_use = Some(Instant::now());
@@ -205,6 +231,9 @@ impl Drop for Lease {
                 self.pool.put(seg);
             }
         }
+        self.pool
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

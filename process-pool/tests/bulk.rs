@@ -461,6 +461,104 @@ fn a_worker_killed_while_reading_or_writing_a_large_payload_fails_only_its_task_
     );
 }
 
+/// Workers SIGKILLed every few ms while tasks with payloads of 1 KiB to 2 MiB stream both
+/// ways: every future resolves, byte-exact or `WorkerDied`; the pool serves afterwards;
+/// nothing is left in the parent once it is dropped.
+#[test]
+fn a_kill_storm_with_large_payloads() {
+    run_isolated(
+        "a_kill_storm_with_large_payloads_alone",
+        Duration::from_secs(120),
+    );
+}
+
+#[test]
+#[ignore = "run by a_kill_storm_with_large_payloads, in a process of its own"]
+fn a_kill_storm_with_large_payloads_alone() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if !isolated() {
+        return;
+    }
+    let me = std::process::id();
+    let before = memfds(me);
+    let pool = Arc::new(ProcessPoolExecutor::new(2).unwrap());
+    assert!(pool
+        .submit_fn(length, vec![0; 10])
+        .unwrap()
+        .result_timeout(WAIT)
+        .is_ok());
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (stop, pool) = (stop.clone(), pool.clone());
+        std::thread::spawn(move || {
+            let mut kills = 0u32;
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(&p) = pool.worker_pids().get(n % 2) {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                    kills += 1;
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(3 + (n % 7) as u64 * 3));
+            }
+            kills
+        })
+    };
+    let mut futures = Vec::new();
+    let t0 = Instant::now();
+    let mut i = 0u64;
+    while t0.elapsed() < Duration::from_millis(1500) || futures.len() < 200 {
+        let n = match i % 4 {
+            0 => 1 << 10,
+            1 => T + (i as usize % 100),
+            2 => 300_000,
+            _ => 2 << 20,
+        };
+        let v = bytes(n, i);
+        futures.push((v.clone(), pool.submit_fn(echo, v).unwrap()));
+        i += 1;
+        if futures.len() % 8 == 0 {
+            // Keep a few in flight, not thousands.
+            let _ = futures[futures.len() - 8].1.result_timeout(WAIT);
+        }
+    }
+    let (mut ok, mut died) = (0, 0);
+    for (k, (v, f)) in futures.iter().enumerate() {
+        match f.result_timeout(WAIT) {
+            Ok(back) => {
+                assert!(*back == *v, "task {k}: a wrong result");
+                ok += 1;
+            }
+            Err(e) => match e.task_error() {
+                Some(TaskError::WorkerDied { .. }) => died += 1,
+                _ => panic!("task {k}: expected a value or WorkerDied, got {e}"),
+            },
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let kills = killer.join().unwrap();
+    assert!(kills > 10, "the storm killed only {kills} workers");
+    assert!(ok > 0 && died > 0, "{ok} ok, {died} died");
+    assert!(!pool.is_broken());
+    // It serves afterwards.
+    let v = bytes(3 << 20, 99);
+    let back = pool.submit_fn(echo, v.clone()).unwrap();
+    assert!(*back.result_timeout(WAIT).unwrap() == v);
+    let pool = Arc::into_inner(pool).unwrap();
+    drop(pool);
+    assert!(
+        children().iter().all(|&c| !alive(c)),
+        "a worker outlived the pool"
+    );
+    assert_eq!(
+        memfds(me),
+        before,
+        "memfd descriptors and mappings after the pool"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // SharedSlice.
 

@@ -100,6 +100,13 @@ fn argument_segments_are_reused_only_after_a_result() {
     huge.returnable = true;
     drop(huge);
     assert!(pool.lock().segs.is_empty());
+    // At most MAX_IN_USE at once: then payloads stay in their frames.
+    let held: Vec<_> = (0..MAX_IN_USE - 1)
+        .map(|_| pool.take(1000).unwrap())
+        .collect();
+    assert!(pool.take(1000).is_err());
+    drop(held);
+    assert!(pool.take(1000).is_ok());
     // Idle ones go after IDLE.
     let mut back = again;
     back.returnable = true;
