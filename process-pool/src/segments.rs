@@ -123,6 +123,9 @@ pub(crate) struct ArgSegments {
     free: Mutex<Free>,
     /// Segments held by jobs.
     in_use: std::sync::atomic::AtomicUsize,
+    /// Whether `free.segs` is not empty (read without the lock by [`trim`](Self::trim),
+    /// which the I/O thread calls at every turn).
+    has_free: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -137,6 +140,7 @@ impl ArgSegments {
             threshold,
             free: Mutex::new(Free::default()),
             in_use: std::sync::atomic::AtomicUsize::new(0),
+            has_free: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -171,7 +175,9 @@ impl ArgSegments {
             let best = (0..f.segs.len())
                 .filter(|&i| f.segs[i].cap() >= len)
                 .min_by_key(|&i| f.segs[i].cap());
-            best.map(|i| f.segs.swap_remove(i))
+            let found = best.map(|i| f.segs.swap_remove(i));
+            self.note_free(&f);
+            found
         };
         let seg = match found {
             Some(s) => s,
@@ -198,11 +204,21 @@ impl ArgSegments {
                 .expect("not empty");
             f.segs.swap_remove(i);
         }
+        self.note_free(&f);
+    }
+
+    fn note_free(&self, f: &Free) {
+        // Relaxed: a hint; a segment put back concurrently is trimmed at a later turn.
+        self.has_free
+            .store(!f.segs.is_empty(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Frees the free segments once unused for [`IDLE`]; when to look again (`None`:
     /// nothing kept).
     pub(crate) fn trim(&self, now: Instant) -> Option<Instant> {
+        if !self.has_free.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let mut f = self.lock();
         if f.segs.is_empty() {
             return None;
@@ -210,6 +226,7 @@ impl ArgSegments {
         let due = f.last_use.map_or(now, |t| t + IDLE);
         if now >= due {
             f.segs.clear();
+            self.note_free(&f);
             return None;
         }
         Some(due)
@@ -502,6 +519,11 @@ impl MapCache {
         Ok(map)
     }
 
+    /// Whether it keeps no mapping.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
     /// Drops the mappings unused for [`IDLE`]; when to look again.
     pub(crate) fn trim(&mut self, now: Instant) -> Option<Instant> {
         self.maps
@@ -599,13 +621,17 @@ impl ResultSegments {
         self.attachments.clear();
     }
 
+    /// Whether it keeps no segment.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+
     /// Frees the segments released and unused for [`IDLE`]; when to look again.
     pub(crate) fn trim(&mut self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for k in 0..self.slots.len() {
-            let free = self.is_free(k);
             if let Some(r) = &self.slots[k] {
-                if free && now.saturating_duration_since(r.last_use) >= IDLE {
+                if now.saturating_duration_since(r.last_use) >= IDLE && self.is_free(k) {
                     self.slots[k] = None;
                 } else {
                     let at = r.last_use + IDLE;

@@ -269,16 +269,8 @@ impl<T> Clone for Repr<T> {
 /// assert_eq!(data[12345], 12345);
 /// ```
 ///
-/// With a process pool (`cfutures_process_pool::SharedSlice` is this type):
-///
-/// ```ignore
-/// fn sum(part: SharedSlice<u64>) -> u64 {
-///     part.iter().sum()
-/// }
-/// let n = data.len();
-/// let halves = [data.slice(0..n / 2), data.slice(n / 2..n)];
-/// let futures: Vec<_> = halves.into_iter().map(|h| pool.submit_fn(sum, h)).collect();
-/// ```
+/// `cfutures_process_pool::SharedSlice` is this type; its crate documentation shows it
+/// summed by tasks in worker processes.
 pub struct SharedSlice<T: Pod> {
     repr: Repr<T>,
     /// The first element's byte offset in the segment (in elements for the heap form).

@@ -175,6 +175,10 @@ struct Recent {
 
 static RECENT: Mutex<Option<Recent>> = Mutex::new(None);
 
+/// How many segments `RECENT` keeps (read without its lock, so that a process that keeps
+/// none pays nothing to trim them).
+static KEPT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Keeps the shared data this process decodes mapped for later frames: at most `max`
 /// segments, each dropped once unused for `idle` (see [`trim_shared`]). A worker process
 /// turns it on; in the parent, the last handle's drop frees shared data at once.
@@ -193,12 +197,24 @@ pub fn keep_shared(max: usize, idle: Duration) {
 /// Drops the kept segments unused for their idle time; returns when the next one expires
 /// (`None`: none kept).
 pub fn trim_shared(now: Instant) -> Option<Instant> {
+    // Relaxed: a hint; the count is exact under the lock, and the one thread that decodes
+    // in a worker (the one that trims) counted what it kept.
+    if KEPT.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        return None;
+    }
     let mut r = RECENT.lock().unwrap_or_else(|p| p.into_inner());
     let r = r.as_mut()?;
     let idle = r.idle;
     r.kept
         .retain(|(_, at)| now.saturating_duration_since(*at) < idle);
+    KEPT.store(r.kept.len(), std::sync::atomic::Ordering::Relaxed);
     r.kept.iter().map(|(_, at)| *at + idle).min()
+}
+
+/// Whether this process keeps any shared data mapped (see [`keep_shared`]).
+pub fn keeps_shared() -> bool {
+    // Relaxed: see `trim_shared`.
+    KEPT.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
 /// Notes a use of `seg` (decoded here), if [`keep_shared`] is on.
@@ -213,4 +229,5 @@ pub(crate) fn used(seg: &Arc<Segment>) {
     while r.kept.len() > r.max {
         r.kept.pop_front();
     }
+    KEPT.store(r.kept.len(), std::sync::atomic::Ordering::Relaxed);
 }

@@ -610,8 +610,10 @@ impl<'a> Out<'a> {
 
     fn put_then_drop<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
         let r = self.put(&v);
-        // Drop the value here, catching a panicking Drop like a panicking task.
-        let _ = catch(move || drop(v));
+        if r.is_err() {
+            // Drop the value here, catching a panicking Drop like a panicking task.
+            let _ = catch(move || drop(v));
+        }
         r
     }
 
