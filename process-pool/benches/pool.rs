@@ -9,7 +9,6 @@
 //!   `map` over the pool).
 //! * W6: 8 CPU-bound tasks on 2 workers vs the same 8 run sequentially.
 //! * W8: create a pool of 2, run one task, shut down.
-//!
 //! * W9a: a 50 MB `Vec<u8>` argument, the task returns its length (and how long `submit_fn`
 //!   blocks the caller). W9b: a 50 MB echo (argument and result).
 //! * W9c: a 1 GiB `SharedSlice<u64>` summed in halves by 2 workers, vs 2 threads summing the
@@ -18,8 +17,6 @@
 //!   the argument.
 //! * The shared-memory threshold: echo round trips of 4 KiB … 16 MiB with every payload in
 //!   the pipes vs every payload in segments.
-//! * W5 and W3 again with segments off (`shared_memory_threshold(usize::MAX)`), interleaved
-//!   with the default: what the segment machinery costs small frames.
 //!
 //! Python (`bytes`, `len` and an echo, on the same data) runs W9a, W9b and the RSS figure in
 //! the same run.
@@ -697,35 +694,9 @@ fn main() {
     let pp = median(3, || ping_pong(20_000 / scale));
     let pool = ProcessPoolExecutor::new(2).unwrap();
     w5_throughput(&pool, 1000); // warm up: both workers started
-                                // The same with segments off, interleaved: what the segment machinery costs small frames.
-    let off = ProcessPoolExecutor::builder()
-        .max_workers(2)
-        .shared_memory_threshold(usize::MAX)
-        .build()
-        .unwrap();
-    w5_throughput(&off, 1000);
-    let (mut thr_v, mut thr_off) = (Vec::new(), Vec::new());
-    let (mut rt_v, mut rt_off) = (Vec::new(), Vec::new());
-    let (mut w3_v, mut w3_off) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        thr_v.push(w5_throughput(&pool, 10_000 / scale));
-        thr_off.push(w5_throughput(&off, 10_000 / scale));
-    }
-    for _ in 0..5 {
-        rt_v.push(w5_round_trip(&pool, 5_000 / scale));
-        rt_off.push(w5_round_trip(&off, 5_000 / scale));
-    }
-    for _ in 0..5 {
-        w3_v.push(w3_map(&pool));
-        w3_off.push(w3_map(&off));
-    }
-    drop(off);
-    let med = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (thr, rt, w3) = (med(thr_v), med(rt_v), med(w3_v));
-    let (thr_off, rt_off, w3_off) = (med(thr_off), med(rt_off), med(w3_off));
+    let thr = median(5, || w5_throughput(&pool, 10_000 / scale));
+    let rt = median(5, || w5_round_trip(&pool, 5_000 / scale));
+    let w3 = median(5, || w3_map(&pool));
     // Calibrate W6 so that one task takes ~50 ms here.
     let n = calibrate_burn(0.05 / scale as f64);
     let (seq, par) = w6(&pool, n);
@@ -762,16 +733,6 @@ fn main() {
     println!(
         "  W8 create, 1 task, shutdown:      {:>9.2} ms (target ≤ 3)",
         w8.as_secs_f64() * 1e3
-    );
-    println!(
-        "  segments off (same run, interleaved): W5 {:.2} µs, round trip {:.2} µs, W3 {:.2} ms \
-         (default ÷ off: {:.2}×, {:.2}×, {:.2}×)",
-        us(thr_off),
-        us(rt_off),
-        ms(w3_off),
-        thr.as_secs_f64() / thr_off.as_secs_f64(),
-        rt.as_secs_f64() / rt_off.as_secs_f64(),
-        w3.as_secs_f64() / w3_off.as_secs_f64()
     );
     println!("bulk data (W9):");
     bulk(quick, "bulk");

@@ -421,6 +421,7 @@ impl Segment {
             // or read-only for everyone). `fd` is closed.
             return Ok(seg);
         }
+        oob::shared_exists();
         let len = shm::size(fd.as_fd())? as usize;
         if len < bytes {
             return Err(io::Error::new(

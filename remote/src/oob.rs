@@ -90,10 +90,27 @@ pub(crate) enum SourceSlot {
     Taken,
 }
 
+/// Whether this process has ever held shared data in shared memory (a `SharedSlice` made
+/// or mapped here). Until then no value can refer to any, and encoding needs no sink.
+static ANY_SHARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that shared data exists in this process (before any handle to it does).
+pub(crate) fn shared_exists() {
+    // Relaxed: a value holding the new handle reaches an encoder only through something that
+    // synchronises (a channel, a join, a lock), so this store happens before the encoder's
+    // load, which then reads it (coherence).
+    ANY_SHARED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Runs `encode` with an attachment sink on this thread: `SharedSlice`s encoded inside
 /// become references. Returns what `encode` returned and the attachments. The previous
 /// state is restored, also if `encode` panics.
 pub(crate) fn with_sink<R>(encode: impl FnOnce() -> R) -> (R, Vec<Attachment>) {
+    // Relaxed: see `shared_exists`.
+    if !ANY_SHARED.load(std::sync::atomic::Ordering::Relaxed) {
+        // Nothing to attach (tiny tasks pay nothing for the sink).
+        return (encode(), Vec::new());
+    }
     struct Restore(Option<Vec<Attachment>>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -140,6 +157,10 @@ pub(crate) fn attach(seg: &Arc<Segment>) -> Option<u32> {
 /// Runs `decode` with the descriptors that came with the frame (`trusted`: see [`Source`]);
 /// those it does not claim are closed afterwards.
 pub(crate) fn with_source<R>(fds: Vec<OwnedFd>, trusted: bool, decode: impl FnOnce() -> R) -> R {
+    if fds.is_empty() {
+        // (A reference decoded without descriptors is an error either way.)
+        return decode();
+    }
     struct Restore(Option<Source>);
     impl Drop for Restore {
         fn drop(&mut self) {

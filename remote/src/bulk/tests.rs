@@ -77,6 +77,28 @@ fn with_a_sink_it_is_a_reference_and_without_one_the_bytes() {
     let e = codec::decode::<Task>(&bytes).unwrap_err();
     assert!(e.to_string().contains("without the descriptors"), "{e}");
     let e = oob::with_source(Vec::new(), true, || codec::decode::<Task>(&bytes)).unwrap_err();
+    assert!(e.to_string().contains("without the descriptors"), "{e}");
+    // With descriptors, but not the one it names.
+    let other = shm::create(c"other", 8).unwrap();
+    #[derive(Serialize)]
+    enum WireOut {
+        #[allow(dead_code)]
+        Inline(Vec<u8>),
+        Segment {
+            attachment: u32,
+            off: u64,
+            len: u64,
+        },
+    }
+    let second = encode(&WireOut::Segment {
+        attachment: 1,
+        off: 0,
+        len: 1,
+    });
+    let e = oob::with_source(vec![other], true, || {
+        codec::decode::<SharedSlice<u64>>(&second)
+    })
+    .unwrap_err();
     assert!(e.to_string().contains("did not come with the frame"), "{e}");
 }
 
