@@ -152,6 +152,7 @@ impl Ext {
     /// # Errors
     ///
     /// If the frame is too short for its header and extension.
+    #[inline]
     pub fn of_command(frame: &[u8]) -> Result<(Option<Ext>, &[u8]), String> {
         if frame.len() < CMD_HEADER {
             return Err("a command frame shorter than its header".into());
@@ -534,6 +535,7 @@ impl<'a> Out<'a> {
     }
 
     /// Adds the payload `v` (by reference).
+    #[inline]
     pub(crate) fn put<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TaskError> {
         let Some(ool) = self.ool.as_deref_mut() else {
             return encode_into(v, self.buf);
@@ -582,6 +584,7 @@ impl<'a> Out<'a> {
 
     /// Adds the payload `v`, which it owns: a large top-level bulk value is copied out of
     /// line while its memory is given back, so that it is never held twice.
+    #[inline]
     pub(crate) fn put_owned<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
         if let Some(ool) = self.ool.as_deref_mut() {
             if let Some((n, raw)) = codec::bulk_view(&v) {
@@ -608,6 +611,7 @@ impl<'a> Out<'a> {
         self.put_then_drop(v)
     }
 
+    #[inline]
     fn put_then_drop<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
         let r = self.put(&v);
         if r.is_err() {
@@ -641,6 +645,7 @@ impl<'a> Out<'a> {
         }
     }
 
+    #[inline]
     fn note(&mut self, payload: Placement, attachments: Vec<oob::Attachment>) {
         if payload == Placement::InBand && attachments.is_empty() {
             return;
@@ -663,12 +668,14 @@ impl<'a> Out<'a> {
     }
 
     /// Whether the frame has an extension (its `kind` needs [`OUT_OF_LINE`]).
+    #[inline]
     pub(crate) fn has_ext(&self) -> bool {
         self.ext.is_some()
     }
 
     /// Writes the extension (if any) between the header, which ends at `header_end`, and
     /// the in-band payload, and sets the flag in the frame's `kind`.
+    #[inline]
     pub(crate) fn seal(&mut self, header_end: usize) {
         let Some(ext) = self.ext else {
             return;
