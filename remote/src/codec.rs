@@ -242,8 +242,20 @@ pub(crate) fn encode<T: Serialize + ?Sized, F: Flavor>(v: &T, mut out: F) -> Res
         return out.finalize();
     }
     let mut ser = postcard::Serializer { output: out };
-    v.serialize(FastSer(&mut ser))?;
+    if plain::<T>() {
+        v.serialize(&mut ser)?;
+    } else {
+        v.serialize(FastSer(&mut ser))?;
+    }
     ser.output.finalize()
+}
+
+/// Whether `T` cannot hold a bulk value anywhere inside: it has no drop glue (so no `Vec`,
+/// `Box` or `String` in it), and postcard's own serializer writes exactly the same bytes,
+/// with one layer less (tiny tasks' numbers).
+#[inline(always)]
+fn plain<T: ?Sized>() -> bool {
+    !std::mem::needs_drop::<T>()
 }
 
 /// [`encode`] into a growing `Vec` of at most `limit` bytes (in total): `Ok(false)` if the
@@ -267,7 +279,12 @@ pub(crate) fn encode_limited<T: Serialize + ?Sized>(
         return Ok(true);
     }
     let mut ser = postcard::Serializer { output: out };
-    match v.serialize(FastSer(&mut ser)) {
+    let r = if plain::<T>() {
+        v.serialize(&mut ser)
+    } else {
+        v.serialize(FastSer(&mut ser))
+    };
+    match r {
         Ok(()) => Ok(true),
         Err(_) if ser.output.over => Ok(false),
         Err(e) => Err(e),
