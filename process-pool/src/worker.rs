@@ -301,6 +301,15 @@ impl Transport for WorkerIo {
         let Some(frame) = frame else {
             return Ok(None);
         };
+        if frame.len() >= wire::CMD_HEADER && frame[4] & wire::OUT_OF_LINE == 0 {
+            // The common case: everything is in the frame.
+            return Ok(Some(Command {
+                frame,
+                payload: Some(&frame[wire::CMD_HEADER..]),
+                attachments: Vec::new(),
+                out_of_line: Some(results),
+            }));
+        }
         let mut beside = beside.into_iter();
         let payload = match Ext::of_command(frame) {
             Ok((None, p)) => Some(p),

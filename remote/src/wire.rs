@@ -540,6 +540,10 @@ impl<'a> Out<'a> {
         let Some(ool) = self.ool.as_deref_mut() else {
             return encode_into(v, self.buf);
         };
+        if small_and_plain(v) {
+            // Nothing to put out of line (tiny tasks skip the machinery).
+            return encode_into(v, self.buf);
+        }
         let at = self.buf.len();
         let buf = &mut *self.buf;
         let limit = at.saturating_add(ool.threshold().saturating_sub(1));
@@ -586,6 +590,9 @@ impl<'a> Out<'a> {
     /// line while its memory is given back, so that it is never held twice.
     #[inline]
     pub(crate) fn put_owned<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
+        if small_and_plain(&v) {
+            return encode_into(&v, self.buf);
+        }
         if let Some(ool) = self.ool.as_deref_mut() {
             if let Some((n, raw)) = codec::bulk_view(&v) {
                 let size = codec::raw_size(n, raw.len());
@@ -688,6 +695,15 @@ impl<'a> Out<'a> {
         }
         self.buf[self.start + 4] |= OUT_OF_LINE;
     }
+}
+
+/// Whether `v` certainly stays in its frame: a small value without drop glue holds no
+/// vector, string or shared data (numbers, small `Copy` structs), so its encoding is a few
+/// times its size at most, far below any threshold. (Were it not, in the frame would still
+/// be correct: the threshold is about speed.)
+#[inline(always)]
+fn small_and_plain<T: ?Sized>(v: &T) -> bool {
+    !std::mem::needs_drop::<T>() && std::mem::size_of_val(v) <= 1024
 }
 
 /// The same `&mut dyn OutOfLine`, with the object's lifetime bound shortened to the
