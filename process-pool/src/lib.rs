@@ -31,9 +31,15 @@
 //!
 //! # What crosses to a worker
 //!
-//! * `submit_fn(f, arg)`: a function and its argument (Python's `submit(fn, *args)`). `f`
-//!   must be a fn item or a closure that captures nothing — checked at compile time. The
-//!   argument and the result are serialized with serde + postcard.
+//! * `submit_fn(f, arg)`: a function and its argument (Python's `submit(fn, *args)`). The
+//!   argument and the result are serialized with serde + postcard. `f` must be a `fn` item
+//!   or a closure that captures nothing: a worker process is a fresh copy of your program and
+//!   cannot receive captured state, so pass data through `arg` (a tuple for several values).
+//!   A capturing closure is rejected when the program is *built* (`cargo build`, `cargo
+//!   test`), not by `cargo check` (no trait bound on stable Rust tells a zero-sized function
+//!   from a capturing closure): the error says "the function given to a process pool ...
+//!   must be a fn item or a closure that captures nothing", names the closure by file and
+//!   line (`{closure@src/main.rs:6:28}`), and its last note points at your call.
 //! * `submit(task)` for task types: implement [`Task`](cfutures_core::Task), derive
 //!   `Serialize` + `Deserialize`, and add the marker `impl RemoteTask for MyTask {}`.
 //!
@@ -63,6 +69,8 @@
 //!   ```
 //! * `map` chunks: the pool implements `Submit<MapChunk<F, A>>`, so `cfutures-combinators`'
 //!   `map` works with `chunksize`: one chunk is one frame and one task in a worker.
+//!   `pool.map(f, items)` (and `try_map`, `map_builder()...map`) follows the same rule for
+//!   `f` as `submit_fn`; items and results are serialized.
 //!
 //! # Big data: at memory speed, without ceremony
 //!

@@ -177,24 +177,50 @@ fn workers_that_always_die_at_start_break_the_pool_with_a_death() {
 // ---------------------------------------------------------------------------------------
 // 2. The result stream.
 
-/// Writes garbage to every descriptor above stderr that is a pipe or a socket (a task that
-/// writes where it should not: the protocol's descriptors among them), then returns.
-fn scribble(_: ()) -> u64 {
+/// Writes `bytes` to every descriptor above stderr that is a pipe or a socket: what a task
+/// that writes where it should not does (the protocol's descriptors among them).
+fn write_to_every_pipe(bytes: &[u8]) {
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
         let t = target.to_string_lossy();
         if fd > 2 && (t.starts_with("pipe:") || t.starts_with("socket:")) {
-            let junk = b"hello from a task that should not write here\n";
             // SAFETY: writing a valid buffer to a descriptor; errors are ignored.
-            unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) };
+            unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         }
     }
+}
+
+/// Writes garbage where it should not, then returns.
+fn scribble(_: ()) -> u64 {
+    write_to_every_pipe(b"hello from a task that should not write here\n");
     7
+}
+
+/// On a pool of one: `bad`, then 20 innocent tasks queued behind it on the same worker.
+fn bad_then_innocents<F>(pool: &ProcessPoolExecutor, bad: F) -> (Future<u64>, Vec<Future<u64>>)
+where
+    F: Fn(()) -> u64 + Copy + Send + Sync + 'static,
+{
+    assert_eq!(*result(&pool.submit_fn(add_one, 0).unwrap()).unwrap(), 1);
+    let bad = pool.submit_fn(bad, ()).unwrap();
+    let behind = (0..20u64)
+        .map(|i| pool.submit_fn(add_one, i).unwrap())
+        .collect();
+    (bad, behind)
+}
+
+/// Every innocent task has its own result.
+fn assert_innocents_ok(behind: &[Future<u64>]) {
+    for (i, f) in behind.iter().enumerate() {
+        assert_eq!(
+            *result(f).unwrap(),
+            i as u64 + 1,
+            "an innocent task lost its result"
+        );
+    }
 }
 
 #[test]
@@ -204,30 +230,20 @@ fn stray_bytes_on_the_protocol_fail_only_their_task() {
         LIMIT,
         || {
             let pool = ProcessPoolExecutor::new(1).unwrap();
-            assert_eq!(*result(&pool.submit_fn(add_one, 0).unwrap()).unwrap(), 1);
-            let bad = pool.submit_fn(scribble, ()).unwrap();
-            let behind: Vec<_> = (0..20u64)
-                .map(|i| pool.submit_fn(add_one, i).unwrap())
-                .collect();
+            let (bad, behind) = bad_then_innocents(&pool, scribble);
             let err = bad.result_timeout(WAIT).unwrap_err();
             let te = err.task_error().expect("a task error");
             assert!(te.is_codec(), "{err}");
             assert!(format!("{err}").contains("out of sync"), "{err}");
-            for (i, f) in behind.iter().enumerate() {
-                assert_eq!(
-                    *result(f).unwrap(),
-                    i as u64 + 1,
-                    "an innocent task lost its result"
-                );
-            }
+            assert_innocents_ok(&behind);
             assert!(!pool.is_broken());
             bounded("dropping the pool", WAIT, move || drop(pool));
         },
     );
 }
 
-/// Writes a well-formed result frame with an id no task has, to every pipe and socket above
-/// stderr, then returns normally.
+/// Writes a well-formed result frame with an id no task has where it should not, then
+/// returns normally.
 fn forge(_: ()) -> u64 {
     let mut frame = Vec::new();
     let payload = [42u8]; // postcard of 42u64
@@ -236,17 +252,7 @@ fn forge(_: ()) -> u64 {
     frame.extend_from_slice(&0xdead_beef_u64.to_le_bytes());
     frame.extend_from_slice(&0u64.to_le_bytes());
     frame.extend_from_slice(&payload);
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let t = std::fs::read_link(entry.path()).unwrap_or_default();
-        let t = t.to_string_lossy();
-        if fd > 2 && (t.starts_with("pipe:") || t.starts_with("socket:")) {
-            // SAFETY: writing a valid buffer to a descriptor; errors are ignored.
-            unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
-        }
-    }
+    write_to_every_pipe(&frame);
     7
 }
 
@@ -257,18 +263,8 @@ fn a_forged_frame_fails_its_writer_not_the_next_task() {
         LIMIT,
         || {
             let pool = ProcessPoolExecutor::new(1).unwrap();
-            assert_eq!(*result(&pool.submit_fn(add_one, 0).unwrap()).unwrap(), 1);
-            let bad = pool.submit_fn(forge, ()).unwrap();
-            let behind: Vec<_> = (0..20u64)
-                .map(|i| pool.submit_fn(add_one, i).unwrap())
-                .collect();
-            for (i, f) in behind.iter().enumerate() {
-                assert_eq!(
-                    *result(f).unwrap(),
-                    i as u64 + 1,
-                    "an innocent task lost its result"
-                );
-            }
+            let (bad, behind) = bad_then_innocents(&pool, forge);
+            assert_innocents_ok(&behind);
             let err = bad.result_timeout(WAIT).unwrap_err();
             assert!(err.task_error().is_some_and(|e| e.is_codec()), "{err}");
             assert!(!pool.is_broken());
