@@ -68,11 +68,12 @@ pub use cfutures_combinators::{
 #[cfg(all(feature = "process-pool", unix))]
 pub use cfutures_process_pool as process_pool;
 #[cfg(all(feature = "process-pool", unix))]
-pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
+pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask, SharedBytes, SharedSlice};
 
 /// What a typical program uses, for `use cfutures::prelude::*;`.
 ///
-/// The futures and errors, the executor traits, [`fallible`], the pools, and (with the
+/// The futures and errors, the executor traits, [`fallible`], the pools (with the process
+/// pool, its `SharedSlice` and `SharedBytes` for data shared by many tasks), and (with the
 /// `combinators` feature) [`wait`], [`as_completed`], [`ReturnWhen`] and the
 /// [`ExecutorExt`] methods (`pool.map(..)`, `pool.try_map(..)`, `pool.map_builder()`).
 pub mod prelude {
@@ -85,7 +86,7 @@ pub mod prelude {
     pub use cfutures_combinators::{as_completed, wait, ExecutorExt, ReturnWhen};
 
     #[cfg(all(feature = "process-pool", unix))]
-    pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask};
+    pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask, SharedBytes, SharedSlice};
     #[cfg(feature = "thread-pool")]
     pub use cfutures_thread_pool::ThreadPoolExecutor;
 }

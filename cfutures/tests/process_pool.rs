@@ -139,3 +139,27 @@ fn worker_println_goes_to_the_parents_stderr() {
     assert!(stderr.contains("worker says 7"), "on stderr: {stderr}");
     assert!(!stdout.contains("worker says 7"), "not on stdout: {stdout}");
 }
+
+fn first_and_len(s: SharedBytes) -> (u8, usize) {
+    (s[0], s.len())
+}
+
+/// One `SharedSlice` for both pools: a thread pool moves the handle (the same memory, not a
+/// copy), a process pool sends a reference to the same pages.
+#[test]
+fn shared_slices_go_to_both_pools_from_the_prelude() {
+    let data = SharedBytes::from_slice(&[9u8; 1 << 16]).unwrap();
+    let threads = ThreadPoolExecutor::new(1).unwrap();
+    let view = data.clone();
+    let addr = data.as_ptr() as usize;
+    let same = threads
+        .submit(move || view.as_ptr() as usize == addr && view.is_shared())
+        .unwrap();
+    assert!(*same.result_timeout(LIMIT).unwrap());
+    let processes = ProcessPoolExecutor::new(1).unwrap();
+    let f = processes
+        .submit_fn(first_and_len, data.slice(10..20))
+        .unwrap();
+    assert_eq!(*f.result_timeout(LIMIT).unwrap(), (9, 10));
+    let _: cfutures::process_pool::SharedSlice<u8> = data;
+}

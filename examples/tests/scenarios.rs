@@ -116,3 +116,17 @@ fn async_offload_awaits_the_process_pool_from_tokio() {
     has(&lines, "a task that panics in its worker → Err: task panicked at examples/src/scenarios/offload.rs:");
     has(&lines, ": 7 is odd");
 }
+
+#[test]
+fn big_data_gets_the_same_digests_every_way() {
+    // Buffers of 300 kB (above the shared-memory threshold; the tour uses 16 MB).
+    let mut out = Out::quiet();
+    if let Err(e) = scenarios::big_data::run_sized(&mut out, 300_000) {
+        panic!("scenario failed: {e}\n{}", out.lines().join("\n"));
+    }
+    let lines = out.lines();
+    has(lines, "8 × 300 kB sha256, through the pipes");
+    has(lines, "8 × 300 kB sha256, through shared memory");
+    has(lines, "8 × 300 kB sha256, views of one SharedBytes");
+    has(lines, "sending the 2 MB alone");
+}

@@ -35,6 +35,14 @@
 //! worker claims after reading the frame; the socket's write and read (system calls that
 //! synchronise in the kernel) carry the publish to the worker before its claim.
 //!
+//! # Release words
+//!
+//! After the claim words, [`RELEASE_SLOTS`] words say which of the worker's result segments
+//! the parent may still be reading (see `crate::segments`): the worker sets word `k` before
+//! it sends a result in its segment `k`; the parent clears it (`Release`) once it has
+//! decoded that result; the worker writes segment `k` again only after it sees the word
+//! clear (`Acquire`), so the parent's reads happen before the worker's next writes.
+//!
 //! # Safety of the shared words
 //!
 //! The page is a `memfd` (Linux) or an unlinked POSIX shared-memory object (elsewhere), sized
@@ -53,7 +61,11 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 /// The number of claim words in a page.
 pub(crate) const SLOTS: u64 = 256;
+/// The number of release words, after the claim words: one per result segment a worker
+/// keeps (see `crate::segments`).
+pub(crate) const RELEASE_SLOTS: usize = 8;
 const LEN: usize = 4096;
+const _: () = assert!((SLOTS as usize + RELEASE_SLOTS) * 8 <= LEN);
 
 const QUEUED: u64 = 1;
 const CLAIMED: u64 = 2;
@@ -126,6 +138,35 @@ impl ClaimPage {
         // SAFETY: `i < SLOTS` and `SLOTS * 8 <= LEN`, so the word is inside the mapping,
         // which lives as long as `self`; the memory is only accessed atomically (module doc).
         unsafe { &*self.words.as_ptr().add(i) }
+    }
+
+    /// Release word `k` (`k < RELEASE_SLOTS`).
+    fn release_word(&self, k: usize) -> &AtomicU64 {
+        assert!(k < RELEASE_SLOTS);
+        // SAFETY: `SLOTS + k < SLOTS + RELEASE_SLOTS` words fit in the page (checked at
+        // compile time above), which lives as long as `self`; the memory is only accessed
+        // atomically (module doc).
+        unsafe { &*self.words.as_ptr().add(SLOTS as usize + k) }
+    }
+
+    /// Worker: it is about to send a result in its segment `k`; the parent reads it until
+    /// it [`release`](Self::release)s it.
+    pub(crate) fn mark_busy(&self, k: usize) {
+        // Relaxed: only this worker reads the word back; the parent only clears it.
+        self.release_word(k).store(1, Ordering::Relaxed);
+    }
+
+    /// Parent: it has read (decoded) the result in the worker's segment `k`.
+    pub(crate) fn release(&self, k: usize) {
+        // Release: the parent's reads of the segment happen before the worker, seeing the
+        // word clear (Acquire), writes it again.
+        self.release_word(k).store(0, Ordering::Release);
+    }
+
+    /// Worker: whether segment `k` is not being read by the parent.
+    pub(crate) fn is_released(&self, k: usize) -> bool {
+        // Acquire: pairs with `release`.
+        self.release_word(k).load(Ordering::Acquire) == 0
     }
 
     /// Parent: task `seq` is about to be written.

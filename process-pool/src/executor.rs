@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::io::Io;
+use crate::segments::{ArgSink, Bulk};
 use crate::state::{Config, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill};
@@ -84,6 +85,7 @@ pub struct Builder {
     output: WorkerOutput,
     env: Vec<(OsString, OsString)>,
     quiet_panics: bool,
+    shared_memory_threshold: Option<usize>,
 }
 
 impl Builder {
@@ -157,6 +159,20 @@ impl Builder {
         self
     }
 
+    /// Payloads (arguments, tasks, `map` chunks, results) of at least this many bytes cross
+    /// through shared memory instead of the pipes (default: 64 KiB); `usize::MAX` keeps
+    /// every payload in the pipes. (joblib's `max_nbytes`.)
+    ///
+    /// Through shared memory a payload is written once, into a segment the other side maps,
+    /// and the pipe carries a small header: an owned `Vec<u8>` argument of 100 MB costs the
+    /// parent ~100 MB at its peak, not twice that, and crosses in tens of milliseconds.
+    /// Segments are reused, and freed a second after they were last used (see
+    /// `DESIGN-NOTES.md`, "Bulk data").
+    pub fn shared_memory_threshold(mut self, bytes: usize) -> Self {
+        self.shared_memory_threshold = Some(bytes);
+        self
+    }
+
     /// Sets an environment variable in the workers (over this process's value, which they
     /// inherit otherwise): per-pool configuration such as `RUST_LOG`, `RUST_BACKTRACE`, or a
     /// library's thread count.
@@ -210,6 +226,9 @@ impl Builder {
             WorkerOutput::Null => Some(File::options().write(true).open("/dev/null")?.into()),
             WorkerOutput::File(f) => Some(f.into()),
         };
+        let threshold = self
+            .shared_memory_threshold
+            .unwrap_or(crate::segments::DEFAULT_THRESHOLD);
         let (wake_r, wake_w) = sys::wake_pipe()?;
         crate::fork::watch();
         let shared = Arc::new(Shared {
@@ -234,7 +253,9 @@ impl Builder {
                 stdout,
                 env: self.env,
                 options: cfutures_remote::handshake::Options::default()
-                    .quiet_panics(self.quiet_panics),
+                    .quiet_panics(self.quiet_panics)
+                    .segment_threshold(threshold as u64),
+                segments: crate::segments::ArgSegments::new(threshold),
                 exe: sys::worker_executable()?.into_os_string(),
                 argv0: std::env::args_os()
                     .next()
@@ -381,7 +402,10 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let _ = f;
-        self.enqueue(job::call::<F, A, R>(&arg), limit)
+        let mut sink = ArgSink::new(&self.shared.config.segments);
+        let job = job::call_with::<F, A, R>(arg, &mut sink);
+        let bulk = sink.finish(&job.0.frame);
+        self.enqueue(job, bulk, limit)
     }
 
     /// Submits a [`RemoteTask`] with a limit on its run time (see
@@ -399,7 +423,19 @@ impl ProcessPoolExecutor {
         T: RemoteTask,
         T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.enqueue(task.into_job(), Some(limit))
+        self.enqueue_job(task, Some(limit))
+    }
+
+    /// Encodes a submission (large payloads out of line) and queues it.
+    fn enqueue_job<T: IntoJob>(
+        &self,
+        task: T,
+        limit: Option<Duration>,
+    ) -> Result<Future<T::Output>, SubmitError> {
+        let mut sink = ArgSink::new(&self.shared.config.segments);
+        let job = task.into_job_with(&mut sink);
+        let bulk = sink.finish(&job.0.frame);
+        self.enqueue(job, bulk, limit)
     }
 
     /// Queues an encoded job (its id is given here), or fails its future if encoding it
@@ -407,6 +443,7 @@ impl ProcessPoolExecutor {
     fn enqueue<R>(
         &self,
         (job, future): (Encoded, Future<R>),
+        bulk: Option<Box<Bulk>>,
         limit: Option<Duration>,
     ) -> Result<Future<R>, SubmitError> {
         let Encoded {
@@ -441,6 +478,7 @@ impl ProcessPoolExecutor {
             started: false,
             cancel: false,
             seq: 0,
+            bulk,
         });
         let mut discard = Vec::new();
         // A submitting thread hands a job straight to an idle worker (a lone task reaches
@@ -647,7 +685,7 @@ impl Executor for ProcessPoolExecutor {
 /// task in a worker; each item's panic fails only that item).
 impl<T: IntoJob> Submit<T> for ProcessPoolExecutor {
     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
-        self.enqueue(task.into_job(), self.shared.config.time_limit)
+        self.enqueue_job(task, self.shared.config.time_limit)
     }
 }
 
@@ -671,7 +709,7 @@ impl ProcessPoolExecutor {
         R: DeserializeOwned + Send + Sync + 'static,
     {
         // SAFETY: this function's contract is `job::raw`'s.
-        self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None)
+        self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None, None)
     }
 
     /// Testing hook: makes the pool's I/O thread panic with `message` at its next turn, to
@@ -686,7 +724,7 @@ impl ProcessPoolExecutor {
     where
         F: Fn(A) -> R + Copy,
         A: DeserializeOwned,
-        R: Serialize,
+        R: Serialize + 'static,
     {
         job::fn_offset(f)
     }

@@ -39,13 +39,14 @@ use std::time::{Duration, Instant};
 use cfutures_core::diag::{report, Level};
 use cfutures_core::{panic_message, Broken, TaskError, WorkerExit};
 use cfutures_remote::handshake;
-use cfutures_remote::job::Outcome;
-use cfutures_remote::wire::{self, ResHeader};
+use cfutures_remote::job::{Outcome, Received, ReceivedPayload, SharedPayload};
+use cfutures_remote::wire::{self, Ext, Placement, ResHeader};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::claims::ClaimPage;
 use crate::executor::WorkerDeathPolicy;
+use crate::segments::{self, FdQueue, MapCache, Release};
 use crate::state::{Config, Done, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill, Worker, RECLAIM_AFTER};
@@ -88,6 +89,11 @@ pub(crate) struct Proc {
     out: Option<Arc<OwnedFd>>,
     /// When shutdown told it to exit.
     closed_at: Option<Instant>,
+    /// The control socket (shared with its `Worker`), and the descriptors received on it.
+    ctl: Arc<OwnedFd>,
+    fds: FdQueue,
+    /// Its result segments, mapped here.
+    maps: MapCache,
 }
 
 /// Why a start failed.
@@ -269,7 +275,21 @@ impl Io {
                 if p.hi - p.lo < h.len {
                     break; // the rest of the frame is on its way
                 }
-                let payload = p.lo + wire::RES_HEADER..p.lo + h.len;
+                let payload = p.lo + h.payload_start()..p.lo + h.len;
+                // What came beside the frame (out-of-line payload, shared data), taken
+                // before the frame is consumed: a frame whose descriptors did not come is
+                // out of sync.
+                let beside = match &h.ext {
+                    None => None,
+                    Some(ext) => match take_beside(p, ext) {
+                        Ok(b) => Some(b),
+                        Err(why) => {
+                            Self::out_of_sync(st, &mut self.procs[i], why);
+                            break;
+                        }
+                    },
+                };
+                let p = &mut self.procs[i];
                 p.lo += h.len;
                 let w = Self::worker(st, key).expect("found above");
                 match h.kind {
@@ -319,19 +339,59 @@ impl Io {
                     }
                     _ => {
                         // RES_OK / RES_ERR for the head (checked above).
-                        let job = w.pop_head(h.run_ns).expect("checked above");
+                        let mut job = w.pop_head(h.run_ns).expect("checked above");
+                        if let Some(b) = &mut job.bulk {
+                            // The worker read its argument: its segment may be reused.
+                            b.result_in();
+                        }
                         if let Some(next) = w.window.front().filter(|j| j.cancel) {
                             if w.kill.is_none() {
                                 w.kill = Some(Kill::Cancel(next.id));
                                 sys::kill(w.pid, Signal::KILL);
                             }
                         }
+                        let ok = h.kind == wire::RES_OK;
                         let at = self.payloads.len();
-                        self.payloads.extend_from_slice(&p.buf[payload]);
-                        self.done.push((
-                            job.slot,
-                            Outcome::Frame(h.kind == wire::RES_OK, at..self.payloads.len()),
-                        ));
+                        let outcome = match beside {
+                            None => {
+                                self.payloads.extend_from_slice(&p.buf[payload]);
+                                Outcome::Frame(ok, at..self.payloads.len())
+                            }
+                            Some(Beside {
+                                segment,
+                                attachments,
+                            }) => {
+                                let payload = match segment {
+                                    Some((map, len, slot)) => {
+                                        let ptr = map.as_ptr();
+                                        let keep = Release {
+                                            _map: map,
+                                            claims: w.claims.clone(),
+                                            slot,
+                                        };
+                                        // SAFETY: `ptr..ptr + len` lies inside `map` (`len`
+                                        // was checked against the file's size before it was
+                                        // mapped, and the file cannot shrink: it is sealed),
+                                        // which `keep` keeps mapped.
+                                        ReceivedPayload::Shared(unsafe {
+                                            SharedPayload::new(ptr, len, Box::new(keep))
+                                        })
+                                    }
+                                    None => {
+                                        self.payloads.extend_from_slice(&p.buf[payload]);
+                                        ReceivedPayload::InBand(at..self.payloads.len())
+                                    }
+                                };
+                                Outcome::Received(
+                                    ok,
+                                    Received {
+                                        payload,
+                                        attachments,
+                                    },
+                                )
+                            }
+                        };
+                        self.done.push((job.slot, outcome));
                     }
                 }
             }
@@ -649,7 +709,9 @@ impl Io {
         let (ctl, ctl_child) = sys::socketpair()?;
         sys::set_nonblocking(cmd_w.as_fd())?;
         sys::set_nonblocking(res_r.as_fd())?;
-        let claims = ClaimPage::create()?;
+        sys::set_nonblocking(ctl.as_fd())?;
+        let ctl = Arc::new(ctl);
+        let claims = Arc::new(ClaimPage::create()?);
         let key = self.next_key;
         self.next_key += 1;
         let n = sys::child_fd_number(self.random.hash_one(key));
@@ -691,6 +753,9 @@ impl Io {
             exit: None,
             out: None,
             closed_at: None,
+            ctl: ctl.clone(),
+            fds: FdQueue::default(),
+            maps: MapCache::default(),
         });
         let mut preamble = handshake::greeting_frame(&cfg.build, cfg.options);
         if let Some(init) = &cfg.init {
@@ -728,7 +793,14 @@ impl Io {
                 .iter()
                 .find(|w| w.key == p.key)
                 .filter(|w| w.has_output())
-                .and_then(|w| w.cmd.clone());
+                .and_then(|w| {
+                    // A full control socket holds the next frame back: wait for it instead.
+                    if w.ctl_blocked {
+                        Some(w.ctl.clone())
+                    } else {
+                        w.cmd.clone()
+                    }
+                });
         }
         false
     }
@@ -762,6 +834,15 @@ impl Io {
         }
         if !st.queue.is_empty() {
             if let Some(t) = self.starts.retry_at {
+                at(t);
+            }
+        }
+        // Idle segments and mappings are given back after a while.
+        if let Some(t) = self.shared.config.segments.trim(now) {
+            at(t);
+        }
+        for p in &mut self.procs {
+            if let Some(t) = p.maps.trim(now) {
                 at(t);
             }
         }
@@ -895,6 +976,29 @@ fn check_header(h: &ResHeader, w: &Worker) -> Result<(), String> {
             h.len
         ));
     }
+    if let Some(ext) = &h.ext {
+        // Only task results come with an extension; what it claims is checked as any
+        // length is.
+        if !matches!(h.kind, wire::RES_OK | wire::RES_ERR) {
+            return Err(format!("a frame of kind {} with an extension", h.kind));
+        }
+        if usize::from(ext.attachments) > cfutures_remote::oob::MAX_ATTACHMENTS {
+            return Err(format!("a result with {} attachments", ext.attachments));
+        }
+        if let Placement::Segment { len, tag } = ext.payload {
+            if len > MAX_RESULT_FRAME as u64 {
+                return Err(format!(
+                    "a result payload of {len} bytes is over the {MAX_RESULT_FRAME}-byte limit"
+                ));
+            }
+            if usize::from(tag) >= crate::claims::RELEASE_SLOTS && tag != segments::ONE_SHOT {
+                return Err(format!("a result segment in slot {tag}"));
+            }
+            if h.len != wire::RES_HEADER + wire::EXT_LEN {
+                return Err("a result both in its frame and out of line".into());
+            }
+        }
+    }
     let ok = match h.kind {
         wire::RES_HELLO => !w.hello && h.id == 0,
         wire::RES_INIT_OK | wire::RES_INIT_ERR => w.hello && !w.init_done && h.id == 0,
@@ -916,6 +1020,35 @@ fn check_header(h: &ResHeader, w: &Worker) -> Result<(), String> {
                 .map_or("none".to_owned(), |j| format!("{:#x}", j.id))
         ))
     }
+}
+
+/// What came beside a result frame.
+struct Beside {
+    /// The payload's segment, mapped: the mapping, the payload's length, its release slot.
+    segment: Option<(Arc<cfutures_remote::shm::Mapping>, usize, u8)>,
+    attachments: Vec<OwnedFd>,
+}
+
+/// Takes the descriptors a result frame's extension names from the worker's control
+/// socket (they were sent before the frame, so they are there), and maps its payload
+/// segment.
+fn take_beside(p: &mut Proc, ext: &Ext) -> Result<Beside, String> {
+    let mut fds = p
+        .fds
+        .take(p.ctl.as_fd(), segments::fd_count(ext), false)?
+        .into_iter();
+    let segment = match ext.payload {
+        Placement::Segment { len, tag } => {
+            let fd = fds.next().expect("counted");
+            let map = p.maps.map(fd, len)?;
+            Some((map, len as usize, tag))
+        }
+        _ => None,
+    };
+    Ok(Beside {
+        segment,
+        attachments: fds.collect(),
+    })
 }
 
 /// After a death: the job it had claimed (running when it died), and the jobs it never

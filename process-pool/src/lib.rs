@@ -72,6 +72,47 @@
 //!   `pool.map(f, items)` (and `try_map`, `map_builder()...map`) follows the same rule for
 //!   `f` as `submit_fn`; items and results are serialized.
 //!
+//! # Big data: at memory speed, without ceremony
+//!
+//! Byte buffers and vectors of numbers cross at memory speed with nothing to write:
+//! `Vec<u8>`, `Vec<f64>`, `Vec<u32>`, `Box<[i64]>`, `String`, … as a whole argument or
+//! result (and as `map` items), and `Vec<u8>`, `Vec<f32>`, `Vec<f64>` anywhere inside your
+//! task and result types; other vectors of plain data inside a struct opt in with
+//! [`PodVec`] or `#[serde(with = "cfutures_process_pool::bulk::pod_vec")]` (see [`bulk`]).
+//! Payloads of 64 KiB or more go through shared memory instead of the pipes (written once,
+//! mapped by the other side; [`Builder::shared_memory_threshold`]): a 50 MB `Vec<u8>`
+//! argument crosses in ~15–25 ms, and an owned argument is not held twice (see
+//! `BENCHMARKS.md`).
+//!
+//! Data that many tasks read goes in a [`SharedSlice`] (or [`SharedBytes`]): made once in
+//! shared memory, sealed read-only, it costs O(1) to send whatever its size, and every
+//! worker reads the same pages.
+//!
+//! ```
+//! use cfutures_process_pool::{ProcessPoolExecutor, SharedSlice};
+//!
+//! fn sum(part: SharedSlice<u64>) -> u64 {
+//!     part.iter().sum()
+//! }
+//!
+//! let data = SharedSlice::<u64>::new_with(1 << 20, |d| {
+//!     for (i, x) in d.iter_mut().enumerate() {
+//!         *x = i as u64;
+//!     }
+//! })
+//! .unwrap();
+//! let pool = ProcessPoolExecutor::new(2).unwrap();
+//! let n = data.len();
+//! // Each task gets a view: a descriptor and an offset, not 4 MiB of numbers.
+//! let halves = [data.slice(0..n / 2), data.slice(n / 2..n)];
+//! let futures: Vec<_> = halves
+//!     .into_iter()
+//!     .map(|h| pool.submit_fn(sum, h).unwrap())
+//!     .collect();
+//! let total: u64 = futures.iter().map(|f| *f.result().unwrap()).sum();
+//! assert_eq!(total, (n as u64) * (n as u64 - 1) / 2);
+//! ```
+//!
 //! # Faults
 //!
 //! Nothing a worker does, and nothing done to it, hangs the pool or a caller. The full list,
@@ -93,6 +134,8 @@
 //! * An argument, task or result that fails to encode or decode (or whose serde impl panics)
 //!   fails its future with [`TaskError::Codec`](cfutures_core::TaskError::Codec); the worker
 //!   lives.
+//! * A worker killed while it reads or writes a large payload fails only its task; its
+//!   shared-memory segments die with it, and no segment outlives the pool.
 //! * A task that writes to the pool's descriptors fails with a codec error ("out of sync");
 //!   its worker is replaced, and no other task loses its result.
 //! * Time limits ([`Builder::time_limit`], [`ProcessPoolExecutor::submit_fn_with_timeout`])
@@ -135,6 +178,8 @@ mod fork;
 #[cfg(unix)]
 mod io;
 #[cfg(unix)]
+mod segments;
+#[cfg(unix)]
 mod state;
 #[cfg(unix)]
 mod sys;
@@ -143,6 +188,10 @@ mod window;
 #[cfg(unix)]
 mod worker;
 
+#[cfg(unix)]
+pub use cfutures_remote::bulk;
+#[cfg(unix)]
+pub use cfutures_remote::bulk::{Bytes, PodVec, SharedBytes, SharedSlice};
 #[cfg(unix)]
 pub use cfutures_remote::RemoteTask;
 #[cfg(unix)]

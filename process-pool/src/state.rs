@@ -44,6 +44,8 @@ pub(crate) struct Config {
     pub(crate) build: Vec<u8>,
     /// What the greeting tells workers besides.
     pub(crate) options: cfutures_remote::handshake::Options,
+    /// The argument segments not in use (large payloads; see `crate::segments`).
+    pub(crate) segments: std::sync::Arc<crate::segments::ArgSegments>,
 }
 
 pub(crate) struct Shared {

@@ -13,6 +13,11 @@
 //! Frames are written straight from the jobs (`writev` of several frames at once), never
 //! copied into an output buffer: a large argument is held once, in its job, until its result
 //! is in (it is needed to run the job elsewhere if its worker dies before starting it).
+//!
+//! A job whose payload is out of line (or that refers to shared data) first sends its
+//! descriptors on the worker's control socket (`crate::segments`), and only as the first
+//! frame of a `writev`: once they are sent the job counts as partly written (it is not
+//! taken back unwritten: the worker will read its descriptors, so it must read its frame).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -24,6 +29,7 @@ use cfutures_remote::job::Slot;
 use cfutures_remote::wire;
 
 use crate::claims::{ClaimPage, SLOTS};
+use crate::segments::Bulk;
 use crate::sys;
 
 /// One task on its way to a worker.
@@ -40,6 +46,21 @@ pub(crate) struct Job {
     pub(crate) cancel: bool,
     /// Its number in its worker's stream (for the claim page), while in a window.
     pub(crate) seq: u64,
+    /// What it sends beside its frame (a payload segment, shared data), if anything.
+    pub(crate) bulk: Option<Box<Bulk>>,
+}
+
+impl Job {
+    /// Whether its descriptors must be sent (to the worker whose window holds it) before
+    /// its frame.
+    fn to_announce(&self) -> bool {
+        self.bulk.as_ref().is_some_and(|b| !b.announced)
+    }
+
+    /// Whether its descriptors went to its worker (it must then be written in full).
+    fn announced(&self) -> bool {
+        self.bulk.as_ref().is_some_and(|b| b.announced)
+    }
 }
 
 /// Why the parent killed a worker (its death is then not a surprise).
@@ -61,9 +82,12 @@ pub(crate) struct Worker {
     /// The command pipe's write end (non-blocking); dropped once the last frame is written
     /// after [`close`](Self::close), or at once when the worker is abandoned.
     pub(crate) cmd: Option<Arc<OwnedFd>>,
-    /// The parent's end of the control socket (kept open for the worker's life: the worker
-    /// checks, through it, that its descriptors come from its parent).
-    pub(crate) _ctl: OwnedFd,
+    /// The parent's end of the control socket (non-blocking): descriptors of large
+    /// payloads and shared data go there, before their frames (the worker also checks,
+    /// through it, that its descriptors come from its parent).
+    pub(crate) ctl: Arc<OwnedFd>,
+    /// The control socket was full at the last flush: wait for it, not the pipe.
+    pub(crate) ctl_blocked: bool,
     /// False once no more job may be sent (retirement, shutdown, a kill).
     pub(crate) open: bool,
     /// Frames written before any job frame: the greeting, the initializer, a ping, the exit.
@@ -74,7 +98,7 @@ pub(crate) struct Worker {
     pub(crate) unsent: usize,
     pub(crate) unsent_pos: usize,
     pub(crate) window: VecDeque<Job>,
-    pub(crate) claims: ClaimPage,
+    pub(crate) claims: Arc<ClaimPage>,
     /// The stream number of the next job frame.
     pub(crate) next_seq: u64,
     /// Every job frame numbered below this one has been read by the worker.
@@ -101,15 +125,16 @@ impl Worker {
         key: u64,
         pid: i32,
         cmd: OwnedFd,
-        ctl: OwnedFd,
-        claims: ClaimPage,
+        ctl: Arc<OwnedFd>,
+        claims: Arc<ClaimPage>,
         preamble: Vec<u8>,
     ) -> Self {
         Worker {
             key,
             pid,
             cmd: Some(Arc::new(cmd)),
-            _ctl: ctl,
+            ctl,
+            ctl_blocked: false,
             open: true,
             preamble,
             preamble_pos: 0,
@@ -168,6 +193,11 @@ impl Worker {
             self.head_since = Instant::now();
         }
         job.seq = self.next_seq;
+        if let Some(b) = &mut job.bulk {
+            // Descriptors sent to another worker (which died, or had it taken back) do not
+            // count here.
+            b.announced = false;
+        }
         self.next_seq += 1;
         self.claims.publish(job.seq);
         self.window.push_back(job);
@@ -184,12 +214,36 @@ impl Worker {
         let Some(cmd) = &self.cmd else {
             return;
         };
+        self.ctl_blocked = false;
         while self.has_output() {
+            // A job's descriptors go just before its frame, and only when that frame comes
+            // first in this write (so that no frame is announced and then left unwritten
+            // behind a short write of the ones before it).
+            if self.preamble_pos == self.preamble.len() {
+                if let Some(job) = self.window.get_mut(self.unsent) {
+                    if job.to_announce() {
+                        let bulk = job.bulk.as_mut().expect("to announce");
+                        match bulk.announce(self.ctl.as_fd()) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                self.ctl_blocked = true;
+                                return;
+                            }
+                            // EPIPE (the worker died): its death shows on its pidfd and
+                            // result pipe.
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
             let mut bufs: Vec<IoSlice<'_>> = Vec::with_capacity(8);
             if self.preamble_pos < self.preamble.len() {
                 bufs.push(IoSlice::new(&self.preamble[self.preamble_pos..]));
             }
             for (i, job) in self.window.iter().enumerate().skip(self.unsent).take(64) {
+                if job.to_announce() {
+                    break;
+                }
                 let from = if i == self.unsent { self.unsent_pos } else { 0 };
                 bufs.push(IoSlice::new(&job.frame[from..]));
             }
@@ -248,7 +302,8 @@ impl Worker {
     /// partly written stays.
     pub(crate) fn take_one(&mut self, i: usize) -> Option<Job> {
         let written = i < self.unsent;
-        let untouched = i > self.unsent || (i == self.unsent && self.unsent_pos == 0);
+        let untouched = !self.window[i].announced()
+            && (i > self.unsent || (i == self.unsent && self.unsent_pos == 0));
         if written {
             if !self.claims.revoke(self.window[i].seq) {
                 return None;

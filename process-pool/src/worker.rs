@@ -15,12 +15,16 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
 
 use cfutures_remote::handshake;
-use cfutures_remote::serve::{self, ServeEnd, StreamReader, Transport};
-use cfutures_remote::wire;
+use cfutures_remote::serve::{self, Command, ServeEnd, StreamReader, Transport};
+use cfutures_remote::shm::Mapping;
+use cfutures_remote::wire::{self, Ext, Placement};
 
 use crate::claims::{Claim, ClaimPage};
+use crate::segments::{self, FdQueue, MapCache, ResultSegments};
 use crate::sys;
 
 /// The environment variable that puts a process in worker mode: `cfpp2:<parent pid>:<fd>`,
@@ -114,11 +118,15 @@ fn serve(v: &str) -> ! {
     let mut io = WorkerIo {
         cmd,
         res,
-        _ctl: ctl,
+        ctl,
         reader: StreamReader::default(),
         claims: None,
         seq: 0,
         confused: false,
+        fds: FdQueue::default(),
+        args: MapCache::default(),
+        current: None,
+        results: ResultSegments::new(usize::MAX),
     };
     let greeting = match io.reader.next(|b| sys::read(io.cmd.as_fd(), b), |_| true) {
         Ok(Some(frame)) => frame.to_vec(),
@@ -127,12 +135,22 @@ fn serve(v: &str) -> ! {
     };
     let checked = sys::exe_identity()
         .map_err(|e| format!("cannot identify the worker's executable: {e}"))
-        .and_then(|build| handshake::check_greeting(&greeting, &build))
-        .and_then(|()| {
-            ClaimPage::open(claims).map_err(|e| format!("cannot map the claim page: {e}"))
+        .and_then(|build| handshake::check_greeting_options(&greeting, &build))
+        .and_then(|options| {
+            let page =
+                ClaimPage::open(claims).map_err(|e| format!("cannot map the claim page: {e}"))?;
+            Ok((options, page))
         });
     match checked {
-        Ok(page) => io.claims = Some(page),
+        Ok((options, page)) => {
+            let page = Arc::new(page);
+            let threshold = usize::try_from(options.segment_threshold).unwrap_or(usize::MAX);
+            io.results = ResultSegments::new(threshold);
+            io.results.claims = Some(page.clone());
+            io.claims = Some(page);
+            // Shared data read here stays mapped for the next tasks (a while).
+            cfutures_remote::oob::keep_shared(4, segments::IDLE);
+        }
         Err(why) => {
             // The parent is verified: it gets the details; standard error gets one line.
             let _ = sys::write_all(io.res.as_fd(), &handshake::hello_frame(Err(why)));
@@ -156,29 +174,112 @@ fn serve(v: &str) -> ! {
     }
 }
 
-/// The worker's transport: frames in and out of its socket; each task frame is claimed on
-/// the claim page before it runs, and skipped if the parent took it back.
+/// The worker's transport: frames in on the command pipe and out on the result pipe, the
+/// descriptors of large payloads and shared data beside them on the control socket; each
+/// task frame is claimed on the claim page before it runs, and skipped if the parent took
+/// it back.
 struct WorkerIo {
     cmd: OwnedFd,
     res: OwnedFd,
-    /// Kept open: the parent passes descriptors through it (large payloads).
-    _ctl: OwnedFd,
+    /// Descriptors come (and go) here, each message just before its frame.
+    ctl: OwnedFd,
     reader: StreamReader,
-    claims: Option<ClaimPage>,
+    claims: Option<Arc<ClaimPage>>,
     /// The stream number of the next task frame.
     seq: u64,
     /// The claim page and the stream disagree: stop.
     confused: bool,
+    fds: FdQueue,
+    /// The parent's argument segments, mapped here.
+    args: MapCache,
+    /// The argument segment of the command running now.
+    current: Option<Arc<Mapping>>,
+    /// Large results go here.
+    results: ResultSegments,
+}
+
+impl WorkerIo {
+    /// Before blocking on the command pipe: while segments or mappings are kept, wait only
+    /// until the next one is due to be given back, and give it back.
+    fn idle_wait(fd: BorrowedFd<'_>, args: &mut MapCache, results: &mut ResultSegments) {
+        loop {
+            if args.is_empty() && results.is_empty() && !cfutures_remote::oob::keeps_shared() {
+                return; // (no clock read for tiny tasks)
+            }
+            let now = Instant::now();
+            let next = [
+                args.trim(now),
+                results.trim(now),
+                cfutures_remote::oob::trim_shared(now),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(due) = next else {
+                return;
+            };
+            let mut p = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let _ = sys::poll(&mut p, Some(due.saturating_duration_since(now)));
+            if !p[0].revents().is_empty() {
+                return;
+            }
+        }
+    }
 }
 
 impl Transport for WorkerIo {
     fn recv(&mut self) -> std::io::Result<Option<&[u8]>> {
-        let fd: BorrowedFd<'_> = self.cmd.as_fd();
-        let (claims, seq, confused) = (&self.claims, &mut self.seq, &mut self.confused);
-        let frame = self.reader.next(
-            |b| sys::read(fd, b),
+        Ok(self.recv_command()?.map(|c| c.frame))
+    }
+
+    fn recv_command(&mut self) -> std::io::Result<Option<Command<'_>>> {
+        let WorkerIo {
+            cmd,
+            ctl,
+            reader,
+            claims,
+            seq,
+            confused,
+            fds,
+            args,
+            current,
+            results,
+            ..
+        } = self;
+        *current = None;
+        let fd: BorrowedFd<'_> = cmd.as_fd();
+        let mut beside: Vec<OwnedFd> = Vec::new();
+        let frame = reader.next(
+            |b| {
+                Self::idle_wait(fd, args, results);
+                sys::read(fd, b)
+            },
             |frame| {
-                if frame.len() < 5 || frame[4] != wire::CMD_RUN || *confused {
+                beside.clear();
+                if *confused {
+                    return true;
+                }
+                // Descriptors sent with the frame come off the socket whether it runs or
+                // not (the next frame's follow them).
+                if frame.len() > 4 && frame[4] & wire::OUT_OF_LINE != 0 {
+                    let got = match Ext::of_command(frame) {
+                        Ok((Some(ext), _)) => {
+                            fds.take(ctl.as_fd(), segments::fd_count(&ext), true).ok()
+                        }
+                        _ => None,
+                    };
+                    match got {
+                        Some(v) => beside = v,
+                        None => {
+                            *confused = true;
+                            return true;
+                        }
+                    }
+                }
+                if frame.len() < 5 || frame[4] & !wire::OUT_OF_LINE != wire::CMD_RUN {
                     return true;
                 }
                 let s = *seq;
@@ -194,14 +295,60 @@ impl Transport for WorkerIo {
                 }
             },
         )?;
-        if self.confused {
+        if *confused {
             return Ok(None);
         }
-        Ok(frame)
+        let Some(frame) = frame else {
+            return Ok(None);
+        };
+        if frame.len() >= wire::CMD_HEADER && frame[4] & wire::OUT_OF_LINE == 0 {
+            // The common case: everything is in the frame.
+            return Ok(Some(Command {
+                frame,
+                payload: Some(&frame[wire::CMD_HEADER..]),
+                attachments: Vec::new(),
+                out_of_line: Some(results),
+            }));
+        }
+        let mut beside = beside.into_iter();
+        let payload = match Ext::of_command(frame) {
+            Ok((None, p)) => Some(p),
+            Ok((Some(ext), p)) => match ext.payload {
+                Placement::Segment { len, .. } => beside
+                    .next()
+                    .and_then(|fd| args.map(fd, len).ok())
+                    .map(|m| &**current.insert(m))
+                    .map(|m| {
+                        // SAFETY: the parent writes an argument segment only while no job
+                        // that names it is outstanding, and this job is until its result
+                        // reaches the parent, which happens after this borrow ends (the
+                        // result is sent after the command has run). `len` bytes are
+                        // mapped: `MapCache::map` checked the file against it.
+                        let all = unsafe { m.as_slice() };
+                        &all[..len as usize]
+                    }),
+                _ => Some(p),
+            },
+            Err(_) => None,
+        };
+        Ok(Some(Command {
+            frame,
+            payload,
+            attachments: beside.collect(),
+            out_of_line: Some(results),
+        }))
     }
 
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        sys::write_all(self.res.as_fd(), frame)
+        // What the result's extension names goes first, on the control socket.
+        if frame.len() > wire::RES_HEADER && frame[4] & wire::OUT_OF_LINE != 0 {
+            let ext = Ext::parse(&frame[wire::RES_HEADER..]).map_err(std::io::Error::other)?;
+            self.results.send_beside(self.ctl.as_fd(), &ext)?;
+        }
+        let r = sys::write_all(self.res.as_fd(), frame);
+        self.results.sent();
+        self.current = None;
+        r
     }
 }
 

@@ -607,8 +607,10 @@ fn memory_of_a_large_result_is_given_back_alone() {
     assert_eq!(*result(&pool.submit_fn(add_one, 1).unwrap()).unwrap(), 2);
     let after = resident_kib();
     let kept = after.saturating_sub(before) / 1024;
+    // (The result crossed in a segment, which is too large to keep for reuse: it was
+    // unmapped once decoded.)
     assert!(
-        kept < 24,
+        kept < 4,
         "{kept} MiB stayed resident after a 64 MiB result was dropped"
     );
 }
@@ -625,8 +627,9 @@ fn length(v: Vec<u8>) -> usize {
     v.len()
 }
 
-/// A large argument is not held twice in the parent: its encoded frame is written from where
-/// it was encoded, not copied into an output buffer. Peak: the argument and its frame.
+/// A large argument is not held twice in the parent: an owned `Vec<u8>` is copied into its
+/// shared-memory segment a few MiB at a time, each copied stretch given back to the kernel
+/// at once. Peak: the argument, plus one stretch (≤ 1.1× the argument).
 #[test]
 fn a_large_argument_is_not_copied_again_to_be_sent() {
     run_isolated(
@@ -648,10 +651,10 @@ fn a_large_argument_is_not_copied_again_to_be_sent_alone() {
     let f = pool.submit_fn(length, vec![7u8; N]).unwrap();
     assert_eq!(*result(&f).unwrap(), N);
     let grew = (peak_kib() - before) / 1024;
-    // The argument (64 MiB) plus its encoded frame (64 MiB), and some slack; one more copy
-    // would make it 192.
+    // The argument (64 MiB) and a stretch of its copy (2 MiB); the argument and its whole
+    // copy, as before segments, would make it 128.
     assert!(
-        grew < 150,
-        "the parent's peak grew by {grew} MiB for a 64 MiB argument"
+        grew <= 70,
+        "the parent's peak grew by {grew} MiB for a 64 MiB argument (more than 1.1×)"
     );
 }

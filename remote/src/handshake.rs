@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire;
 
 /// The version of the protocol: frames, greeting and kinds.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Greeting {
@@ -26,21 +26,40 @@ struct Greeting {
     probe: i64,
     build: Vec<u8>,
     quiet_panics: bool,
+    segment_threshold: u64,
 }
 
 /// What the parent tells its workers besides its key and build.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
     /// Task panics do not run the previous panic hook (Rust's default prints them on the
     /// worker's standard error); they still fail their task with message and location.
     pub quiet_panics: bool,
+    /// Results of at least this many bytes go out of line, for a transport with shared
+    /// memory (see [`crate::oob`]); `u64::MAX` (the default): never.
+    pub segment_threshold: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            quiet_panics: false,
+            segment_threshold: u64::MAX,
+        }
+    }
 }
 
 impl Options {
     /// With panics quiet or printed.
     pub fn quiet_panics(mut self, quiet: bool) -> Self {
         self.quiet_panics = quiet;
+        self
+    }
+
+    /// With this threshold for out-of-line results.
+    pub fn segment_threshold(mut self, bytes: u64) -> Self {
+        self.segment_threshold = bytes;
         self
     }
 }
@@ -60,6 +79,7 @@ pub fn greeting_frame(build: &[u8], options: Options) -> Vec<u8> {
         probe: wire::probe_offset(),
         build: build.to_vec(),
         quiet_panics: options.quiet_panics,
+        segment_threshold: options.segment_threshold,
     };
     let _ = wire::encode_into(&g, &mut out);
     let _ = wire::finish(&mut out, s);
@@ -75,6 +95,15 @@ pub fn greeting_frame(build: &[u8], options: Options) -> Vec<u8> {
 ///
 /// Why the worker must not serve: not a greeting, another protocol, another build.
 pub fn check_greeting(frame: &[u8], build: &[u8]) -> Result<(), String> {
+    check_greeting_options(frame, build).map(|_| ())
+}
+
+/// [`check_greeting`], returning the options the parent sent.
+///
+/// # Errors
+///
+/// As [`check_greeting`].
+pub fn check_greeting_options(frame: &[u8], build: &[u8]) -> Result<Options, String> {
     if frame.len() < wire::CMD_HEADER || frame[4] != wire::CMD_GREET {
         return Err("the first frame from the parent is not a greeting".into());
     }
@@ -96,7 +125,10 @@ pub fn check_greeting(frame: &[u8], build: &[u8]) -> Result<(), String> {
     wire::set_key(g.key);
     cfutures_core::panics::install_hook();
     cfutures_core::panics::set_quiet(g.quiet_panics);
-    Ok(())
+    Ok(Options {
+        quiet_panics: g.quiet_panics,
+        segment_threshold: g.segment_threshold,
+    })
 }
 
 /// The result frame a worker sends before serving: `Ok(pid)`, or `Err(why)` when it refuses

@@ -23,13 +23,21 @@
 //!   [`Transport`](serve::Transport).
 //! * [`handshake`]: how a worker proves it runs the parent's build and receives its key.
 //! * [`wire`]: frame layout, encoding helpers, codec errors.
+//! * [`bulk`]: what makes large data cheap to send — the automatic fast paths for byte and
+//!   number vectors, the opt-in wrappers, and [`SharedSlice`](bulk::SharedSlice).
+//! * [`oob`] and [`shm`]: for transports with shared memory (the process pool) — large
+//!   payloads out of line, shared data as attachments, and the shared-memory primitives.
 
+mod codec;
 mod prim;
 mod task;
 
+pub mod bulk;
 pub mod handshake;
 pub mod job;
+pub mod oob;
 pub mod serve;
+pub mod shm;
 pub mod wire;
 
 pub use task::RemoteTask;

@@ -2,11 +2,18 @@
 //! any [`Transport`] (the process pool's pipes, MPI messages).
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use crate::wire::{self, FnId};
+use crate::oob::{self, OutOfLine};
+use crate::wire::{self, FnId, Out, Placement};
 
 /// How a worker receives command frames and sends result frames.
+///
+/// A transport implements [`recv`](Self::recv) and [`send`](Self::send); one with shared
+/// memory also implements [`recv_command`](Self::recv_command), which resolves a frame's
+/// out-of-line payload and attachments and offers its [`OutOfLine`] for the result (see
+/// [`crate::oob`]).
 pub trait Transport {
     /// The next complete command frame (length prefix included), or `None` at the end of
     /// the stream (no more work will come).
@@ -16,12 +23,63 @@ pub trait Transport {
     /// If the transport failed; the worker stops serving.
     fn recv(&mut self) -> io::Result<Option<&[u8]>>;
 
-    /// Sends one complete result frame.
+    /// Sends one complete result frame (with what its extension says travels beside it).
     ///
     /// # Errors
     ///
     /// If the transport failed (the parent is gone); the worker stops serving.
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+
+    /// The next command, its payload resolved. The default reads [`recv`](Self::recv)'s
+    /// frames, whose payloads are in the frame ([`Command::in_band`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    fn recv_command(&mut self) -> io::Result<Option<Command<'_>>> {
+        Ok(self.recv()?.map(Command::in_band))
+    }
+}
+
+/// A command frame as the serve loop runs it.
+pub struct Command<'a> {
+    /// The frame (header, extension if any, in-band payload).
+    pub frame: &'a [u8],
+    /// The payload: in the frame, or (resolved by the transport) out of line. `None` if it
+    /// is out of line and the transport could not resolve it (the task fails with a codec
+    /// error).
+    pub payload: Option<&'a [u8]>,
+    /// The descriptors of the shared data the payload refers to.
+    pub attachments: Vec<OwnedFd>,
+    /// Where the result's payload may go when it is large (`None`: in its frame).
+    pub out_of_line: Option<&'a mut dyn OutOfLine>,
+}
+
+impl std::fmt::Debug for Command<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("frame_len", &self.frame.len())
+            .field("payload_len", &self.payload.map(<[u8]>::len))
+            .field("attachments", &self.attachments.len())
+            .finish()
+    }
+}
+
+impl<'a> Command<'a> {
+    /// A frame whose payload is in the frame itself (a payload out of line is unresolved).
+    pub fn in_band(frame: &'a [u8]) -> Self {
+        let payload = match wire::Ext::of_command(frame) {
+            Ok((None, p)) => Some(p),
+            Ok((Some(ext), p)) if ext.payload == Placement::InBand => Some(p),
+            _ => None,
+        };
+        Command {
+            frame,
+            payload,
+            attachments: Vec::new(),
+            out_of_line: None,
+        }
+    }
 }
 
 /// Why [`serve`] returned.
@@ -53,13 +111,15 @@ pub enum ServeEnd {
 pub fn serve(t: &mut impl Transport) -> ServeEnd {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let frame = match t.recv() {
-            Ok(Some(f)) if f.len() > 4 && f[4] == wire::CMD_EXIT => return ServeEnd::Done,
-            Ok(Some(f)) => f,
+        let cmd = match t.recv_command() {
+            Ok(Some(c)) if c.frame.len() > 4 && c.frame[4] == wire::CMD_EXIT => {
+                return ServeEnd::Done
+            }
+            Ok(Some(c)) => c,
             Ok(None) => return ServeEnd::Done,
             Err(e) => return ServeEnd::Io(e),
         };
-        let ran = run_frame(frame, &mut out);
+        let ran = run_frame(cmd, &mut out);
         if let Err(e) = t.send(&out) {
             return ServeEnd::Io(e);
         }
@@ -83,18 +143,23 @@ enum Ran {
 
 /// Runs one command frame, leaving one result frame in `out` (nothing for a frame too short
 /// to have a header).
-fn run_frame(frame: &[u8], out: &mut Vec<u8>) -> Ran {
+fn run_frame(cmd: Command<'_>, out: &mut Vec<u8>) -> Ran {
+    let Command {
+        frame,
+        payload,
+        attachments,
+        out_of_line,
+    } = cmd;
     if frame.len() < wire::CMD_HEADER {
         // Without a complete header the stream cannot be trusted any further.
         return Ran::Protocol;
     }
-    let kind = frame[4];
+    let kind = frame[4] & !wire::OUT_OF_LINE;
     let id = wire::u64_at(frame, 5);
     let f = FnId {
         offset: wire::u64_at(frame, 13) as i64,
         tag: wire::u64_at(frame, 21),
     };
-    let payload = &frame[wire::CMD_HEADER..];
     let start = wire::begin_res(out, id);
     if kind == wire::CMD_PING {
         out[start + 4] = wire::RES_PONG;
@@ -102,12 +167,14 @@ fn run_frame(frame: &[u8], out: &mut Vec<u8>) -> Ran {
         return Ran::Ok;
     }
     let t0 = Instant::now();
-    let ok = match kind {
-        wire::CMD_RUN | wire::CMD_INIT => {
+    let mut o = Out::new(out, start, out_of_line);
+    let ok = match (kind, payload) {
+        (wire::CMD_RUN | wire::CMD_INIT, Some(payload)) => {
             // SAFETY: `serve`'s contract: the handshake succeeded, so this process runs the
             // parent's executable and holds the parent's key.
             match unsafe { wire::resolve(f) } {
-                Some(tramp) => tramp(payload, out),
+                // The parent is verified (the handshake): its shared data is trusted.
+                Some(tramp) => oob::with_source(attachments, true, || tramp(payload, &mut o)),
                 None => {
                     wire::encode_error(
                         &wire::codec(format!(
@@ -115,25 +182,38 @@ fn run_frame(frame: &[u8], out: &mut Vec<u8>) -> Ran {
                              bad tag)",
                             f.offset
                         )),
-                        out,
+                        o.buf,
                     );
                     false
                 }
             }
         }
-        k => {
-            wire::encode_error(&wire::codec(format!("unknown frame kind {k}")), out);
+        (wire::CMD_RUN | wire::CMD_INIT, None) => {
+            wire::encode_error(
+                &wire::codec(
+                    "the task's payload is out of line, and this worker's transport could \
+                     not resolve it",
+                ),
+                o.buf,
+            );
+            false
+        }
+        (k, _) => {
+            wire::encode_error(&wire::codec(format!("unknown frame kind {k}")), o.buf);
             false
         }
     };
+    o.seal(start + wire::RES_HEADER);
+    let flag = if o.has_ext() { wire::OUT_OF_LINE } else { 0 };
     let ns = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
     out[start + 13..start + 21].copy_from_slice(&ns.to_le_bytes());
-    out[start + 4] = match (kind, ok) {
-        (wire::CMD_INIT, true) => wire::RES_INIT_OK,
-        (wire::CMD_INIT, false) => wire::RES_INIT_ERR,
-        (_, true) => wire::RES_OK,
-        (_, false) => wire::RES_ERR,
-    };
+    out[start + 4] = flag
+        | match (kind, ok) {
+            (wire::CMD_INIT, true) => wire::RES_INIT_OK,
+            (wire::CMD_INIT, false) => wire::RES_INIT_ERR,
+            (_, true) => wire::RES_OK,
+            (_, false) => wire::RES_ERR,
+        };
     if let Err(e) = wire::finish(out, start) {
         out.truncate(start + wire::RES_HEADER);
         wire::encode_error(&e, out);

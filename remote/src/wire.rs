@@ -12,6 +12,20 @@
 //!   `RES_*` constants; the payload is the postcard encoding of the output, or of a
 //!   [`TaskError`]).
 //!
+//! Payloads are postcard with bulk fast paths (see [`crate::bulk`] for what is fast, and
+//! `DESIGN-NOTES.md` for the codec): vectors of plain numbers and strings at the top level,
+//! and byte and float vectors at any depth, are copied as raw bytes.
+//!
+//! # Out-of-line payloads and attachments
+//!
+//! For a transport with shared memory ([`OutOfLine`]), a frame may carry its payload out
+//! of line (in a segment sent beside it) and the descriptors of shared data its payload
+//! refers to. Such a frame has [`OUT_OF_LINE`] set in its `kind` byte and an extension
+//! ([`Ext`], [`EXT_LEN`] bytes) right after its header: the number of attachments, where
+//! the payload is (in the frame, after the extension; or in a segment of `len` bytes), and
+//! a byte of the transport's own. Frames without the flag are exactly as above: a
+//! transport without shared memory never sees the flag.
+//!
 //! # Functions
 //!
 //! What to run crosses as the address of a monomorphized *trampoline* (a plain `fn` of type
@@ -28,6 +42,9 @@ use std::time::Instant;
 use cfutures_core::{panic_message, ChunkOutput, Task, TaskError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::codec;
+use crate::oob::{self, OutOfLine};
 
 /// Run a task (parent → worker).
 pub const CMD_RUN: u8 = 1;
@@ -64,20 +81,104 @@ pub const RES_HEADER: usize = 4 + 1 + 8 + 8;
 /// The largest frame accepted (the length prefix is a `u32`).
 pub const MAX_FRAME: usize = u32::MAX as usize;
 
+/// Set in a frame's `kind` byte when an [`Ext`] follows its header.
+pub const OUT_OF_LINE: u8 = 0x80;
+/// Bytes of a frame's [`Ext`].
+pub const EXT_LEN: usize = 1 + 1 + 1 + 8;
+
+/// A frame's extension: what travels beside it (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ext {
+    /// Descriptors of shared data that travel with the frame, after the payload segment's.
+    pub attachments: u8,
+    /// Where the payload is.
+    pub payload: Placement,
+}
+
+/// Where a frame's payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// In the frame, after the extension.
+    InBand,
+    /// In a segment sent beside the frame (before its attachments): its first `len` bytes.
+    Segment {
+        /// The payload's length.
+        len: u64,
+        /// A byte of the transport's own (see [`OutOfLine::payload`]).
+        tag: u8,
+    },
+}
+
+impl Ext {
+    /// The extension's bytes.
+    pub fn to_bytes(self) -> [u8; EXT_LEN] {
+        let mut b = [0u8; EXT_LEN];
+        b[0] = self.attachments;
+        if let Placement::Segment { len, tag } = self.payload {
+            b[1] = 1;
+            b[2] = tag;
+            b[3..11].copy_from_slice(&len.to_le_bytes());
+        }
+        b
+    }
+
+    /// Reads an extension.
+    ///
+    /// # Errors
+    ///
+    /// If `b` is shorter than [`EXT_LEN`] or names an unknown placement.
+    pub fn parse(b: &[u8]) -> Result<Ext, String> {
+        if b.len() < EXT_LEN {
+            return Err("a frame's extension is cut short".into());
+        }
+        let payload = match b[1] {
+            0 => Placement::InBand,
+            1 => Placement::Segment {
+                len: u64_at(b, 3),
+                tag: b[2],
+            },
+            p => return Err(format!("a frame's payload has an unknown placement {p}")),
+        };
+        Ok(Ext {
+            attachments: b[0],
+            payload,
+        })
+    }
+
+    /// The extension of a complete command frame, and its in-band payload; `None` for a
+    /// frame without one (its payload follows the header).
+    ///
+    /// # Errors
+    ///
+    /// If the frame is too short for its header and extension.
+    #[inline]
+    pub fn of_command(frame: &[u8]) -> Result<(Option<Ext>, &[u8]), String> {
+        if frame.len() < CMD_HEADER {
+            return Err("a command frame shorter than its header".into());
+        }
+        if frame[4] & OUT_OF_LINE == 0 {
+            return Ok((None, &frame[CMD_HEADER..]));
+        }
+        let ext = Ext::parse(&frame[CMD_HEADER..])?;
+        Ok((Some(ext), &frame[CMD_HEADER + EXT_LEN..]))
+    }
+}
+
 /// A trampoline: decodes its input, runs, appends the encoded outcome to `out`; `true` if
 /// the outcome is a value, `false` if it is a [`TaskError`].
-pub(crate) type Tramp = fn(input: &[u8], out: &mut Vec<u8>) -> bool;
+pub(crate) type Tramp = fn(input: &[u8], out: &mut Out<'_>) -> bool;
 
 /// The base every function offset is measured from. Never called.
 #[inline(never)]
-fn anchor(_: &[u8], _: &mut Vec<u8>) -> bool {
+fn anchor(_: &[u8], _: &mut Out<'_>) -> bool {
     // A body of its own, so that identical-code folding has nothing to merge it with.
     std::hint::black_box(0x5eed_cf00_u32) == 0
 }
 
 /// A trampoline whose offset the handshake compares: same offset in parent and worker
 /// means the same code layout.
-fn probe(_: &[u8], _: &mut Vec<u8>) -> bool {
+fn probe(_: &[u8], _: &mut Out<'_>) -> bool {
     std::hint::black_box(0xcf_u8) == 0xcf
 }
 
@@ -225,27 +326,58 @@ pub struct ResHeader {
     pub id: u64,
     /// How long the task ran, in nanoseconds.
     pub run_ns: u64,
+    /// The frame's extension (its `kind` had [`OUT_OF_LINE`], which `kind` here does not
+    /// show).
+    pub ext: Option<Ext>,
 }
 
 impl ResHeader {
-    /// The header at the start of `buf`, once [`RES_HEADER`] bytes are there; `Err` if the
-    /// frame claims to be shorter than a header (the stream is out of sync).
+    /// The header at the start of `buf`, once [`RES_HEADER`] bytes are there (and its
+    /// extension's, if it has one); `Err` if the frame claims to be shorter than that, or
+    /// its extension is malformed (the stream is out of sync).
     pub fn parse(buf: &[u8]) -> Option<Result<ResHeader, String>> {
         if buf.len() < RES_HEADER {
             return None;
         }
         let len = 4 + u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-        if len < RES_HEADER {
+        let flagged = buf[4] & OUT_OF_LINE != 0;
+        let min = if flagged {
+            RES_HEADER + EXT_LEN
+        } else {
+            RES_HEADER
+        };
+        if len < min {
             return Some(Err(format!(
                 "a result frame of {len} bytes is shorter than a header"
             )));
         }
+        let ext = if flagged {
+            if buf.len() < min {
+                return None;
+            }
+            match Ext::parse(&buf[RES_HEADER..]) {
+                Ok(e) => Some(e),
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            None
+        };
         Some(Ok(ResHeader {
             len,
-            kind: buf[4],
+            kind: buf[4] & !OUT_OF_LINE,
             id: u64_at(buf, 5),
             run_ns: u64_at(buf, 13),
+            ext,
         }))
+    }
+
+    /// Where the frame's in-band payload starts (after the header and the extension).
+    pub fn payload_start(&self) -> usize {
+        if self.ext.is_some() {
+            RES_HEADER + EXT_LEN
+        } else {
+            RES_HEADER
+        }
     }
 }
 
@@ -296,45 +428,28 @@ pub fn codec(message: impl Into<std::sync::Arc<str>>) -> TaskError {
     }
 }
 
-/// A postcard output flavor that appends to a borrowed `Vec`, so a failed encoding can be
-/// truncated away without losing the frame header before it.
-struct Append<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Append<'_> {
-    type Output = ();
-    #[inline]
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.0.push(b);
-        Ok(())
-    }
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // Postcard extends with one varint (1 to 10 bytes) at a time: a byte loop beats a
-        // call to memcpy there.
-        if data.len() <= 16 {
-            self.0.reserve(16);
-            for &b in data {
-                self.0.push(b);
-            }
-        } else {
-            self.0.extend_from_slice(data);
-        }
-        Ok(())
-    }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends the postcard encoding of `v` to `out`; on failure (an error or a panic in its
-/// `Serialize`) leaves `out` as it was.
+/// Appends the encoding of `v` to `out` (postcard, with the bulk fast paths); on failure
+/// (an error or a panic in its `Serialize`) leaves `out` as it was.
 pub fn encode_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), TaskError> {
     let start = out.len();
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
-        postcard::serialize_with_flavor::<T, _, _>(v, Append(out))
+        codec::encode(v, codec::VecOut::new(out))
     }));
+    match r {
+        Ok(Ok(())) => Ok(()),
+        r => {
+            out.truncate(start);
+            Err(encode_failure::<T>(r.map(|r| r.map(|_| ()))))
+        }
+    }
+}
+
+/// The codec error for a failed encoding of a `T` (an error, or a panic's payload).
+fn encode_failure<T: ?Sized>(
+    r: Result<Result<(), postcard::Error>, Box<dyn std::any::Any + Send>>,
+) -> TaskError {
     let err = match r {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(())) => "unknown".to_owned(),
         Ok(Err(e)) => format!("{e}"),
         Err(p) => {
             let m = format!("its Serialize impl panicked: {}", panic_message(&*p));
@@ -342,18 +457,41 @@ pub fn encode_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<()
             m
         }
     };
-    out.truncate(start);
-    Err(codec(format!(
+    codec(format!(
         "cannot encode a value of type {}: {err}",
         std::any::type_name::<T>()
-    )))
+    ))
 }
 
-/// Decodes a `T`, naming the type in the error (a panic in its `Deserialize` is an error
-/// too).
+/// Decodes a `T` (encoded by [`encode_into`] as the same `T`), naming the type in the
+/// error (a panic in its `Deserialize` is an error too).
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
+    decoded(panic::catch_unwind(AssertUnwindSafe(|| {
+        codec::decode::<T>(b)
+    })))
+}
+
+/// Decodes a `T` from `len` bytes at `src`, in memory that another process may still
+/// write (a segment): the bytes are copied out with raw copies, never seen as a `&[u8]`.
+///
+/// # Safety
+///
+/// `src..src + len` must stay mapped and readable for the duration of the call.
+pub unsafe fn decode_shared<T: DeserializeOwned>(
+    src: *const u8,
+    len: usize,
+) -> Result<T, TaskError> {
+    // SAFETY: the caller's contract.
+    decoded(panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+        codec::decode_shared::<T>(src, len)
+    })))
+}
+
+fn decoded<T>(
+    r: Result<Result<T, codec::DeError>, Box<dyn std::any::Any + Send>>,
+) -> Result<T, TaskError> {
     let name = std::any::type_name::<T>();
-    match panic::catch_unwind(AssertUnwindSafe(|| postcard::from_bytes::<T>(b))) {
+    match r {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(codec(format!("cannot decode a value of type {name}: {e}"))),
         Err(p) => {
@@ -365,6 +503,213 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TaskError> {
             Err(e)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding a frame's payload: in the frame, or out of line.
+
+/// A frame being built: its header is in `buf` (from `start`), and its payload is added by
+/// [`put`](Self::put) (or written straight into `buf` and then [`settle`](Self::settle)d),
+/// in the frame or out of line when a transport offers that ([`OutOfLine`]).
+pub(crate) struct Out<'a> {
+    pub(crate) buf: &'a mut Vec<u8>,
+    /// Where the frame starts (its length prefix).
+    start: usize,
+    ool: Option<&'a mut dyn OutOfLine>,
+    ext: Option<Ext>,
+}
+
+impl<'a> Out<'a> {
+    /// A frame whose header ends at the end of `buf` (it started at `start`).
+    pub(crate) fn new(
+        buf: &'a mut Vec<u8>,
+        start: usize,
+        ool: Option<&'a mut (dyn OutOfLine + '_)>,
+    ) -> Self {
+        Out {
+            buf,
+            start,
+            ool: ool.map(shorten),
+            ext: None,
+        }
+    }
+
+    /// Adds the payload `v` (by reference).
+    #[inline]
+    pub(crate) fn put<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), TaskError> {
+        let Some(ool) = self.ool.as_deref_mut() else {
+            return encode_into(v, self.buf);
+        };
+        if small_and_plain(v) {
+            // Nothing to put out of line (tiny tasks skip the machinery).
+            return encode_into(v, self.buf);
+        }
+        let at = self.buf.len();
+        let buf = &mut *self.buf;
+        let limit = at.saturating_add(ool.threshold().saturating_sub(1));
+        let (r, attachments) = oob::with_sink(|| {
+            panic::catch_unwind(AssertUnwindSafe(
+                || -> Result<Placement, postcard::Error> {
+                    if codec::encode_limited(v, buf, limit)? {
+                        return Ok(Placement::InBand);
+                    }
+                    // Too large for the frame: its exact size, then straight into a segment.
+                    buf.truncate(at);
+                    oob::reset_sink();
+                    let size = codec::encoded_size(v)?;
+                    oob::reset_sink();
+                    match ool.payload(size) {
+                        Some((seg, tag)) => {
+                            let n = codec::encode(v, codec::SliceOut { buf: seg, pos: 0 })?;
+                            Ok(Placement::Segment { len: n as u64, tag })
+                        }
+                        None => {
+                            codec::encode(v, codec::VecOut::new(buf)).map(|()| Placement::InBand)
+                        }
+                    }
+                },
+            ))
+        });
+        match r {
+            Ok(Ok(placement)) => {
+                self.note(placement, attachments);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.buf.truncate(at);
+                Err(encode_failure::<T>(Ok(Err(e))))
+            }
+            Err(p) => {
+                self.buf.truncate(at);
+                Err(encode_failure::<T>(Err(p)))
+            }
+        }
+    }
+
+    /// Adds the payload `v`, which it owns: a large top-level bulk value is copied out of
+    /// line while its memory is given back, so that it is never held twice.
+    #[inline]
+    pub(crate) fn put_owned<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
+        if small_and_plain(&v) {
+            return encode_into(&v, self.buf);
+        }
+        if let Some(ool) = self.ool.as_deref_mut() {
+            if let Some((n, raw)) = codec::bulk_view(&v) {
+                let size = codec::raw_size(n, raw.len());
+                if size >= ool.threshold() {
+                    if let Some((seg, tag)) = ool.payload(size) {
+                        match codec::encode_consuming(v, seg) {
+                            Ok(len) => {
+                                self.note(
+                                    Placement::Segment {
+                                        len: len as u64,
+                                        tag,
+                                    },
+                                    Vec::new(),
+                                );
+                                return Ok(());
+                            }
+                            Err(v) => return self.put_then_drop(v),
+                        }
+                    }
+                }
+            }
+        }
+        self.put_then_drop(v)
+    }
+
+    #[inline]
+    fn put_then_drop<T: Serialize + 'static>(&mut self, v: T) -> Result<(), TaskError> {
+        let r = self.put(&v);
+        if r.is_err() {
+            // Drop the value here, catching a panicking Drop like a panicking task.
+            let _ = catch(move || drop(v));
+        }
+        r
+    }
+
+    /// The payload was written into `buf` from `at` by other means (packed numbers): moves
+    /// it out of line if it is large and the transport takes it.
+    pub(crate) fn settle(&mut self, at: usize) {
+        let Some(ool) = self.ool.as_deref_mut() else {
+            return;
+        };
+        let len = self.buf.len() - at;
+        if len < ool.threshold() {
+            return;
+        }
+        if let Some((seg, tag)) = ool.payload(len) {
+            seg.copy_from_slice(&self.buf[at..]);
+            self.buf.truncate(at);
+            self.buf.shrink_to(at.max(4096));
+            self.note(
+                Placement::Segment {
+                    len: len as u64,
+                    tag,
+                },
+                Vec::new(),
+            );
+        }
+    }
+
+    #[inline]
+    fn note(&mut self, payload: Placement, attachments: Vec<oob::Attachment>) {
+        if payload == Placement::InBand && attachments.is_empty() {
+            return;
+        }
+        self.ext = Some(Ext {
+            attachments: attachments.len() as u8,
+            payload,
+        });
+        if !attachments.is_empty() {
+            if let Some(ool) = self.ool.as_deref_mut() {
+                ool.attach(attachments);
+            }
+        }
+    }
+
+    /// Drops the payload written so far (from `at`) and any extension.
+    pub(crate) fn reset(&mut self, at: usize) {
+        self.buf.truncate(at);
+        self.ext = None;
+    }
+
+    /// Whether the frame has an extension (its `kind` needs [`OUT_OF_LINE`]).
+    #[inline]
+    pub(crate) fn has_ext(&self) -> bool {
+        self.ext.is_some()
+    }
+
+    /// Writes the extension (if any) between the header, which ends at `header_end`, and
+    /// the in-band payload, and sets the flag in the frame's `kind`.
+    #[inline]
+    pub(crate) fn seal(&mut self, header_end: usize) {
+        let Some(ext) = self.ext else {
+            return;
+        };
+        let bytes = ext.to_bytes();
+        if self.buf.len() == header_end {
+            self.buf.extend_from_slice(&bytes);
+        } else {
+            self.buf.splice(header_end..header_end, bytes);
+        }
+        self.buf[self.start + 4] |= OUT_OF_LINE;
+    }
+}
+
+/// Whether `v` certainly stays in its frame: a small value without drop glue holds no
+/// vector, string or shared data (numbers, small `Copy` structs), so its encoding is a few
+/// times its size at most, far below any threshold. (Were it not, in the frame would still
+/// be correct: the threshold is about speed.)
+#[inline(always)]
+fn small_and_plain<T: ?Sized>(v: &T) -> bool {
+    !std::mem::needs_drop::<T>() && std::mem::size_of_val(v) <= 1024
+}
+
+/// The same `&mut dyn OutOfLine`, with the object's lifetime bound shortened to the
+/// borrow's (allowed for trait objects, even behind `&mut`).
+fn shorten<'s>(o: &'s mut (dyn OutOfLine + '_)) -> &'s mut (dyn OutOfLine + 's) {
+    o
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,19 +727,17 @@ pub fn drop_payload(p: Box<dyn std::any::Any + Send>) {
 }
 
 /// Encodes an outcome into `out`: `true` for a value, `false` for an error.
-fn outcome<R: Serialize>(r: Result<R, TaskError>, out: &mut Vec<u8>) -> bool {
+fn outcome<R: Serialize + 'static>(r: Result<R, TaskError>, out: &mut Out<'_>) -> bool {
+    let at = out.buf.len();
     let e = match r {
-        Ok(v) => match encode_into(&v, out) {
+        Ok(v) => match out.put_owned(v) {
             Ok(()) => return true,
-            Err(e) => {
-                // Drop the value here, catching a panicking Drop like a panicking task.
-                let _ = catch(move || drop(v));
-                e
-            }
+            Err(e) => e,
         },
         Err(e) => e,
     };
-    encode_error(&e, out);
+    out.reset(at);
+    encode_error(&e, out.buf);
     false
 }
 
@@ -424,11 +767,11 @@ unsafe fn conjure<F: Copy>() -> F {
 }
 
 /// Trampoline for `submit_fn(f, arg)`.
-pub(crate) fn run_fn<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> bool
+pub(crate) fn run_fn<F, A, R>(input: &[u8], out: &mut Out<'_>) -> bool
 where
     F: Fn(A) -> R + Copy,
     A: DeserializeOwned,
-    R: Serialize,
+    R: Serialize + 'static,
 {
     let arg = match decode::<A>(input) {
         Ok(a) => a,
@@ -441,10 +784,10 @@ where
 }
 
 /// Trampoline for a task type.
-pub(crate) fn run_task<T>(input: &[u8], out: &mut Vec<u8>) -> bool
+pub(crate) fn run_task<T>(input: &[u8], out: &mut Out<'_>) -> bool
 where
     T: Task + DeserializeOwned,
-    T::Output: Serialize,
+    T::Output: Serialize + 'static,
 {
     let task = match decode::<T>(input) {
         Ok(t) => t,
@@ -454,7 +797,7 @@ where
 }
 
 /// Trampoline for one `map` chunk: each item's panic fails only that item.
-pub(crate) fn run_chunk<F, A, R>(input: &[u8], out: &mut Vec<u8>) -> bool
+pub(crate) fn run_chunk<F, A, R>(input: &[u8], out: &mut Out<'_>) -> bool
 where
     F: Fn(A) -> R + Copy,
     A: DeserializeOwned + 'static,
@@ -475,14 +818,16 @@ where
             Ok(r) => r,
             Err(e) => return outcome::<ChunkOutput<R>>(Err(e), out),
         };
-    if crate::prim::encode_output(&results, out) {
+    let at = out.buf.len();
+    if crate::prim::encode_output(&results, out.buf) {
+        out.settle(at);
         return true;
     }
     outcome(Ok(results), out)
 }
 
 /// Trampoline for the initializer.
-pub(crate) fn run_init<F, A>(input: &[u8], out: &mut Vec<u8>) -> bool
+pub(crate) fn run_init<F, A>(input: &[u8], out: &mut Out<'_>) -> bool
 where
     F: Fn(A) + Copy,
     A: DeserializeOwned,

@@ -1,5 +1,6 @@
 //! The scenarios of the tour, one module each (each also an example program).
 
+pub mod big_data;
 pub mod deadlocks;
 pub mod download;
 pub mod faults;
