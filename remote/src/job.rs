@@ -29,7 +29,18 @@ pub trait Slot: Send {
     fn cancel(&self);
     /// Completes the future. A [`Outcome::Frame`]'s payload is the range of `payloads`.
     fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]);
+    /// For a `map` chunk of two items or more, whose command frame is `frame`: one job per
+    /// item (its frame, id 0, and its slot), taking over this slot's future, which the
+    /// parts complete together, in input order, once the last is done (`src/split.rs`).
+    /// This slot is then empty: drop it. `None` for any other job.
+    fn split(&mut self, frame: &[u8]) -> Option<Parts> {
+        let _ = frame;
+        None
+    }
 }
+
+/// What [`Slot::split`] makes: each part's command frame (id 0) and slot.
+pub type Parts = Vec<(Vec<u8>, Box<dyn Slot>)>;
 
 /// How a job ended.
 #[derive(Debug)]
@@ -47,10 +58,10 @@ pub enum Outcome {
     Cancelled,
 }
 
-struct TypedSlot<R> {
-    promise: Promise<R>,
-    id: FutureId,
-    decode: fn(&[u8]) -> Result<R, TaskError>,
+pub(crate) struct TypedSlot<R> {
+    pub(crate) promise: Promise<R>,
+    pub(crate) id: FutureId,
+    pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
 }
 
 impl<R: DeserializeOwned + Send + Sync + 'static> Slot for TypedSlot<R> {
@@ -130,6 +141,20 @@ fn build<R>(
 where
     R: DeserializeOwned + Send + Sync + 'static,
 {
+    build_with(tramp, capacity, encode, decode, |slot| Box::new(slot))
+}
+
+/// [`build`], with `boxed` making the job's slot of its typed slot.
+fn build_with<R>(
+    tramp: Tramp,
+    capacity: usize,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), TaskError>,
+    decode: fn(&[u8]) -> Result<R, TaskError>,
+    boxed: impl FnOnce(TypedSlot<R>) -> Box<dyn Slot>,
+) -> (Encoded, Future<R>)
+where
+    R: DeserializeOwned + Send + Sync + 'static,
+{
     let promise = Promise::<R>::new();
     let future = promise.future();
     let mut frame = Vec::with_capacity(capacity);
@@ -140,7 +165,7 @@ where
             wire::finish(&mut frame, start)
         })
         .err();
-    let slot = Box::new(TypedSlot {
+    let slot = boxed(TypedSlot {
         id: future.id(),
         promise,
         decode,
@@ -194,7 +219,7 @@ where
     R: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     const { crate::assert_zero_sized::<F>() };
-    build(
+    build_with(
         wire::run_chunk::<F, A, R> as Tramp,
         // Numbers are packed into a frame of the exact size; other items get room as for
         // a single value.
@@ -207,6 +232,7 @@ where
             wire::encode_into(&items[..], frame)
         },
         prim::decode_output::<R>,
+        |slot| Box::new(crate::split::ChunkSlot::<A, R>::new(slot)),
     )
 }
 

@@ -25,6 +25,7 @@
 //! * [`wire`]: frame layout, encoding helpers, codec errors.
 
 mod prim;
+mod split;
 mod task;
 
 pub mod handshake;
