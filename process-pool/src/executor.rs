@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::io::Io;
+use crate::options::{Resolved, TaskOptions, WithOptions};
+use crate::retry::{Attempts, RetryPolicy};
 use crate::state::{Config, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill};
@@ -84,7 +86,14 @@ pub struct Builder {
     output: WorkerOutput,
     env: Vec<(OsString, OsString)>,
     quiet_panics: bool,
+    retry: Option<RetryPolicy>,
+    capture_output: bool,
+    output_limit: Option<usize>,
 }
+
+/// How many bytes of a task's output [`Builder::capture_output`] keeps by default: its last
+/// 64 KiB.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 * 1024;
 
 impl Builder {
     /// The number of worker processes (default: the number of CPUs).
@@ -142,8 +151,66 @@ impl Builder {
     }
 
     /// Where the workers' standard output goes (default: the parent's standard error).
+    /// With [`capture_output`](Self::capture_output), where the output that is not attached
+    /// to a failure goes.
     pub fn worker_output(mut self, output: WorkerOutput) -> Self {
         self.output = output;
+        self
+    }
+
+    /// Retries every task whose worker dies under it, and quarantines the tasks that keep
+    /// killing workers (default: none; a death fails the task with
+    /// [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied)). See
+    /// [`RetryPolicy`]; per submission: [`TaskOptions::retry`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Captures what each task prints (its standard output and standard error, interleaved
+    /// as written; the last [`output_limit`](Self::output_limit) bytes, 64 KiB by default)
+    /// and attaches it to the task's failure: a task that panics, returns an error, dies
+    /// (its last words before a segfault), runs past its time limit or is quarantined fails
+    /// with [`TaskError::WithOutput`](cfutures_core::TaskError::WithOutput) (see
+    /// [`TaskError::output`](cfutures_core::TaskError::output)). The output of a task that
+    /// succeeds, of the initializer (unless it fails: then it comes with the pool's
+    /// [`Broken`] error), and of an attempt that is retried goes, in one piece per task,
+    /// where [`worker_output`](Self::worker_output) says: tasks running side by side no
+    /// longer interleave their lines.
+    ///
+    /// Output is attributed by a marker each worker writes after each task (after flushing
+    /// Rust's and C's standard output): what a task printed is its own, never the next
+    /// one's. What a process the task started prints after the task ended is counted to the
+    /// next task of that worker.
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn parse(row: String) -> u32 {
+    ///     println!("parsing {row:?}");
+    ///     row.parse().expect("a number")
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder()
+    ///     .max_workers(1)
+    ///     .capture_output(true)
+    ///     .quiet_panics(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let err = pool.submit_fn(parse, "x1".to_owned()).unwrap().exception().unwrap().unwrap();
+    /// assert!(err.is_panic());
+    /// assert_eq!(err.output().unwrap().text(), "parsing \"x1\"\n");
+    /// ```
+    pub fn capture_output(mut self, capture: bool) -> Self {
+        self.capture_output = capture;
+        self
+    }
+
+    /// How many bytes of each task's output [`capture_output`](Self::capture_output) keeps:
+    /// the *last* ones (default [`DEFAULT_OUTPUT_LIMIT`], 64 KiB). The count of all bytes
+    /// printed is kept too ([`TaskOutput::total_len`](cfutures_core::TaskOutput::total_len)).
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = Some(bytes);
         self
     }
 
@@ -204,6 +271,10 @@ impl Builder {
                 cfutures_core::InvalidArgument::new("max_tasks_per_child must be greater than 0"),
             ));
         }
+        if let Some(p) = &self.retry {
+            p.check()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
         let stdout = match self.output {
             WorkerOutput::Stderr => Some(sys::dup_above(std::io::stderr().as_fd(), 3)?),
             WorkerOutput::Stdout => None,
@@ -222,6 +293,7 @@ impl Builder {
                 cancel_heads: Vec::new(),
                 forced: false,
                 inject_panic: None,
+                delayed: Vec::new(),
             }),
             wake_w,
             wake_pending: AtomicBool::new(false),
@@ -231,6 +303,10 @@ impl Builder {
                 max_tasks_per_child: self.max_tasks_per_child,
                 policy: self.policy,
                 time_limit: self.time_limit,
+                retry: self.retry,
+                capture: self
+                    .capture_output
+                    .then(|| self.output_limit.unwrap_or(DEFAULT_OUTPUT_LIMIT)),
                 stdout,
                 env: self.env,
                 options: cfutures_remote::handshake::Options::default()
@@ -345,11 +421,14 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         const { cfutures_remote::assert_zero_sized::<F>() };
-        self.submit_fn_with_timeout_opt(f, arg, self.shared.config.time_limit)
+        let _ = f;
+        self.enqueue(job::call::<F, A, R>(&arg), self.defaults())
     }
 
     /// [`submit_fn`](Self::submit_fn) with a limit on the run time: past it, the worker is
     /// killed and replaced, and the future fails with [`TaskError::TimeLimit`](cfutures_core::TaskError::TimeLimit).
+    /// The same as `pool.with(TaskOptions::new().time_limit(limit)).submit_fn(f, arg)`
+    /// ([`with`](Self::with), which combines it with the other options).
     ///
     /// # Errors
     ///
@@ -365,23 +444,43 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        const { cfutures_remote::assert_zero_sized::<F>() };
-        self.submit_fn_with_timeout_opt(f, arg, Some(limit))
+        self.with(TaskOptions::new().time_limit(limit))
+            .submit_fn(f, arg)
     }
 
-    fn submit_fn_with_timeout_opt<F, A, R>(
-        &self,
-        f: F,
-        arg: A,
-        limit: Option<Duration>,
-    ) -> Result<Future<R>, SubmitError>
-    where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + Sync + 'static,
-    {
-        let _ = f;
-        self.enqueue(job::call::<F, A, R>(&arg), limit)
+    /// A view of the pool whose submissions run with `options` (a time limit, a retry
+    /// policy), each one unset being the pool's: one value in place of a method per
+    /// combination. The view is an executor of its own, so `map` accepts it. See
+    /// [`TaskOptions`].
+    ///
+    /// ```
+    /// use cfutures_process_pool::{ProcessPoolExecutor, RetryPolicy, TaskOptions};
+    /// use std::time::Duration;
+    ///
+    /// fn work(x: u32) -> u32 {
+    ///     x * 2
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let opts = TaskOptions::new()
+    ///     .time_limit(Duration::from_secs(30))
+    ///     .retry(RetryPolicy::new());
+    /// let f = pool.with(opts).submit_fn(work, 21).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 42);
+    /// ```
+    pub fn with(&self, options: TaskOptions) -> WithOptions<'_> {
+        WithOptions {
+            pool: self,
+            options,
+        }
+    }
+
+    /// The pool's options for a submission that sets none.
+    pub(crate) fn defaults(&self) -> Resolved {
+        Resolved {
+            limit: self.shared.config.time_limit,
+            retry: self.shared.config.retry.clone(),
+        }
     }
 
     /// Submits a [`RemoteTask`] with a limit on its run time (see
@@ -399,15 +498,15 @@ impl ProcessPoolExecutor {
         T: RemoteTask,
         T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.enqueue(task.into_job(), Some(limit))
+        self.with(TaskOptions::new().time_limit(limit)).submit(task)
     }
 
-    /// Queues an encoded job (its id is given here), or fails its future if encoding it
-    /// failed.
-    fn enqueue<R>(
+    /// Queues an encoded job (its id is given here) with its options, or fails its future if
+    /// encoding it failed.
+    pub(crate) fn enqueue<R>(
         &self,
         (job, future): (Encoded, Future<R>),
-        limit: Option<Duration>,
+        options: Resolved,
     ) -> Result<Future<R>, SubmitError> {
         let Encoded {
             mut frame,
@@ -415,6 +514,10 @@ impl ProcessPoolExecutor {
             error,
         } = job;
         self.check_process()?;
+        let Resolved { limit, retry } = options;
+        if let Some(p) = &retry {
+            p.check()?;
+        }
         let shared = &*self.shared;
         let mut st = shared.lock();
         if let Some(b) = &st.broken {
@@ -441,6 +544,7 @@ impl ProcessPoolExecutor {
             started: false,
             cancel: false,
             seq: 0,
+            retry: retry.map(Attempts::new),
         });
         let mut discard = Vec::new();
         // A submitting thread hands a job straight to an idle worker (a lone task reaches
@@ -506,6 +610,13 @@ impl ProcessPoolExecutor {
         // Requeued (its worker died, or it was taken back), not yet resent: finish it here.
         if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.queue.remove(i).expect("index is valid");
+            drop(st);
+            job.slot.finish(Outcome::Cancelled, &[]);
+            return true;
+        }
+        // Waiting to be retried.
+        if let Some(i) = st.delayed.iter().position(|j| j.slot.future_id() == fid) {
+            let job = st.delayed.swap_remove(i);
             drop(st);
             job.slot.finish(Outcome::Cancelled, &[]);
             return true;
@@ -647,7 +758,7 @@ impl Executor for ProcessPoolExecutor {
 /// task in a worker; each item's panic fails only that item).
 impl<T: IntoJob> Submit<T> for ProcessPoolExecutor {
     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
-        self.enqueue(task.into_job(), self.shared.config.time_limit)
+        self.enqueue(task.into_job(), self.defaults())
     }
 }
 
@@ -671,7 +782,10 @@ impl ProcessPoolExecutor {
         R: DeserializeOwned + Send + Sync + 'static,
     {
         // SAFETY: this function's contract is `job::raw`'s.
-        self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None)
+        self.enqueue(
+            unsafe { job::raw(fn_offset, fn_tag, payload) },
+            Resolved::default(),
+        )
     }
 
     /// Testing hook: makes the pool's I/O thread panic with `message` at its next turn, to

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfutures_core::diag::{report, Level};
-use cfutures_core::{panic_message, Broken, TaskError, WorkerExit};
+use cfutures_core::{panic_message, Broken, TaskError, TaskOutput, WorkerDeath, WorkerExit};
 use cfutures_remote::handshake;
 use cfutures_remote::job::Outcome;
 use cfutures_remote::wire::{self, ResHeader};
@@ -46,6 +46,8 @@ use rustix::process::Signal;
 
 use crate::claims::ClaimPage;
 use crate::executor::WorkerDeathPolicy;
+use crate::output::{self, Capture};
+use crate::retry::{self, Verdict};
 use crate::state::{Config, Done, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill, Worker, RECLAIM_AFTER};
@@ -88,6 +90,8 @@ pub(crate) struct Proc {
     out: Option<Arc<OwnedFd>>,
     /// When shutdown told it to exit.
     closed_at: Option<Instant>,
+    /// Its output pipe, when output is captured.
+    capture: Option<Capture>,
 }
 
 /// Why a start failed.
@@ -117,6 +121,22 @@ pub(crate) struct Io {
     starts: Starts,
     next_exit_check: Instant,
     random: RandomState,
+    /// The number this pool's output markers are made of (see `crate::output`).
+    nonce: u64,
+    /// Results to settle outside the lock: output to attach, or an error for the retry
+    /// policy's predicate to judge.
+    after: Vec<After>,
+    /// Captured output that belongs to no failure, written once the lock is released.
+    forward: Vec<u8>,
+}
+
+/// A result taken under the lock, settled outside it (see [`Io::settle`]).
+struct After {
+    job: Job,
+    /// The result frame: a value (`true`) or an error, at this range of the payloads.
+    ok: bool,
+    at: std::ops::Range<usize>,
+    output: Option<TaskOutput>,
 }
 
 impl Io {
@@ -131,6 +151,9 @@ impl Io {
             starts: Starts::default(),
             next_exit_check: Instant::now(),
             random: RandomState::new(),
+            nonce: RandomState::new().hash_one(0x6f75_7470_7574_u64),
+            after: Vec::new(),
+            forward: Vec::new(),
         }
     }
 
@@ -157,6 +180,7 @@ impl Io {
             let now = Instant::now();
             self.take_results(&mut st, cfg);
             self.handle_deaths(&mut st, cfg, now);
+            retry::promote(&mut st, now, &mut self.done);
             self.apply_requests(&mut st);
             self.reclaim(&mut st, cfg, now);
             self.spawn_needed(&mut st, cfg, now);
@@ -165,6 +189,7 @@ impl Io {
             let timeout = self.next_deadline(&mut st, now);
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
+            self.settle(cfg);
             self.complete();
             discard.clear();
             if exit {
@@ -191,6 +216,58 @@ impl Io {
         }
     }
 
+    /// Settles the results that need more than their frame, outside the lock: attaches
+    /// captured output to failures (decoding the error), asks the retry policy's predicate
+    /// about errors (and requeues those it retries), and writes the output that belongs to
+    /// no failure where uncaptured output goes.
+    fn settle(&mut self, cfg: &Config) {
+        if !self.after.is_empty() {
+            let mut again: Vec<(Job, Verdict, Option<TaskOutput>)> = Vec::new();
+            let now = Instant::now();
+            for a in std::mem::take(&mut self.after) {
+                let After {
+                    mut job,
+                    ok,
+                    at,
+                    output,
+                } = a;
+                if ok {
+                    if let Some(o) = &output {
+                        self.forward.extend_from_slice(o.bytes());
+                    }
+                    self.done.push((job.slot, Outcome::Frame(true, at)));
+                    continue;
+                }
+                let e = wire::decode::<TaskError>(&self.payloads[at]).unwrap_or_else(|e| e);
+                match retry::on_error(&mut job, &e, now) {
+                    Verdict::Fail => {
+                        let e = match output {
+                            Some(o) => e.with_output(o),
+                            None => e,
+                        };
+                        self.done.push((job.slot, Outcome::Failed(e)));
+                    }
+                    v => again.push((job, v, output)),
+                }
+            }
+            if !again.is_empty() {
+                let shared = self.shared.clone();
+                let mut st = shared.lock();
+                for (job, v, output) in again {
+                    if let Some(b) = &st.broken {
+                        self.done.push((job.slot, Outcome::Broken(b.clone())));
+                    } else {
+                        retry::apply(&mut st, job, v, output, &mut self.forward, &mut self.done);
+                    }
+                }
+                drop(st);
+                // Its backoff needs this thread's timer.
+                self.shared.wake();
+            }
+        }
+        output::forward(cfg.stdout.as_ref().map(|f| f.as_fd()), &mut self.forward);
+    }
+
     /// After a panic: the pool breaks with the panic's message; every future still pending
     /// fails with it; the workers are killed and reaped.
     fn die(&mut self, message: &str) {
@@ -205,6 +282,11 @@ impl Io {
         let mut done: Done = std::mem::take(&mut self.done)
             .into_iter()
             .map(|(slot, _)| (slot, Outcome::Broken(b.clone())))
+            .chain(
+                std::mem::take(&mut self.after)
+                    .into_iter()
+                    .map(|a| (a.job.slot, Outcome::Broken(b.clone()))),
+            )
             .collect();
         st.broken = None;
         st.break_pool(b.clone(), &mut done);
@@ -269,6 +351,13 @@ impl Io {
                 if p.hi - p.lo < h.len {
                     break; // the rest of the frame is on its way
                 }
+                let ends_task = matches!(
+                    h.kind,
+                    wire::RES_OK | wire::RES_ERR | wire::RES_INIT_OK | wire::RES_INIT_ERR
+                );
+                if ends_task && p.capture.as_ref().is_some_and(|c| !c.ready_for(h.id)) {
+                    break; // its output is not all in yet (next round)
+                }
                 let payload = p.lo + wire::RES_HEADER..p.lo + h.len;
                 p.lo += h.len;
                 let w = Self::worker(st, key).expect("found above");
@@ -301,9 +390,17 @@ impl Io {
                     wire::RES_INIT_OK => {
                         w.init_done = true;
                         w.head_since = Instant::now();
+                        if let Some(c) = &mut p.capture {
+                            let o = c.take(0, &mut self.forward);
+                            self.forward.extend_from_slice(o.bytes());
+                        }
                     }
                     wire::RES_INIT_ERR => {
                         let e = wire::decode::<TaskError>(&p.buf[payload]).unwrap_or_else(|e| e);
+                        let e = match &mut p.capture {
+                            Some(c) => e.with_output(c.take(0, &mut self.forward)),
+                            None => e,
+                        };
                         st.break_pool(
                             Broken::with_cause(
                                 "the initializer failed in a worker process; the process pool \
@@ -328,10 +425,20 @@ impl Io {
                         }
                         let at = self.payloads.len();
                         self.payloads.extend_from_slice(&p.buf[payload]);
-                        self.done.push((
-                            job.slot,
-                            Outcome::Frame(h.kind == wire::RES_OK, at..self.payloads.len()),
-                        ));
+                        let at = at..self.payloads.len();
+                        let ok = h.kind == wire::RES_OK;
+                        let output = p.capture.as_mut().map(|c| c.take(h.id, &mut self.forward));
+                        let judge = !ok && job.retry.as_ref().is_some_and(|a| a.judges_errors());
+                        if output.is_some() || judge {
+                            self.after.push(After {
+                                job,
+                                ok,
+                                at,
+                                output,
+                            });
+                        } else {
+                            self.done.push((job.slot, Outcome::Frame(ok, at)));
+                        }
                     }
                 }
             }
@@ -416,13 +523,21 @@ impl Io {
                 i += 1;
                 continue;
             }
-            let p = self.procs.swap_remove(i);
+            let mut p = self.procs.swap_remove(i);
             let exit = p.exit.expect("checked");
+            // What it printed since its last marker: its dying task's output.
+            let output = p.capture.as_mut().map(|c| {
+                c.read(true, &mut self.forward);
+                c.take_rest(&mut self.forward)
+            });
             let Some(wi) = st.workers.iter().position(|w| w.key == p.key) else {
+                if let Some(o) = output {
+                    self.forward.extend_from_slice(o.bytes());
+                }
                 continue;
             };
             let w = st.workers.swap_remove(wi);
-            self.account_death(st, cfg, w, exit, now);
+            self.account_death(st, cfg, w, exit, now, output);
         }
     }
 
@@ -433,11 +548,27 @@ impl Io {
         mut w: Worker,
         exit: WorkerExit,
         now: Instant,
+        output: Option<TaskOutput>,
     ) {
         let pid = w.pid as u32;
         let (claimed, back) = take_all(&mut w);
+        // The claimed task's output goes with its failure; without one, it is no one's.
+        let (output, forward) = match (&claimed, output) {
+            (Some(_), o) => (o, None),
+            (None, o) => (None, o),
+        };
+        if let Some(o) = forward {
+            self.forward.extend_from_slice(o.bytes());
+        }
+        let attach = |e: TaskError| match &output {
+            Some(o) => e.with_output(o.clone()),
+            None => e,
+        };
         let done = &mut self.done;
         if let Some(b) = st.broken.clone() {
+            if let Some(o) = &output {
+                self.forward.extend_from_slice(o.bytes());
+            }
             for job in claimed.into_iter().chain(back) {
                 done.push((job.slot, Outcome::Broken(b.clone())));
             }
@@ -458,7 +589,7 @@ impl Io {
             let b = Broken::with_cause(
                 "the pool's worker processes were stopped (terminate_workers / kill_workers) \
                  while the task ran",
-                TaskError::WorkerDied { pid, exit },
+                attach(TaskError::WorkerDied { pid, exit }),
             );
             for job in claimed.into_iter().chain(back) {
                 done.push((job.slot, Outcome::Broken(b.clone())));
@@ -502,15 +633,26 @@ impl Io {
                          of {limit:?}; it is replaced"
                     ),
                 );
-                done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
+                let e = attach(TaskError::TimeLimit { limit });
+                done.push((j.slot, Outcome::Failed(e)));
             }
             (Some(Kill::Cancel(id)), Some(j)) if j.id == id => {
+                if let Some(o) = &output {
+                    self.forward.extend_from_slice(o.bytes());
+                }
                 done.push((j.slot, Outcome::Cancelled));
             }
             // The targeted task finished just before the kill landed (its result was
-            // already on its way): the worker died under the next task, which is told so.
+            // already on its way): the worker died under the next task, which is told so
+            // (or, with a retry policy, runs again: the death was not its doing).
             (Some(Kill::TimeLimit(..) | Kill::Cancel(_)), Some(j)) => {
-                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
+                match retry::on_collateral(&j, now) {
+                    Verdict::Fail => {
+                        let e = attach(TaskError::WorkerDied { pid, exit });
+                        done.push((j.slot, Outcome::Failed(e)));
+                    }
+                    v => retry::apply(st, j, v, output, &mut self.forward, done),
+                }
             }
             (Some(Kill::Protocol(why)), Some(j)) => {
                 report(
@@ -525,15 +667,32 @@ impl Io {
                      the task write to, or close, the pool's descriptors? The worker was \
                      replaced"
                 ));
-                done.push((j.slot, Outcome::Failed(e)));
+                done.push((j.slot, Outcome::Failed(attach(e))));
             }
             (Some(Kill::Forced), Some(_)) => unreachable!("handled above"),
-            (None, Some(j)) => {
+            (None, Some(mut j)) => {
+                // A retry policy decides first: a task retried, split or quarantined breaks
+                // no pool (its deaths are not held against the pool).
+                match retry::on_death(&mut j, WorkerDeath { pid, exit }, now) {
+                    Verdict::Fail => {}
+                    v => {
+                        report(
+                            Level::Info,
+                            format_args!(
+                                "worker process {pid} died ({exit}) while running a task; it \
+                                 is replaced"
+                            ),
+                        );
+                        retry::apply(st, j, v, output, &mut self.forward, done);
+                        requeue(st, &mut self.done, back);
+                        return;
+                    }
+                }
                 if cfg.policy == WorkerDeathPolicy::BreakPool {
                     let b = Broken::with_cause(
                         "a process in the process pool was terminated abruptly while the \
                          future was running or pending",
-                        TaskError::WorkerDied { pid, exit },
+                        attach(TaskError::WorkerDied { pid, exit }),
                     );
                     done.push((j.slot, Outcome::Broken(b.clone())));
                     for job in back {
@@ -548,7 +707,8 @@ impl Io {
                         "worker process {pid} died ({exit}) while running a task; it is replaced"
                     ),
                 );
-                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
+                let e = attach(TaskError::WorkerDied { pid, exit });
+                done.push((j.slot, Outcome::Failed(e)));
             }
         }
         requeue(st, &mut self.done, back);
@@ -650,6 +810,11 @@ impl Io {
         sys::set_nonblocking(cmd_w.as_fd())?;
         sys::set_nonblocking(res_r.as_fd())?;
         let claims = ClaimPage::create()?;
+        // Output captured: the worker's stdout and stderr are one pipe to us.
+        let out_pipe = match cfg.capture {
+            Some(_) => Some(sys::pipe()?),
+            None => None,
+        };
         let key = self.next_key;
         self.next_key += 1;
         let n = sys::child_fd_number(self.random.hash_one(key));
@@ -667,16 +832,28 @@ impl Io {
             }
         }
         env.push(
-            CString::new(format!("{}={}", worker::ENV, worker::env_value(n)))
-                .map_err(io::Error::other)?,
+            CString::new(format!(
+                "{}={}",
+                worker::ENV,
+                worker::env_value(n, cfg.capture.map(|_| self.nonce))
+            ))
+            .map_err(io::Error::other)?,
         );
         let fds = sys::ChildFds {
             first: n,
             fds: [cmd_r.as_fd(), res_w.as_fd(), ctl_child.as_fd(), claims.fd()],
-            stdout: cfg.stdout.as_ref().map(|f| f.as_fd()),
+            stdout: match &out_pipe {
+                Some((_, w)) => Some(w.as_fd()),
+                None => cfg.stdout.as_ref().map(|f| f.as_fd()),
+            },
+            stderr: out_pipe.as_ref().map(|(_, w)| w.as_fd()),
         };
         let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &fds)?;
         drop((cmd_r, res_w, ctl_child));
+        let capture = match (out_pipe, cfg.capture) {
+            (Some((r, _)), Some(limit)) => Some(Capture::new(r, self.nonce, limit)?),
+            _ => None,
+        };
         self.procs.push(Proc {
             key,
             pid,
@@ -691,6 +868,7 @@ impl Io {
             exit: None,
             out: None,
             closed_at: None,
+            capture,
         });
         let mut preamble = handshake::greeting_frame(&cfg.build, cfg.options);
         if let Some(init) = &cfg.init {
@@ -702,7 +880,9 @@ impl Io {
     /// Closes idle workers at shutdown, notes who needs `POLLOUT`; true when the pool is
     /// finished (shut down, no work, no worker).
     fn prepare_poll(&mut self, st: &mut State, now: Instant) -> bool {
-        let idle = st.queue.is_empty() && st.workers.iter().all(|w| w.window.is_empty());
+        let idle = st.queue.is_empty()
+            && st.delayed.is_empty()
+            && st.workers.iter().all(|w| w.window.is_empty());
         if st.shutdown && idle {
             // Tell every worker to exit once it has run what it has.
             for w in &mut st.workers {
@@ -765,6 +945,9 @@ impl Io {
                 at(t);
             }
         }
+        if let Some(t) = retry::next_due(st) {
+            at(t);
+        }
         for p in &self.procs {
             if p.exit.is_none() {
                 if p.eof {
@@ -782,9 +965,11 @@ impl Io {
 
     /// Waits for something to happen, then reads what is there (never blocks on a pipe).
     fn wait(&mut self, timeout: Option<Duration>) {
-        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + 3 * self.procs.len());
+        // Per worker: its result pipe, its pidfd, its command pipe, its output pipe.
+        const PER: usize = 4;
+        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + PER * self.procs.len());
         {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 3 * self.procs.len());
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + PER * self.procs.len());
             fds.push(PollFd::new(&self.wake_r, PollFlags::IN));
             for p in &self.procs {
                 let ev = if p.eof {
@@ -802,6 +987,10 @@ impl Io {
                     Some(fd) => fds.push(PollFd::new(&**fd, PollFlags::OUT)),
                     None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
                 }
+                match p.capture.as_ref().and_then(|c| c.poll_fd()) {
+                    Some(fd) => fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+                    None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                }
             }
             let _ = sys::poll(&mut fds, timeout);
             ready.extend(fds.iter().map(sys::ready));
@@ -815,12 +1004,19 @@ impl Io {
             self.shared.wake_pending.store(false, Ordering::Release);
         }
         for (i, p) in self.procs.iter_mut().enumerate() {
-            let (readable, _) = ready[1 + 3 * i];
-            let (died, _) = ready[2 + 3 * i];
+            let (readable, _) = ready[1 + PER * i];
+            let (died, _) = ready[2 + PER * i];
+            let (printed, _) = ready[4 + PER * i];
             p.out = None;
             if readable || died {
                 // A death: what the worker wrote before it died is read first.
                 read_pipe(p);
+            }
+            if let Some(c) = &mut p.capture {
+                // After the results: every result read has its output marker in the pipe.
+                if readable || died || printed {
+                    c.read(died, &mut self.forward);
+                }
             }
             if died {
                 p.exit = sys::try_wait(p.pid);

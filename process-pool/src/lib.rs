@@ -127,6 +127,12 @@ mod fork;
 #[cfg(unix)]
 mod io;
 #[cfg(unix)]
+mod options;
+#[cfg(unix)]
+mod output;
+#[cfg(unix)]
+mod retry;
+#[cfg(unix)]
 mod state;
 #[cfg(unix)]
 mod sys;
@@ -138,7 +144,13 @@ mod worker;
 #[cfg(unix)]
 pub use cfutures_remote::RemoteTask;
 #[cfg(unix)]
-pub use executor::{Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput};
+pub use executor::{
+    Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput, DEFAULT_OUTPUT_LIMIT,
+};
+#[cfg(unix)]
+pub use options::{TaskOptions, WithOptions};
+#[cfg(unix)]
+pub use retry::RetryPolicy;
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
 /// once otherwise.

@@ -24,6 +24,7 @@ use cfutures_remote::job::Slot;
 use cfutures_remote::wire;
 
 use crate::claims::{ClaimPage, SLOTS};
+use crate::retry::Attempts;
 use crate::sys;
 
 /// One task on its way to a worker.
@@ -40,6 +41,8 @@ pub(crate) struct Job {
     pub(crate) cancel: bool,
     /// Its number in its worker's stream (for the claim page), while in a window.
     pub(crate) seq: u64,
+    /// Its retry policy and what happened to it so far (`None`: a death fails it).
+    pub(crate) retry: Option<Box<Attempts>>,
 }
 
 /// Why the parent killed a worker (its death is then not a surprise).
