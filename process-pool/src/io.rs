@@ -186,7 +186,15 @@ impl Io {
             self.spawn_needed(&mut st, cfg, now);
             st.dispatch(cfg, &mut discard, false);
             let exit = self.prepare_poll(&mut st, now);
-            let timeout = self.next_deadline(&mut st, now);
+            let mut timeout = self.next_deadline(&mut st, now);
+            if self
+                .procs
+                .iter()
+                .any(|p| p.capture.as_ref().is_some_and(|c| c.behind()))
+            {
+                // An output pipe was not read to its end (a round's budget): read on, at once.
+                timeout = Some(Duration::ZERO);
+            }
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
             self.settle(cfg);
@@ -965,11 +973,13 @@ impl Io {
 
     /// Waits for something to happen, then reads what is there (never blocks on a pipe).
     fn wait(&mut self, timeout: Option<Duration>) {
-        // Per worker: its result pipe, its pidfd, its command pipe, its output pipe.
-        const PER: usize = 4;
-        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + PER * self.procs.len());
+        // Per worker: its result pipe, its pidfd, its command pipe, and, when output is
+        // captured, its output pipe.
+        let capture = self.shared.config.capture.is_some();
+        let per = 3 + usize::from(capture);
+        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + per * self.procs.len());
         {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + PER * self.procs.len());
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + per * self.procs.len());
             fds.push(PollFd::new(&self.wake_r, PollFlags::IN));
             for p in &self.procs {
                 let ev = if p.eof {
@@ -987,9 +997,11 @@ impl Io {
                     Some(fd) => fds.push(PollFd::new(&**fd, PollFlags::OUT)),
                     None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
                 }
-                match p.capture.as_ref().and_then(|c| c.poll_fd()) {
-                    Some(fd) => fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN)),
-                    None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                if capture {
+                    match p.capture.as_ref().and_then(|c| c.poll_fd()) {
+                        Some(fd) => fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+                        None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                    }
                 }
             }
             let _ = sys::poll(&mut fds, timeout);
@@ -1004,9 +1016,9 @@ impl Io {
             self.shared.wake_pending.store(false, Ordering::Release);
         }
         for (i, p) in self.procs.iter_mut().enumerate() {
-            let (readable, _) = ready[1 + PER * i];
-            let (died, _) = ready[2 + PER * i];
-            let (printed, _) = ready[4 + PER * i];
+            let (readable, _) = ready[1 + per * i];
+            let (died, _) = ready[2 + per * i];
+            let printed = capture && ready[4 + per * i].0;
             p.out = None;
             if readable || died {
                 // A death: what the worker wrote before it died is read first.
@@ -1014,7 +1026,7 @@ impl Io {
             }
             if let Some(c) = &mut p.capture {
                 // After the results: every result read has its output marker in the pipe.
-                if readable || died || printed {
+                if readable || died || printed || c.behind() {
                     c.read(died, &mut self.forward);
                 }
             }

@@ -67,10 +67,12 @@ pub(crate) fn end_of_task(magic: &[u8; MAGIC_LEN], id: u64) {
     marker[..MAGIC_LEN].copy_from_slice(magic);
     marker[MAGIC_LEN..].copy_from_slice(&id.to_le_bytes());
     let mut out = std::io::stdout().lock();
-    // A task that closed its standard output gets no marker: the parent copes (above).
     let _ = out.flush();
-    let _ = out.write_all(&marker);
-    let _ = out.flush();
+    // One `write` of its own, not through `out`'s line buffer (which would write up to a
+    // newline byte, and the id may hold one, then the rest): a pipe takes a write this small
+    // whole, so the marker is never torn, even by a kill. A task that closed its standard
+    // output gets no marker: the parent copes (above).
+    let _ = sys::write(out.as_fd(), &marker);
 }
 
 /// The last `limit` bytes of one task's output, and how many it printed in all.
@@ -240,6 +242,12 @@ impl Capture {
             }
         }
         current.push(&b[from..len], limit);
+    }
+
+    /// True if the last read stopped at its budget, not at the pipe's end: there may be
+    /// more to read (and a result may wait for it).
+    pub(crate) fn behind(&self) -> bool {
+        !self.drained && !self.eof
     }
 
     /// True once the output of task `id`, whose result has been read, is all in: its marker

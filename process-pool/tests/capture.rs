@@ -327,3 +327,97 @@ fn without_the_option_nothing_is_attached() {
     assert_eq!(read(&path), "task 3\n");
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_kill_storm_with_retries_keeps_every_output_with_its_own_task() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (pool, path) = {
+        let path = std::env::temp_dir().join(format!("cfpp-capture-storm-{}", std::process::id()));
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .capture_output(true)
+            .quiet_panics(true)
+            .worker_output(WorkerOutput::File(std::fs::File::create(&path).unwrap()))
+            .retry(RetryPolicy::new().backoff(Duration::ZERO, Duration::ZERO))
+            .build()
+            .unwrap();
+        (Arc::new(pool), path)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (stop, pool, kills) = (stop.clone(), pool.clone(), kills.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(&p) = pool.worker_pids().get(n % 2) {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                    kills.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        })
+    };
+    // Tasks stream in until the storm has killed workers many times (bounded).
+    let mut futures = Vec::new();
+    let t0 = std::time::Instant::now();
+    while (futures.len() < 3000 || kills.load(Ordering::Relaxed) < 50) && t0.elapsed() < WAIT {
+        for _ in 0..100 {
+            let i = futures.len() as u64;
+            futures.push(pool.submit_fn(shout, i).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let n = futures.len();
+    let mut outcomes = [0usize; 4]; // ok, panicked, died, quarantined
+    for (i, f) in futures.iter().enumerate() {
+        let i = i as u64;
+        match f.result_timeout(WAIT) {
+            Ok(v) => {
+                assert_eq!(*v, i);
+                outcomes[0] += 1;
+            }
+            Err(e) => {
+                let e = e.task_error().unwrap_or_else(|| panic!("task {i}: {e}"));
+                let out = e.output().expect("output attached").text().into_owned();
+                // Its own line, or nothing (killed before it printed): never another's.
+                assert!(
+                    out == format!("task {i}\n") || out.is_empty(),
+                    "task {i}: {out:?}"
+                );
+                if e.is_panic() {
+                    assert_eq!(i % 2, 1);
+                    assert_eq!(out, format!("task {i}\n"));
+                    outcomes[1] += 1;
+                } else if e.is_worker_died() {
+                    outcomes[2] += 1;
+                } else if e.is_quarantined() {
+                    outcomes[3] += 1;
+                } else {
+                    panic!("task {i}: {e}");
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    let kills = kills.load(Ordering::Relaxed);
+    assert!(kills >= 50, "the storm killed only {kills} workers");
+    assert!(!pool.is_broken());
+    assert_eq!(outcomes.iter().sum::<usize>(), n);
+    assert!(
+        outcomes[0] > 0 && outcomes[1] > 0,
+        "{outcomes:?} after {kills} kills"
+    );
+    let pool = Arc::into_inner(pool).unwrap();
+    drop(pool);
+    // What went to the file is whole lines, each a task's.
+    for line in read(&path).lines() {
+        let n: u64 = line.strip_prefix("task ").unwrap().parse().unwrap();
+        assert!(n < futures.len() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+}
