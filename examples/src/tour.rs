@@ -12,7 +12,7 @@ pub type Run = fn(&mut Out) -> Result<(), BoxError>;
 /// One scenario of the tour.
 #[derive(Clone, Copy, Debug)]
 pub struct Section {
-    /// Its number (1–11, as in the README).
+    /// Its number (1–12, as in the README).
     pub number: u32,
     /// What it shows.
     pub title: &'static str,
@@ -96,6 +96,12 @@ pub fn sections() -> Vec<Section> {
             "async: a tokio program awaits CPU work offloaded to the process pool",
             "async_offload",
             Some(crate::scenarios::offload::run),
+        ),
+        s(
+            12,
+            "Poison tasks: retried, quarantined, with their last words",
+            "poison",
+            Some(crate::scenarios::poison::run),
         ),
     ]
 }
