@@ -16,6 +16,10 @@ use crate::ProcessPoolExecutor;
 /// unset is the pool's (its [`Builder`](crate::Builder)). One value composes what would
 /// otherwise be a method per combination (`submit_fn_with_timeout_and_retry`, …).
 ///
+/// Output capture is not among them: it is the pool's
+/// ([`Builder::capture_output`](crate::Builder::capture_output)), because a worker's standard
+/// output and error are set when it starts.
+///
 /// # Examples
 ///
 /// ```

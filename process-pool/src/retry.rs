@@ -147,6 +147,9 @@ impl RetryPolicy {
     /// (within the same `attempts`). It runs in the parent, on the pool's I/O thread, and
     /// sees the task's error: keep it short. A panic in it counts as `false`.
     ///
+    /// For a `map` chunk it sees only a failure of the chunk as a whole (its items could not
+    /// be decoded, say): an item's own panic is that item's result, and final.
+    ///
     /// ```
     /// use cfutures_process_pool::RetryPolicy;
     ///
