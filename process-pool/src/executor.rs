@@ -444,6 +444,7 @@ impl ProcessPoolExecutor {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        const { cfutures_remote::assert_zero_sized::<F>() };
         self.with(TaskOptions::new().time_limit(limit))
             .submit_fn(f, arg)
     }
