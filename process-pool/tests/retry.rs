@@ -141,6 +141,7 @@ fn without_a_policy_a_death_fails_the_task_at_once() {
     let err = f.exception_timeout(WAIT).unwrap().unwrap();
     assert!(err.is_worker_died(), "{err}");
     assert_eq!(runs(&path), 1);
+    let _ = std::fs::remove_file(&path);
     // Per submission, `no_retry` wins over the pool's policy, and `retry` adds one.
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
