@@ -266,6 +266,94 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// One worker process that died while it ran a task: its pid and how it ended. A task that
+/// killed several is [`TaskError::Quarantined`], which lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WorkerDeath {
+    /// The worker's process id.
+    pub pid: u32,
+    /// How it ended.
+    pub exit: WorkerExit,
+}
+
+impl fmt::Display for WorkerDeath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker process {} ({})", self.pid, self.exit)
+    }
+}
+
+/// What a task printed (its standard output and standard error, interleaved as written),
+/// kept by an executor that captures output: the *last* bytes, up to the executor's limit.
+/// It comes with the task's failure ([`TaskError::output`]), so that a task that died, or
+/// panicked, arrives with what it printed just before.
+///
+/// Cheap to clone (the bytes are behind an `Arc`).
+///
+/// ```
+/// use cfutures_core::{TaskError, TaskOutput};
+///
+/// let out = TaskOutput::new(&b"loading...\nparsing row 41\n"[..], 1_000_000);
+/// let e = TaskError::msg("bad row").with_output(out);
+/// assert!(e.is_error()); // the predicates see the error itself
+/// let out = e.output().unwrap();
+/// assert!(out.is_truncated()); // 1,000,000 bytes were printed, the last 26 kept
+/// assert!(out.text().ends_with("parsing row 41\n"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TaskOutput {
+    bytes: Arc<[u8]>,
+    total: u64,
+}
+
+impl TaskOutput {
+    /// What was kept (`bytes`: the last ones) of the `total` bytes the task printed. A
+    /// `total` below `bytes.len()` is taken as `bytes.len()`.
+    pub fn new(bytes: impl Into<Arc<[u8]>>, total: u64) -> Self {
+        let bytes = bytes.into();
+        let total = total.max(bytes.len() as u64);
+        TaskOutput { bytes, total }
+    }
+    /// The bytes kept: the last ones the task printed.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// The bytes kept, as text (invalid UTF-8 replaced; a character cut by the limit at the
+    /// start shows as a replacement character).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes)
+    }
+    /// How many bytes the task printed in all (kept or not).
+    pub fn total_len(&self) -> u64 {
+        self.total
+    }
+    /// True if the task printed more than was kept (the first bytes were dropped).
+    pub fn is_truncated(&self) -> bool {
+        self.total > self.bytes.len() as u64
+    }
+    /// True if the task printed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+impl fmt::Debug for TaskOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskOutput")
+            .field("text", &self.text())
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+impl fmt::Display for TaskOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// How much of a [`TaskError::WithOutput`]'s output its `Display` shows (the end of it).
+const OUTPUT_SHOWN: usize = 1024;
+
 /// What a task did wrong: the error a failed future holds (Python: the stored exception).
 ///
 /// Cheap to clone. Use the predicates (`is_panic()`, `is_error()`, …) or match on the
@@ -307,6 +395,27 @@ pub enum TaskError {
         /// What failed, and why.
         message: Arc<str>,
     },
+    /// The task is *poison*: the worker processes that ran it died, each time (the process
+    /// pool's `RetryPolicy` retries a task whose worker died, and quarantines it once it has
+    /// killed `poison_after` of them). It is never run again, and its deaths are not held
+    /// against the pool. Dask calls this `KilledWorker`.
+    ///
+    /// [`is_worker_died`](Self::is_worker_died) is `false` for it: use
+    /// [`is_quarantined`](Self::is_quarantined) and [`deaths`](Self::deaths).
+    Quarantined {
+        /// Each death, in order: pid and signal or exit code.
+        deaths: Arc<[WorkerDeath]>,
+    },
+    /// A failure with what the task printed before it (an executor that captures output,
+    /// such as the process pool with `capture_output`). The predicates
+    /// ([`is_panic`](Self::is_panic), …) and [`Display`](fmt::Display) see through it to the
+    /// error; match on [`without_output`](Self::without_output) to see the variant itself.
+    WithOutput {
+        /// The failure.
+        error: Arc<TaskError>,
+        /// What the task printed, its last bytes.
+        output: TaskOutput,
+    },
 }
 
 impl TaskError {
@@ -340,37 +449,88 @@ impl TaskError {
 
     /// True for [`TaskError::Panic`].
     pub fn is_panic(&self) -> bool {
-        matches!(self, TaskError::Panic { .. })
+        matches!(self.without_output(), TaskError::Panic { .. })
     }
     /// True for [`TaskError::Error`] and [`TaskError::Remote`]: the task returned an error.
     pub fn is_error(&self) -> bool {
-        matches!(self, TaskError::Error(_) | TaskError::Remote { .. })
+        matches!(
+            self.without_output(),
+            TaskError::Error(_) | TaskError::Remote { .. }
+        )
     }
-    /// True for [`TaskError::WorkerDied`].
+    /// True for [`TaskError::WorkerDied`] (not for [`TaskError::Quarantined`]: see
+    /// [`is_quarantined`](Self::is_quarantined)).
     pub fn is_worker_died(&self) -> bool {
-        matches!(self, TaskError::WorkerDied { .. })
+        matches!(self.without_output(), TaskError::WorkerDied { .. })
     }
     /// True for [`TaskError::TimeLimit`].
     pub fn is_time_limit(&self) -> bool {
-        matches!(self, TaskError::TimeLimit { .. })
+        matches!(self.without_output(), TaskError::TimeLimit { .. })
     }
     /// True for [`TaskError::Codec`].
     pub fn is_codec(&self) -> bool {
-        matches!(self, TaskError::Codec { .. })
+        matches!(self.without_output(), TaskError::Codec { .. })
+    }
+    /// True for [`TaskError::Quarantined`]: a poison task, which killed the workers that ran
+    /// it.
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self.without_output(), TaskError::Quarantined { .. })
+    }
+    /// The worker deaths, for [`TaskError::Quarantined`] (one per attempt that died, in
+    /// order).
+    pub fn deaths(&self) -> Option<&[WorkerDeath]> {
+        match self.without_output() {
+            TaskError::Quarantined { deaths } => Some(deaths),
+            _ => None,
+        }
     }
     /// The panic message, for [`TaskError::Panic`].
     pub fn panic_message(&self) -> Option<&str> {
-        match self {
+        match self.without_output() {
             TaskError::Panic { message, .. } => Some(message),
             _ => None,
         }
     }
     /// The returned error as a concrete type, for [`TaskError::Error`].
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        match self {
+        match self.without_output() {
             TaskError::Error(e) => e.downcast_ref::<E>(),
             _ => None,
         }
+    }
+    /// What the task printed before it failed, for [`TaskError::WithOutput`].
+    pub fn output(&self) -> Option<&TaskOutput> {
+        match self {
+            TaskError::WithOutput { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+    /// The failure itself: the error inside a [`TaskError::WithOutput`], `self` otherwise.
+    /// Match on this to see the variant whether output was captured or not.
+    ///
+    /// ```
+    /// use cfutures_core::{TaskError, TaskOutput, WorkerExit};
+    ///
+    /// let died = TaskError::WorkerDied { pid: 42, exit: WorkerExit::Signal(11) };
+    /// let e = died.with_output(TaskOutput::new(&b"about to crash\n"[..], 15));
+    /// assert!(matches!(e.without_output(), TaskError::WorkerDied { pid: 42, .. }));
+    /// assert!(e.is_worker_died());
+    /// ```
+    pub fn without_output(&self) -> &TaskError {
+        let mut e = self;
+        while let TaskError::WithOutput { error, .. } = e {
+            e = error;
+        }
+        e
+    }
+    /// This failure with what the task printed attached ([`TaskError::WithOutput`]); an
+    /// output attached before is replaced.
+    pub fn with_output(self, output: TaskOutput) -> TaskError {
+        let error = match self {
+            TaskError::WithOutput { error, .. } => error,
+            e => Arc::new(e),
+        };
+        TaskError::WithOutput { error, output }
     }
 }
 
@@ -394,13 +554,41 @@ impl fmt::Display for TaskError {
                 write!(f, "task exceeded its time limit of {limit:?}")
             }
             TaskError::Codec { message } => write!(f, "encoding error: {message}"),
+            TaskError::Quarantined { deaths } => {
+                write!(
+                    f,
+                    "task quarantined: the worker processes that ran it died {} time{} (",
+                    deaths.len(),
+                    if deaths.len() == 1 { "" } else { "s" }
+                )?;
+                for (i, d) in deaths.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}{}: {}", d.pid, d.exit)?;
+                }
+                f.write_str("); it is not run again")
+            }
+            TaskError::WithOutput { error, output } => {
+                fmt::Display::fmt(error, f)?;
+                let b = output.bytes();
+                let shown = &b[b.len().saturating_sub(OUTPUT_SHOWN)..];
+                if output.is_empty() {
+                    return f.write_str(" (the task printed nothing)");
+                }
+                write!(
+                    f,
+                    "\n--- the last {} of the {} bytes the task printed ---\n{}",
+                    shown.len(),
+                    output.total_len(),
+                    String::from_utf8_lossy(shown)
+                )
+            }
         }
     }
 }
 
 impl std::error::Error for TaskError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
+        match self.without_output() {
             TaskError::Error(e) => e.source(),
             _ => None,
         }
@@ -487,6 +675,14 @@ mod serde_impls {
         Codec {
             message: String,
         },
+        Quarantined {
+            deaths: Vec<(u32, WorkerExit)>,
+        },
+        WithOutput {
+            error: Box<TaskError>,
+            output: Vec<u8>,
+            total: u64,
+        },
     }
 
     impl Serialize for TaskError {
@@ -512,6 +708,14 @@ mod serde_impls {
                 TaskError::Codec { message } => Wire::Codec {
                     message: message.to_string(),
                 },
+                TaskError::Quarantined { deaths } => Wire::Quarantined {
+                    deaths: deaths.iter().map(|d| (d.pid, d.exit)).collect(),
+                },
+                TaskError::WithOutput { error, output } => Wire::WithOutput {
+                    error: Box::new(TaskError::clone(error)),
+                    output: output.bytes().to_vec(),
+                    total: output.total_len(),
+                },
             };
             w.serialize(s)
         }
@@ -532,6 +736,20 @@ mod serde_impls {
                 Wire::TimeLimit { limit } => TaskError::TimeLimit { limit },
                 Wire::Codec { message } => TaskError::Codec {
                     message: message.into(),
+                },
+                Wire::Quarantined { deaths } => TaskError::Quarantined {
+                    deaths: deaths
+                        .into_iter()
+                        .map(|(pid, exit)| WorkerDeath { pid, exit })
+                        .collect(),
+                },
+                Wire::WithOutput {
+                    error,
+                    output,
+                    total,
+                } => TaskError::WithOutput {
+                    error: Arc::new(*error),
+                    output: TaskOutput::new(output, total),
                 },
             })
         }

@@ -126,7 +126,7 @@ mod waiter;
 pub use async_bridge::{Await, AwaitRef};
 pub use error::{
     panic_message, Broken, Deadlock, Error, InvalidArgument, InvalidState, SubmitError, TaskError,
-    WaitLink, WorkerExit,
+    TaskOutput, WaitLink, WorkerDeath, WorkerExit,
 };
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};

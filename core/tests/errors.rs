@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cfutures_core::{
-    panic_message, Broken, Error, InvalidState, SubmitError, TaskError, WorkerExit,
+    panic_message, Broken, Error, InvalidState, SubmitError, TaskError, TaskOutput, WorkerDeath,
+    WorkerExit,
 };
 
 #[derive(Debug)]
@@ -156,6 +157,81 @@ fn task_error_variants_predicates_and_display() {
             assert_eq!(*flag, j == n, "{e:?} predicate {j}");
         }
     }
+}
+
+#[test]
+fn quarantined_lists_each_death() {
+    let deaths: Arc<[WorkerDeath]> = vec![
+        WorkerDeath {
+            pid: 10,
+            exit: WorkerExit::Signal(11),
+        },
+        WorkerDeath {
+            pid: 11,
+            exit: WorkerExit::Code(3),
+        },
+    ]
+    .into();
+    let e = TaskError::Quarantined {
+        deaths: deaths.clone(),
+    };
+    assert!(e.is_quarantined());
+    assert!(!e.is_worker_died() && !e.is_panic() && !e.is_error() && !e.is_codec());
+    assert_eq!(e.deaths(), Some(&deaths[..]));
+    assert_eq!(
+        e.to_string(),
+        "task quarantined: the worker processes that ran it died 2 times (10: signal 11 \
+         (SIGSEGV); 11: exit code 3); it is not run again"
+    );
+    assert_eq!(
+        deaths[0].to_string(),
+        "worker process 10 (signal 11 (SIGSEGV))"
+    );
+    assert!(TaskError::msg("x").deaths().is_none());
+}
+
+#[test]
+fn with_output_is_seen_through() {
+    let out = TaskOutput::new(&b"step 1\nstep 2\n"[..], 14);
+    assert!(!out.is_truncated() && !out.is_empty());
+    assert_eq!(out.total_len(), 14);
+    let died = TaskError::WorkerDied {
+        pid: 7,
+        exit: WorkerExit::Signal(9),
+    };
+    let e = died.clone().with_output(out.clone());
+    assert!(e.is_worker_died() && !e.is_panic());
+    assert!(matches!(
+        e.without_output(),
+        TaskError::WorkerDied { pid: 7, .. }
+    ));
+    assert_eq!(e.output(), Some(&out));
+    assert_eq!(
+        e.to_string(),
+        format!("{died}\n--- the last 14 of the 14 bytes the task printed ---\nstep 1\nstep 2\n")
+    );
+    // Attaching again replaces the output; it never nests.
+    let again = e.with_output(TaskOutput::new(Vec::new(), 0));
+    assert!(matches!(again, TaskError::WithOutput { ref error, .. } if error.is_worker_died()));
+    assert_eq!(
+        again.to_string(),
+        format!("{died} (the task printed nothing)")
+    );
+    // Predicates and accessors look through it.
+    let p = TaskError::Panic {
+        message: "boom".into(),
+        location: None,
+    }
+    .with_output(out.clone());
+    assert_eq!(p.panic_message(), Some("boom"));
+    let q = TaskError::new(std::io::Error::other("disk")).with_output(out.clone());
+    assert!(q.downcast_ref::<std::io::Error>().is_some());
+    // Display shows only the end of a long output; the output keeps it all.
+    let long = TaskOutput::new(vec![b'x'; 5000], 1 << 20);
+    assert!(long.is_truncated());
+    let e = TaskError::msg("m").with_output(long);
+    assert!(e.to_string().contains("the last 1024 of the 1048576 bytes"));
+    assert_eq!(e.output().unwrap().bytes().len(), 5000);
 }
 
 #[test]

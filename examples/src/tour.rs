@@ -12,7 +12,7 @@ pub type Run = fn(&mut Out) -> Result<(), BoxError>;
 /// One scenario of the tour.
 #[derive(Clone, Copy, Debug)]
 pub struct Section {
-    /// Its number (1–12, as in the README).
+    /// Its number (1–13, as in the README).
     pub number: u32,
     /// What it shows.
     pub title: &'static str,
@@ -102,6 +102,12 @@ pub fn sections() -> Vec<Section> {
             "Big data: hashing 8 × 16 MB buffers in processes (pipes, shared memory, SharedBytes)",
             "big_data",
             Some(crate::scenarios::big_data::run),
+        ),
+        s(
+            13,
+            "Poison tasks: retried, quarantined, with their last words",
+            "poison",
+            Some(crate::scenarios::poison::run),
         ),
     ]
 }

@@ -94,6 +94,32 @@ fn faults_fail_only_their_own_future() {
 }
 
 #[test]
+fn poison_tasks_are_retried_then_quarantined() {
+    let lines = run(scenarios::poison::run);
+    has(
+        &lines,
+        "flaky(): its first worker died (SIGSEGV); run again → \"done\"",
+    );
+    has(
+        &lines,
+        "parse_record(13): quarantined after 3 worker deaths (pid ",
+    );
+    has(&lines, "signal 11 (SIGSEGV)");
+    has(
+        &lines,
+        "its last words: \"parsing record 13: calling the native parser\"",
+    );
+    has(
+        &lines,
+        "map(double_but_13, 0..20, chunksize 5): 19 of 20 ok; item 13: quarantined",
+    );
+    has(
+        &lines,
+        "double_but_13(21) → 42 (the pool is not broken: true)",
+    );
+}
+
+#[test]
 fn progress_reaches_every_task() {
     let lines = run(scenarios::progress::run);
     has(&lines, "progress 400/400 (100%)");

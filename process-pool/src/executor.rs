@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::io::Io;
+use crate::options::{Resolved, TaskOptions, WithOptions};
+use crate::retry::{Attempts, RetryPolicy};
 use crate::segments::{ArgSink, Bulk};
 use crate::state::{Config, Shared, State};
 use crate::sys;
@@ -86,7 +88,14 @@ pub struct Builder {
     env: Vec<(OsString, OsString)>,
     quiet_panics: bool,
     shared_memory_threshold: Option<usize>,
+    retry: Option<RetryPolicy>,
+    capture_output: bool,
+    output_limit: Option<usize>,
 }
+
+/// How many bytes of a task's output [`Builder::capture_output`] keeps by default: its last
+/// 64 KiB.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 * 1024;
 
 impl Builder {
     /// The number of worker processes (default: the number of CPUs).
@@ -144,8 +153,66 @@ impl Builder {
     }
 
     /// Where the workers' standard output goes (default: the parent's standard error).
+    /// With [`capture_output`](Self::capture_output), where the output that is not attached
+    /// to a failure goes.
     pub fn worker_output(mut self, output: WorkerOutput) -> Self {
         self.output = output;
+        self
+    }
+
+    /// Retries every task whose worker dies under it, and quarantines the tasks that keep
+    /// killing workers (default: none; a death fails the task with
+    /// [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied)). See
+    /// [`RetryPolicy`]; per submission: [`TaskOptions::retry`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Captures what each task prints (its standard output and standard error, interleaved
+    /// as written; the last [`output_limit`](Self::output_limit) bytes, 64 KiB by default)
+    /// and attaches it to the task's failure: a task that panics, returns an error, dies
+    /// (its last words before a segfault), runs past its time limit or is quarantined fails
+    /// with [`TaskError::WithOutput`](cfutures_core::TaskError::WithOutput) (see
+    /// [`TaskError::output`](cfutures_core::TaskError::output)). The output of a task that
+    /// succeeds, of the initializer (unless it fails: then it comes with the pool's
+    /// [`Broken`] error), and of an attempt that is retried goes, in one piece per task,
+    /// where [`worker_output`](Self::worker_output) says: tasks running side by side no
+    /// longer interleave their lines.
+    ///
+    /// Output is attributed by a marker each worker writes after each task (after flushing
+    /// Rust's and C's standard output): what a task printed is its own, never the next
+    /// one's. What a process the task started prints after the task ended is counted to the
+    /// next task of that worker.
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn parse(row: String) -> u32 {
+    ///     println!("parsing {row:?}");
+    ///     row.parse().expect("a number")
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder()
+    ///     .max_workers(1)
+    ///     .capture_output(true)
+    ///     .quiet_panics(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let err = pool.submit_fn(parse, "x1".to_owned()).unwrap().exception().unwrap().unwrap();
+    /// assert!(err.is_panic());
+    /// assert_eq!(err.output().unwrap().text(), "parsing \"x1\"\n");
+    /// ```
+    pub fn capture_output(mut self, capture: bool) -> Self {
+        self.capture_output = capture;
+        self
+    }
+
+    /// How many bytes of each task's output [`capture_output`](Self::capture_output) keeps:
+    /// the *last* ones (default [`DEFAULT_OUTPUT_LIMIT`], 64 KiB). The count of all bytes
+    /// printed is kept too ([`TaskOutput::total_len`](cfutures_core::TaskOutput::total_len)).
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = Some(bytes);
         self
     }
 
@@ -220,6 +287,10 @@ impl Builder {
                 cfutures_core::InvalidArgument::new("max_tasks_per_child must be greater than 0"),
             ));
         }
+        if let Some(p) = &self.retry {
+            p.check()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
         let stdout = match self.output {
             WorkerOutput::Stderr => Some(sys::dup_above(std::io::stderr().as_fd(), 3)?),
             WorkerOutput::Stdout => None,
@@ -241,6 +312,7 @@ impl Builder {
                 cancel_heads: Vec::new(),
                 forced: false,
                 inject_panic: None,
+                delayed: Vec::new(),
             }),
             wake_w,
             wake_pending: AtomicBool::new(false),
@@ -250,6 +322,10 @@ impl Builder {
                 max_tasks_per_child: self.max_tasks_per_child,
                 policy: self.policy,
                 time_limit: self.time_limit,
+                retry: self.retry,
+                capture: self
+                    .capture_output
+                    .then(|| self.output_limit.unwrap_or(DEFAULT_OUTPUT_LIMIT)),
                 stdout,
                 env: self.env,
                 options: cfutures_remote::handshake::Options::default()
@@ -366,11 +442,14 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         const { cfutures_remote::assert_zero_sized::<F>() };
-        self.submit_fn_with_timeout_opt(f, arg, self.shared.config.time_limit)
+        let _ = f;
+        self.submit_call::<F, A, R>(arg, self.defaults())
     }
 
     /// [`submit_fn`](Self::submit_fn) with a limit on the run time: past it, the worker is
     /// killed and replaced, and the future fails with [`TaskError::TimeLimit`](cfutures_core::TaskError::TimeLimit).
+    /// The same as `pool.with(TaskOptions::new().time_limit(limit)).submit_fn(f, arg)`
+    /// ([`with`](Self::with), which combines it with the other options).
     ///
     /// # Errors
     ///
@@ -387,25 +466,72 @@ impl ProcessPoolExecutor {
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         const { cfutures_remote::assert_zero_sized::<F>() };
-        self.submit_fn_with_timeout_opt(f, arg, Some(limit))
+        self.with(TaskOptions::new().time_limit(limit))
+            .submit_fn(f, arg)
     }
 
-    fn submit_fn_with_timeout_opt<F, A, R>(
+    /// A view of the pool whose submissions run with `options` (a time limit, a retry
+    /// policy), each one unset being the pool's: one value in place of a method per
+    /// combination. The view is an executor of its own, so `map` accepts it. See
+    /// [`TaskOptions`].
+    ///
+    /// ```
+    /// use cfutures_process_pool::{ProcessPoolExecutor, RetryPolicy, TaskOptions};
+    /// use std::time::Duration;
+    ///
+    /// fn work(x: u32) -> u32 {
+    ///     x * 2
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(1).unwrap();
+    /// let opts = TaskOptions::new()
+    ///     .time_limit(Duration::from_secs(30))
+    ///     .retry(RetryPolicy::new());
+    /// let f = pool.with(opts).submit_fn(work, 21).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 42);
+    /// ```
+    pub fn with(&self, options: TaskOptions) -> WithOptions<'_> {
+        WithOptions {
+            pool: self,
+            options,
+        }
+    }
+
+    /// The pool's options for a submission that sets none.
+    pub(crate) fn defaults(&self) -> Resolved {
+        Resolved {
+            limit: self.shared.config.time_limit,
+            retry: self.shared.config.retry.clone(),
+        }
+    }
+
+    /// Encodes `f(arg)` (a large argument out of line) and queues it with `options`.
+    pub(crate) fn submit_call<F, A, R>(
         &self,
-        f: F,
         arg: A,
-        limit: Option<Duration>,
+        options: Resolved,
     ) -> Result<Future<R>, SubmitError>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let _ = f;
         let mut sink = ArgSink::new(&self.shared.config.segments);
         let job = job::call_with::<F, A, R>(arg, &mut sink);
         let bulk = sink.finish(&job.0.frame);
-        self.enqueue(job, bulk, limit)
+        self.enqueue(job, bulk, options)
+    }
+
+    /// Encodes a submission (large payloads out of line) and queues it with `options`.
+    pub(crate) fn submit_job<T: IntoJob>(
+        &self,
+        task: T,
+        options: Resolved,
+    ) -> Result<Future<T::Output>, SubmitError> {
+        let mut sink = ArgSink::new(&self.shared.config.segments);
+        let job = task.into_job_with(&mut sink);
+        let bulk = sink.finish(&job.0.frame);
+        self.enqueue(job, bulk, options)
     }
 
     /// Submits a [`RemoteTask`] with a limit on its run time (see
@@ -423,28 +549,16 @@ impl ProcessPoolExecutor {
         T: RemoteTask,
         T::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.enqueue_job(task, Some(limit))
+        self.with(TaskOptions::new().time_limit(limit)).submit(task)
     }
 
-    /// Encodes a submission (large payloads out of line) and queues it.
-    fn enqueue_job<T: IntoJob>(
-        &self,
-        task: T,
-        limit: Option<Duration>,
-    ) -> Result<Future<T::Output>, SubmitError> {
-        let mut sink = ArgSink::new(&self.shared.config.segments);
-        let job = task.into_job_with(&mut sink);
-        let bulk = sink.finish(&job.0.frame);
-        self.enqueue(job, bulk, limit)
-    }
-
-    /// Queues an encoded job (its id is given here), or fails its future if encoding it
-    /// failed.
-    fn enqueue<R>(
+    /// Queues an encoded job (its id is given here) with its options, or fails its future if
+    /// encoding it failed.
+    pub(crate) fn enqueue<R>(
         &self,
         (job, future): (Encoded, Future<R>),
         bulk: Option<Box<Bulk>>,
-        limit: Option<Duration>,
+        options: Resolved,
     ) -> Result<Future<R>, SubmitError> {
         let Encoded {
             mut frame,
@@ -452,6 +566,10 @@ impl ProcessPoolExecutor {
             error,
         } = job;
         self.check_process()?;
+        let Resolved { limit, retry } = options;
+        if let Some(p) = &retry {
+            p.check()?;
+        }
         let shared = &*self.shared;
         let mut st = shared.lock();
         if let Some(b) = &st.broken {
@@ -479,6 +597,7 @@ impl ProcessPoolExecutor {
             cancel: false,
             seq: 0,
             bulk,
+            retry: retry.map(Attempts::new),
         });
         let mut discard = Vec::new();
         // A submitting thread hands a job straight to an idle worker (a lone task reaches
@@ -544,6 +663,13 @@ impl ProcessPoolExecutor {
         // Requeued (its worker died, or it was taken back), not yet resent: finish it here.
         if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.queue.remove(i).expect("index is valid");
+            drop(st);
+            job.slot.finish(Outcome::Cancelled, &[]);
+            return true;
+        }
+        // Waiting to be retried.
+        if let Some(i) = st.delayed.iter().position(|j| j.slot.future_id() == fid) {
+            let job = st.delayed.swap_remove(i);
             drop(st);
             job.slot.finish(Outcome::Cancelled, &[]);
             return true;
@@ -685,7 +811,7 @@ impl Executor for ProcessPoolExecutor {
 /// task in a worker; each item's panic fails only that item).
 impl<T: IntoJob> Submit<T> for ProcessPoolExecutor {
     fn submit(&self, task: T) -> Result<Future<T::Output>, SubmitError> {
-        self.enqueue_job(task, self.shared.config.time_limit)
+        self.submit_job(task, self.defaults())
     }
 }
 
@@ -709,7 +835,11 @@ impl ProcessPoolExecutor {
         R: DeserializeOwned + Send + Sync + 'static,
     {
         // SAFETY: this function's contract is `job::raw`'s.
-        self.enqueue(unsafe { job::raw(fn_offset, fn_tag, payload) }, None, None)
+        self.enqueue(
+            unsafe { job::raw(fn_offset, fn_tag, payload) },
+            None,
+            Resolved::default(),
+        )
     }
 
     /// Testing hook: makes the pool's I/O thread panic with `message` at its next turn, to

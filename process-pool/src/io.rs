@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfutures_core::diag::{report, Level};
-use cfutures_core::{panic_message, Broken, TaskError, WorkerExit};
+use cfutures_core::{panic_message, Broken, TaskError, TaskOutput, WorkerDeath, WorkerExit};
 use cfutures_remote::handshake;
 use cfutures_remote::job::{Outcome, Received, ReceivedPayload, SharedPayload};
 use cfutures_remote::wire::{self, Ext, Placement, ResHeader};
@@ -46,6 +46,8 @@ use rustix::process::Signal;
 
 use crate::claims::ClaimPage;
 use crate::executor::WorkerDeathPolicy;
+use crate::output::{self, Capture};
+use crate::retry::{self, Verdict};
 use crate::segments::{self, FdQueue, MapCache, Release};
 use crate::state::{Config, Done, Shared, State};
 use crate::sys;
@@ -94,6 +96,8 @@ pub(crate) struct Proc {
     fds: FdQueue,
     /// Its result segments, mapped here.
     maps: MapCache,
+    /// Its output pipe, when output is captured.
+    capture: Option<Capture>,
 }
 
 /// Why a start failed.
@@ -123,6 +127,22 @@ pub(crate) struct Io {
     starts: Starts,
     next_exit_check: Instant,
     random: RandomState,
+    /// The number this pool's output markers are made of (see `crate::output`).
+    nonce: u64,
+    /// Results to settle outside the lock: output to attach, or an error for the retry
+    /// policy's predicate to judge.
+    after: Vec<After>,
+    /// Captured output that belongs to no failure, written once the lock is released.
+    forward: Vec<u8>,
+}
+
+/// A result taken under the lock, settled outside it (see [`Io::settle`]).
+struct After {
+    job: Job,
+    /// The result frame: a value (`true`) or an error.
+    ok: bool,
+    outcome: Outcome,
+    output: Option<TaskOutput>,
 }
 
 impl Io {
@@ -137,6 +157,9 @@ impl Io {
             starts: Starts::default(),
             next_exit_check: Instant::now(),
             random: RandomState::new(),
+            nonce: RandomState::new().hash_one(0x6f75_7470_7574_u64),
+            after: Vec::new(),
+            forward: Vec::new(),
         }
     }
 
@@ -163,14 +186,24 @@ impl Io {
             let now = Instant::now();
             self.take_results(&mut st, cfg);
             self.handle_deaths(&mut st, cfg, now);
+            retry::promote(&mut st, now, &mut self.done);
             self.apply_requests(&mut st);
             self.reclaim(&mut st, cfg, now);
             self.spawn_needed(&mut st, cfg, now);
             st.dispatch(cfg, &mut discard, false);
             let exit = self.prepare_poll(&mut st, now);
-            let timeout = self.next_deadline(&mut st, now);
+            let mut timeout = self.next_deadline(&mut st, now);
+            if self
+                .procs
+                .iter()
+                .any(|p| p.capture.as_ref().is_some_and(|c| c.behind()))
+            {
+                // An output pipe was not read to its end (a round's budget): read on, at once.
+                timeout = Some(Duration::ZERO);
+            }
             drop(st);
             // 2. Complete futures (user callbacks run here) outside the lock.
+            self.settle(cfg);
             self.complete();
             discard.clear();
             if exit {
@@ -197,6 +230,69 @@ impl Io {
         }
     }
 
+    /// Settles the results that need more than their frame, outside the lock: attaches
+    /// captured output to failures (decoding the error), asks the retry policy's predicate
+    /// about errors (and requeues those it retries), and writes the output that belongs to
+    /// no failure where uncaptured output goes.
+    fn settle(&mut self, cfg: &Config) {
+        if !self.after.is_empty() {
+            let mut again: Vec<(Job, Verdict, Option<TaskOutput>)> = Vec::new();
+            let now = Instant::now();
+            for a in std::mem::take(&mut self.after) {
+                let After {
+                    mut job,
+                    ok,
+                    outcome,
+                    output,
+                } = a;
+                if ok {
+                    if let Some(o) = &output {
+                        self.forward.extend_from_slice(o.bytes());
+                    }
+                    self.done.push((job.slot, outcome));
+                    continue;
+                }
+                let e = match &outcome {
+                    Outcome::Frame(_, at) => wire::decode::<TaskError>(&self.payloads[at.clone()]),
+                    Outcome::Received(_, rec) => match &rec.payload {
+                        ReceivedPayload::InBand(at) => {
+                            wire::decode::<TaskError>(&self.payloads[at.clone()])
+                        }
+                        ReceivedPayload::Shared(sp) => wire::decode::<TaskError>(&sp.to_vec()),
+                        _ => Err(wire::codec("an error frame of an unknown form")),
+                    },
+                    _ => Err(wire::codec("an error frame of an unknown form")),
+                }
+                .unwrap_or_else(|e| e);
+                match retry::on_error(&mut job, &e, now) {
+                    Verdict::Fail => {
+                        let e = match output {
+                            Some(o) => e.with_output(o),
+                            None => e,
+                        };
+                        self.done.push((job.slot, Outcome::Failed(e)));
+                    }
+                    v => again.push((job, v, output)),
+                }
+            }
+            if !again.is_empty() {
+                let shared = self.shared.clone();
+                let mut st = shared.lock();
+                for (job, v, output) in again {
+                    if let Some(b) = &st.broken {
+                        self.done.push((job.slot, Outcome::Broken(b.clone())));
+                    } else {
+                        retry::apply(&mut st, job, v, output, &mut self.forward, &mut self.done);
+                    }
+                }
+                drop(st);
+                // Its backoff needs this thread's timer.
+                self.shared.wake();
+            }
+        }
+        output::forward(cfg.stdout.as_ref().map(|f| f.as_fd()), &mut self.forward);
+    }
+
     /// After a panic: the pool breaks with the panic's message; every future still pending
     /// fails with it; the workers are killed and reaped.
     fn die(&mut self, message: &str) {
@@ -211,6 +307,11 @@ impl Io {
         let mut done: Done = std::mem::take(&mut self.done)
             .into_iter()
             .map(|(slot, _)| (slot, Outcome::Broken(b.clone())))
+            .chain(
+                std::mem::take(&mut self.after)
+                    .into_iter()
+                    .map(|a| (a.job.slot, Outcome::Broken(b.clone()))),
+            )
             .collect();
         st.broken = None;
         st.break_pool(b.clone(), &mut done);
@@ -275,6 +376,13 @@ impl Io {
                 if p.hi - p.lo < h.len {
                     break; // the rest of the frame is on its way
                 }
+                let ends_task = matches!(
+                    h.kind,
+                    wire::RES_OK | wire::RES_ERR | wire::RES_INIT_OK | wire::RES_INIT_ERR
+                );
+                if ends_task && p.capture.as_ref().is_some_and(|c| !c.ready_for(h.id)) {
+                    break; // its output is not all in yet (next round)
+                }
                 let payload = p.lo + h.payload_start()..p.lo + h.len;
                 // What came beside the frame (out-of-line payload, shared data), taken
                 // before the frame is consumed: a frame whose descriptors did not come is
@@ -321,9 +429,17 @@ impl Io {
                     wire::RES_INIT_OK => {
                         w.init_done = true;
                         w.head_since = Instant::now();
+                        if let Some(c) = &mut p.capture {
+                            let o = c.take(0, &mut self.forward);
+                            self.forward.extend_from_slice(o.bytes());
+                        }
                     }
                     wire::RES_INIT_ERR => {
                         let e = wire::decode::<TaskError>(&p.buf[payload]).unwrap_or_else(|e| e);
+                        let e = match &mut p.capture {
+                            Some(c) => e.with_output(c.take(0, &mut self.forward)),
+                            None => e,
+                        };
                         st.break_pool(
                             Broken::with_cause(
                                 "the initializer failed in a worker process; the process pool \
@@ -391,7 +507,18 @@ impl Io {
                                 )
                             }
                         };
-                        self.done.push((job.slot, outcome));
+                        let output = p.capture.as_mut().map(|c| c.take(h.id, &mut self.forward));
+                        let judge = !ok && job.retry.as_ref().is_some_and(|a| a.judges_errors());
+                        if output.is_some() || judge {
+                            self.after.push(After {
+                                job,
+                                ok,
+                                outcome,
+                                output,
+                            });
+                        } else {
+                            self.done.push((job.slot, outcome));
+                        }
                     }
                 }
             }
@@ -476,13 +603,21 @@ impl Io {
                 i += 1;
                 continue;
             }
-            let p = self.procs.swap_remove(i);
+            let mut p = self.procs.swap_remove(i);
             let exit = p.exit.expect("checked");
+            // What it printed since its last marker: its dying task's output.
+            let output = p.capture.as_mut().map(|c| {
+                c.read(true, &mut self.forward);
+                c.take_rest(&mut self.forward)
+            });
             let Some(wi) = st.workers.iter().position(|w| w.key == p.key) else {
+                if let Some(o) = output {
+                    self.forward.extend_from_slice(o.bytes());
+                }
                 continue;
             };
             let w = st.workers.swap_remove(wi);
-            self.account_death(st, cfg, w, exit, now);
+            self.account_death(st, cfg, w, exit, now, output);
         }
     }
 
@@ -493,11 +628,27 @@ impl Io {
         mut w: Worker,
         exit: WorkerExit,
         now: Instant,
+        output: Option<TaskOutput>,
     ) {
         let pid = w.pid as u32;
         let (claimed, back) = take_all(&mut w);
+        // The claimed task's output goes with its failure; without one, it is no one's.
+        let (output, forward) = match (&claimed, output) {
+            (Some(_), o) => (o, None),
+            (None, o) => (None, o),
+        };
+        if let Some(o) = forward {
+            self.forward.extend_from_slice(o.bytes());
+        }
+        let attach = |e: TaskError| match &output {
+            Some(o) => e.with_output(o.clone()),
+            None => e,
+        };
         let done = &mut self.done;
         if let Some(b) = st.broken.clone() {
+            if let Some(o) = &output {
+                self.forward.extend_from_slice(o.bytes());
+            }
             for job in claimed.into_iter().chain(back) {
                 done.push((job.slot, Outcome::Broken(b.clone())));
             }
@@ -518,7 +669,7 @@ impl Io {
             let b = Broken::with_cause(
                 "the pool's worker processes were stopped (terminate_workers / kill_workers) \
                  while the task ran",
-                TaskError::WorkerDied { pid, exit },
+                attach(TaskError::WorkerDied { pid, exit }),
             );
             for job in claimed.into_iter().chain(back) {
                 done.push((job.slot, Outcome::Broken(b.clone())));
@@ -562,15 +713,26 @@ impl Io {
                          of {limit:?}; it is replaced"
                     ),
                 );
-                done.push((j.slot, Outcome::Failed(TaskError::TimeLimit { limit })));
+                let e = attach(TaskError::TimeLimit { limit });
+                done.push((j.slot, Outcome::Failed(e)));
             }
             (Some(Kill::Cancel(id)), Some(j)) if j.id == id => {
+                if let Some(o) = &output {
+                    self.forward.extend_from_slice(o.bytes());
+                }
                 done.push((j.slot, Outcome::Cancelled));
             }
             // The targeted task finished just before the kill landed (its result was
-            // already on its way): the worker died under the next task, which is told so.
+            // already on its way): the worker died under the next task, which is told so
+            // (or, with a retry policy, runs again: the death was not its doing).
             (Some(Kill::TimeLimit(..) | Kill::Cancel(_)), Some(j)) => {
-                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
+                match retry::on_collateral(&j, now) {
+                    Verdict::Fail => {
+                        let e = attach(TaskError::WorkerDied { pid, exit });
+                        done.push((j.slot, Outcome::Failed(e)));
+                    }
+                    v => retry::apply(st, j, v, output, &mut self.forward, done),
+                }
             }
             (Some(Kill::Protocol(why)), Some(j)) => {
                 report(
@@ -585,15 +747,32 @@ impl Io {
                      the task write to, or close, the pool's descriptors? The worker was \
                      replaced"
                 ));
-                done.push((j.slot, Outcome::Failed(e)));
+                done.push((j.slot, Outcome::Failed(attach(e))));
             }
             (Some(Kill::Forced), Some(_)) => unreachable!("handled above"),
-            (None, Some(j)) => {
+            (None, Some(mut j)) => {
+                // A retry policy decides first: a task retried, split or quarantined breaks
+                // no pool (its deaths are not held against the pool).
+                match retry::on_death(&mut j, WorkerDeath { pid, exit }, now) {
+                    Verdict::Fail => {}
+                    v => {
+                        report(
+                            Level::Info,
+                            format_args!(
+                                "worker process {pid} died ({exit}) while running a task; it \
+                                 is replaced"
+                            ),
+                        );
+                        retry::apply(st, j, v, output, &mut self.forward, done);
+                        requeue(st, &mut self.done, back);
+                        return;
+                    }
+                }
                 if cfg.policy == WorkerDeathPolicy::BreakPool {
                     let b = Broken::with_cause(
                         "a process in the process pool was terminated abruptly while the \
                          future was running or pending",
-                        TaskError::WorkerDied { pid, exit },
+                        attach(TaskError::WorkerDied { pid, exit }),
                     );
                     done.push((j.slot, Outcome::Broken(b.clone())));
                     for job in back {
@@ -608,7 +787,8 @@ impl Io {
                         "worker process {pid} died ({exit}) while running a task; it is replaced"
                     ),
                 );
-                done.push((j.slot, Outcome::Failed(TaskError::WorkerDied { pid, exit })));
+                let e = attach(TaskError::WorkerDied { pid, exit });
+                done.push((j.slot, Outcome::Failed(e)));
             }
         }
         requeue(st, &mut self.done, back);
@@ -712,6 +892,11 @@ impl Io {
         sys::set_nonblocking(ctl.as_fd())?;
         let ctl = Arc::new(ctl);
         let claims = Arc::new(ClaimPage::create()?);
+        // Output captured: the worker's stdout and stderr are one pipe to us.
+        let out_pipe = match cfg.capture {
+            Some(_) => Some(sys::pipe()?),
+            None => None,
+        };
         let key = self.next_key;
         self.next_key += 1;
         let n = sys::child_fd_number(self.random.hash_one(key));
@@ -729,16 +914,28 @@ impl Io {
             }
         }
         env.push(
-            CString::new(format!("{}={}", worker::ENV, worker::env_value(n)))
-                .map_err(io::Error::other)?,
+            CString::new(format!(
+                "{}={}",
+                worker::ENV,
+                worker::env_value(n, cfg.capture.map(|_| self.nonce))
+            ))
+            .map_err(io::Error::other)?,
         );
         let fds = sys::ChildFds {
             first: n,
             fds: [cmd_r.as_fd(), res_w.as_fd(), ctl_child.as_fd(), claims.fd()],
-            stdout: cfg.stdout.as_ref().map(|f| f.as_fd()),
+            stdout: match &out_pipe {
+                Some((_, w)) => Some(w.as_fd()),
+                None => cfg.stdout.as_ref().map(|f| f.as_fd()),
+            },
+            stderr: out_pipe.as_ref().map(|(_, w)| w.as_fd()),
         };
         let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &fds)?;
         drop((cmd_r, res_w, ctl_child));
+        let capture = match (out_pipe, cfg.capture) {
+            (Some((r, _)), Some(limit)) => Some(Capture::new(r, self.nonce, limit)?),
+            _ => None,
+        };
         self.procs.push(Proc {
             key,
             pid,
@@ -756,6 +953,7 @@ impl Io {
             ctl: ctl.clone(),
             fds: FdQueue::default(),
             maps: MapCache::default(),
+            capture,
         });
         let mut preamble = handshake::greeting_frame(&cfg.build, cfg.options);
         if let Some(init) = &cfg.init {
@@ -767,7 +965,9 @@ impl Io {
     /// Closes idle workers at shutdown, notes who needs `POLLOUT`; true when the pool is
     /// finished (shut down, no work, no worker).
     fn prepare_poll(&mut self, st: &mut State, now: Instant) -> bool {
-        let idle = st.queue.is_empty() && st.workers.iter().all(|w| w.window.is_empty());
+        let idle = st.queue.is_empty()
+            && st.delayed.is_empty()
+            && st.workers.iter().all(|w| w.window.is_empty());
         if st.shutdown && idle {
             // Tell every worker to exit once it has run what it has.
             for w in &mut st.workers {
@@ -846,6 +1046,9 @@ impl Io {
                 at(t);
             }
         }
+        if let Some(t) = retry::next_due(st) {
+            at(t);
+        }
         for p in &self.procs {
             if p.exit.is_none() {
                 if p.eof {
@@ -863,9 +1066,13 @@ impl Io {
 
     /// Waits for something to happen, then reads what is there (never blocks on a pipe).
     fn wait(&mut self, timeout: Option<Duration>) {
-        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + 3 * self.procs.len());
+        // Per worker: its result pipe, its pidfd, its command pipe, and, when output is
+        // captured, its output pipe.
+        let capture = self.shared.config.capture.is_some();
+        let per = 3 + usize::from(capture);
+        let mut ready: Vec<(bool, bool)> = Vec::with_capacity(1 + per * self.procs.len());
         {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 3 * self.procs.len());
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + per * self.procs.len());
             fds.push(PollFd::new(&self.wake_r, PollFlags::IN));
             for p in &self.procs {
                 let ev = if p.eof {
@@ -883,6 +1090,12 @@ impl Io {
                     Some(fd) => fds.push(PollFd::new(&**fd, PollFlags::OUT)),
                     None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
                 }
+                if capture {
+                    match p.capture.as_ref().and_then(|c| c.poll_fd()) {
+                        Some(fd) => fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+                        None => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
+                    }
+                }
             }
             let _ = sys::poll(&mut fds, timeout);
             ready.extend(fds.iter().map(sys::ready));
@@ -896,12 +1109,19 @@ impl Io {
             self.shared.wake_pending.store(false, Ordering::Release);
         }
         for (i, p) in self.procs.iter_mut().enumerate() {
-            let (readable, _) = ready[1 + 3 * i];
-            let (died, _) = ready[2 + 3 * i];
+            let (readable, _) = ready[1 + per * i];
+            let (died, _) = ready[2 + per * i];
+            let printed = capture && ready[4 + per * i].0;
             p.out = None;
             if readable || died {
                 // A death: what the worker wrote before it died is read first.
                 read_pipe(p);
+            }
+            if let Some(c) = &mut p.capture {
+                // After the results: every result read has its output marker in the pipe.
+                if readable || died || printed || c.behind() {
+                    c.read(died, &mut self.forward);
+                }
             }
             if died {
                 p.exit = sys::try_wait(p.pid);

@@ -124,6 +124,12 @@
 //!   [`TaskError::WorkerDied`](cfutures_core::TaskError::WorkerDied) naming the pid and the
 //!   signal or exit code; the tasks it had not started go to other workers; it is replaced.
 //!   [`WorkerDeathPolicy::BreakPool`] gives Python's behaviour instead.
+//! * With a [`RetryPolicy`] ([`Builder::retry`], or per submission through
+//!   [`ProcessPoolExecutor::with`] and [`TaskOptions`]) such a task runs again, after a
+//!   backoff of its own; one that has killed `poison_after` workers (3) is poison: it fails
+//!   with [`TaskError::Quarantined`](cfutures_core::TaskError::Quarantined), listing each
+//!   death, and breaks no pool. A `map` chunk whose worker died is rerun item by item, so
+//!   only the poison item fails.
 //! * A worker that cannot be started (`ulimit -u`, `ulimit -n`, memory), or that dies before
 //!   it is ready, is retried with backoff while the pool serves with the workers it has; the
 //!   pool breaks only if no worker can be started at all (10 failed starts in a row before
@@ -141,7 +147,9 @@
 //! * Time limits ([`Builder::time_limit`], [`ProcessPoolExecutor::submit_fn_with_timeout`])
 //!   and [`ProcessPoolExecutor::cancel`] of a running task kill and replace the worker.
 //! * A task's standard output goes to the parent's standard error (see [`WorkerOutput`]);
-//!   the protocol runs on private descriptors, so printing cannot corrupt it.
+//!   the protocol runs on private descriptors, so printing cannot corrupt it. With
+//!   [`Builder::capture_output`], what a task printed (its last 64 KiB) comes with its
+//!   failure instead — a death included: its last words before the segfault.
 //! * A worker never outlives its parent (end of file on its command pipe; on Linux also
 //!   `PR_SET_PDEATHSIG`), and after `shutdown` no worker process and no zombie remains.
 //! * In a forked child of the parent, the pool refuses work (`SubmitError::Broken`) rather
@@ -178,6 +186,12 @@ mod fork;
 #[cfg(unix)]
 mod io;
 #[cfg(unix)]
+mod options;
+#[cfg(unix)]
+mod output;
+#[cfg(unix)]
+mod retry;
+#[cfg(unix)]
 mod segments;
 #[cfg(unix)]
 mod state;
@@ -195,7 +209,13 @@ pub use cfutures_remote::bulk::{Bytes, PodVec, SharedBytes, SharedSlice};
 #[cfg(unix)]
 pub use cfutures_remote::RemoteTask;
 #[cfg(unix)]
-pub use executor::{Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput};
+pub use executor::{
+    Builder, ProcessPoolExecutor, WorkerDeathPolicy, WorkerOutput, DEFAULT_OUTPUT_LIMIT,
+};
+#[cfg(unix)]
+pub use options::{TaskOptions, WithOptions};
+#[cfg(unix)]
+pub use retry::RetryPolicy;
 
 /// Serves as a worker if this process was started as one (then never returns); returns at
 /// once otherwise.

@@ -23,6 +23,7 @@ use cfutures_core::diag::{report, Level};
 use cfutures_core::{Broken, FutureId};
 
 use crate::executor::WorkerDeathPolicy;
+use crate::retry::RetryPolicy;
 use crate::sys;
 use crate::window::{Job, Kill, Worker};
 use cfutures_remote::job::{Outcome, Slot};
@@ -35,6 +36,10 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<u64>,
     pub(crate) policy: WorkerDeathPolicy,
     pub(crate) time_limit: Option<Duration>,
+    /// The retry policy of tasks submitted without one of their own.
+    pub(crate) retry: Option<RetryPolicy>,
+    /// `capture_output`: how many bytes of each task's output to keep (`None`: no capture).
+    pub(crate) capture: Option<usize>,
     pub(crate) stdout: Option<OwnedFd>,
     /// Variables set in the workers' environment (over the parent's).
     pub(crate) env: Vec<(OsString, OsString)>,
@@ -83,6 +88,9 @@ pub(crate) struct State {
     pub(crate) forced: bool,
     /// Testing hook: the I/O thread panics with this message at its next turn.
     pub(crate) inject_panic: Option<String>,
+    /// Tasks waiting for their retry's backoff (see `crate::retry`); each goes to the front
+    /// of the queue once its time has come.
+    pub(crate) delayed: Vec<Job>,
 }
 
 /// Completions gathered under the lock, run after it is released.
@@ -150,6 +158,9 @@ impl State {
             if job.started || job.slot.start() {
                 done.push((job.slot, Outcome::Broken(b.clone())));
             }
+        }
+        for job in self.delayed.drain(..) {
+            done.push((job.slot, Outcome::Broken(b.clone())));
         }
         for w in &mut self.workers {
             for job in w.window.drain(..) {

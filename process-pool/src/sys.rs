@@ -182,6 +182,8 @@ pub(crate) struct ChildFds<'a> {
     pub(crate) fds: [BorrowedFd<'a>; 4],
     /// Where the worker's stdout goes (`None`: the parent's stdout).
     pub(crate) stdout: Option<BorrowedFd<'a>>,
+    /// Where the worker's stderr goes (`None`: the parent's stderr).
+    pub(crate) stderr: Option<BorrowedFd<'a>>,
 }
 
 /// Starts `path` with `argv0` and `env`, with the descriptors of `fds` in place. Every other
@@ -212,6 +214,10 @@ pub(crate) fn spawn(
         Some(fd) => Some(dup_above(fd, floor)?),
         None => None,
     };
+    let err_hi = match fds.stderr {
+        Some(fd) => Some(dup_above(fd, floor)?),
+        None => None,
+    };
 
     // SAFETY: the posix_spawn family is called with properly initialised attribute and
     // file-action objects, which are destroyed on every path below; all pointers (path,
@@ -238,6 +244,13 @@ pub(crate) fn spawn(
                     &mut fa,
                     o.as_raw_fd(),
                     1,
+                ))?;
+            }
+            if let Some(e) = &err_hi {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut fa,
+                    e.as_raw_fd(),
+                    2,
                 ))?;
             }
             // Start with no blocked signals and default handlers for the usual ones,

@@ -29,6 +29,7 @@ use cfutures_remote::job::Slot;
 use cfutures_remote::wire;
 
 use crate::claims::{ClaimPage, SLOTS};
+use crate::retry::Attempts;
 use crate::segments::Bulk;
 use crate::sys;
 
@@ -48,6 +49,8 @@ pub(crate) struct Job {
     pub(crate) seq: u64,
     /// What it sends beside its frame (a payload segment, shared data), if anything.
     pub(crate) bulk: Option<Box<Bulk>>,
+    /// Its retry policy and what happened to it so far (`None`: a death fails it).
+    pub(crate) retry: Option<Box<Attempts>>,
 }
 
 impl Job {

@@ -29,7 +29,8 @@ use crate::sys;
 
 /// The environment variable that puts a process in worker mode: `cfpp2:<parent pid>:<fd>`,
 /// where `fd` is the first of four: the command pipe (read), the result pipe (write), the
-/// control socket, the claim page.
+/// control socket, the claim page; then `:<hex>` when the pool captures output (the number
+/// its output markers are made of: see `crate::output`; no secret).
 pub(crate) const ENV: &str = "CFUTURES_PROCESS_POOL_WORKER";
 const VERSION: &str = "cfpp2";
 
@@ -40,9 +41,13 @@ pub(crate) const EXIT_INIT_FAILED: i32 = 98;
 /// Exit code of a worker that received a malformed frame stream.
 pub(crate) const EXIT_PROTOCOL: i32 = 99;
 
-/// The value of [`ENV`] for a worker of this process whose descriptors start at `first`.
-pub(crate) fn env_value(first: RawFd) -> String {
-    format!("{VERSION}:{}:{first}", std::process::id())
+/// The value of [`ENV`] for a worker of this process whose descriptors start at `first`
+/// (and whose output is captured with markers made of `capture`).
+pub(crate) fn env_value(first: RawFd, capture: Option<u64>) -> String {
+    match capture {
+        None => format!("{VERSION}:{}:{first}", std::process::id()),
+        Some(nonce) => format!("{VERSION}:{}:{first}:{nonce:x}", std::process::id()),
+    }
 }
 
 /// Checks worker mode; in a worker, serves and exits (never returns).
@@ -74,10 +79,21 @@ fn serve(v: &str) -> ! {
         ));
     }
     let parts: Vec<&str> = v.split(':').collect();
-    let nums: Option<Vec<i32>> = parts.iter().skip(1).map(|p| p.parse().ok()).collect();
-    let (ppid, first) = match (parts.first(), nums.as_deref()) {
-        (Some(&VERSION), Some(&[ppid, first])) if first > 2 && first < i32::MAX - 4 => {
-            (ppid, first)
+    let nums: Option<Vec<i32>> = parts
+        .iter()
+        .skip(1)
+        .take(2)
+        .map(|p| p.parse().ok())
+        .collect();
+    let capture: Option<Option<u64>> = match parts.get(3) {
+        None => Some(None),
+        Some(hex) => u64::from_str_radix(hex, 16).ok().map(Some),
+    };
+    let (ppid, first, capture) = match (parts.first(), nums.as_deref(), capture) {
+        (Some(&VERSION), Some(&[ppid, first]), Some(capture))
+            if first > 2 && first < i32::MAX - 4 && parts.len() <= 4 =>
+        {
+            (ppid, first, capture)
         }
         _ => refuse(&format!(
             "{ENV} is set, but not by a process pool of this version (was it set by hand?)"
@@ -127,6 +143,7 @@ fn serve(v: &str) -> ! {
         args: MapCache::default(),
         current: None,
         results: ResultSegments::new(usize::MAX),
+        marker: capture.map(crate::output::magic),
     };
     let greeting = match io.reader.next(|b| sys::read(io.cmd.as_fd(), b), |_| true) {
         Ok(Some(frame)) => frame.to_vec(),
@@ -196,6 +213,8 @@ struct WorkerIo {
     current: Option<Arc<Mapping>>,
     /// Large results go here.
     results: ResultSegments,
+    /// The output marker's pattern, when the pool captures output.
+    marker: Option<[u8; 16]>,
 }
 
 impl WorkerIo {
@@ -340,6 +359,17 @@ impl Transport for WorkerIo {
     }
 
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        if let Some(magic) = &self.marker {
+            // The end of a task's (or the initializer's) output, before its result.
+            let ends_task = frame.len() >= wire::RES_HEADER
+                && matches!(
+                    frame[4] & !wire::OUT_OF_LINE,
+                    wire::RES_OK | wire::RES_ERR | wire::RES_INIT_OK | wire::RES_INIT_ERR
+                );
+            if ends_task {
+                crate::output::end_of_task(magic, wire::u64_at(frame, 5));
+            }
+        }
         // What the result's extension names goes first, on the control socket.
         if frame.len() > wire::RES_HEADER && frame[4] & wire::OUT_OF_LINE != 0 {
             let ext = Ext::parse(&frame[wire::RES_HEADER..]).map_err(std::io::Error::other)?;

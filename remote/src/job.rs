@@ -37,7 +37,18 @@ pub trait Slot: Send {
     fn cancel(&self);
     /// Completes the future. A [`Outcome::Frame`]'s payload is the range of `payloads`.
     fn finish(self: Box<Self>, outcome: Outcome, payloads: &[u8]);
+    /// For a `map` chunk of two items or more, whose command frame is `frame`: one job per
+    /// item (its frame, id 0, and its slot), taking over this slot's future, which the
+    /// parts complete together, in input order, once the last is done (`src/split.rs`).
+    /// This slot is then empty: drop it. `None` for any other job.
+    fn split(&mut self, frame: &[u8]) -> Option<Parts> {
+        let _ = frame;
+        None
+    }
 }
+
+/// What [`Slot::split`] makes: each part's command frame (id 0) and slot.
+pub type Parts = Vec<(Vec<u8>, Box<dyn Slot>)>;
 
 /// How a job ended.
 #[derive(Debug)]
@@ -134,12 +145,12 @@ impl SharedPayload {
     }
 }
 
-struct TypedSlot<R> {
-    promise: Promise<R>,
-    id: FutureId,
-    decode: fn(&[u8]) -> Result<R, TaskError>,
+pub(crate) struct TypedSlot<R> {
+    pub(crate) promise: Promise<R>,
+    pub(crate) id: FutureId,
+    pub(crate) decode: fn(&[u8]) -> Result<R, TaskError>,
     /// Decodes straight out of shared memory (`None`: copy the bytes first, then `decode`).
-    decode_shared: Option<SharedDecoder<R>>,
+    pub(crate) decode_shared: Option<SharedDecoder<R>>,
 }
 
 impl<R: DeserializeOwned + Send + Sync + 'static> TypedSlot<R> {
@@ -263,6 +274,30 @@ fn build<R>(
 where
     R: DeserializeOwned + Send + Sync + 'static,
 {
+    build_with(
+        tramp,
+        capacity,
+        ool,
+        encode,
+        decode,
+        decode_shared,
+        |slot| Box::new(slot),
+    )
+}
+
+/// [`build`], with `boxed` making the job's slot of its typed slot.
+fn build_with<R>(
+    tramp: Tramp,
+    capacity: usize,
+    ool: Option<&mut dyn OutOfLine>,
+    encode: impl FnOnce(&mut Out<'_>) -> Result<(), TaskError>,
+    decode: fn(&[u8]) -> Result<R, TaskError>,
+    decode_shared: Option<SharedDecoder<R>>,
+    boxed: impl FnOnce(TypedSlot<R>) -> Box<dyn Slot>,
+) -> (Encoded, Future<R>)
+where
+    R: DeserializeOwned + Send + Sync + 'static,
+{
     let promise = Promise::<R>::new();
     let future = promise.future();
     let mut frame = Vec::with_capacity(capacity);
@@ -275,7 +310,7 @@ where
             wire::finish(&mut frame, start)
         })
         .err();
-    let slot = Box::new(TypedSlot {
+    let slot = boxed(TypedSlot {
         id: future.id(),
         promise,
         decode,
@@ -296,7 +331,7 @@ fn shared_decoder<T: DeserializeOwned>() -> Option<SharedDecoder<T>> {
 }
 
 /// Decodes a `T` out of shared memory (see [`wire::decode_shared`]).
-type SharedDecoder<T> = unsafe fn(*const u8, usize) -> Result<T, TaskError>;
+pub(crate) type SharedDecoder<T> = unsafe fn(*const u8, usize) -> Result<T, TaskError>;
 
 /// `f(arg)` (`submit_fn`): `f` must be zero-sized (a fn item or a closure capturing
 /// nothing), which [`assert_zero_sized`](crate::assert_zero_sized) checks at compile time.
@@ -408,7 +443,7 @@ where
     R: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     const { crate::assert_zero_sized::<F>() };
-    build(
+    build_with(
         wire::run_chunk::<F, A, R> as Tramp,
         // Numbers are packed into a frame of the exact size; other items get room as for
         // a single value.
@@ -428,6 +463,7 @@ where
         },
         prim::decode_output::<R>,
         None,
+        |slot| Box::new(crate::split::ChunkSlot::<A, R>::new(slot)),
     )
 }
 

@@ -30,6 +30,7 @@
 
 mod codec;
 mod prim;
+mod split;
 mod task;
 
 pub mod bulk;

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod fetch;
 pub mod hashing;
 pub mod offload;
+pub mod poison;
 pub mod progress;
 pub mod status;
 pub mod trivial;
