@@ -2,7 +2,7 @@
 //! sent to that worker is claimed exactly once — by the worker, which then runs it, or by the
 //! parent, which takes it back to run it elsewhere.
 //!
-//! Tasks are written to a worker's socket ahead of time (its *window*), so that tiny tasks do
+//! Tasks are written to a worker's command pipe ahead of time (its *window*), so that tiny tasks do
 //! not wait for a round trip each. A task written there cannot be unwritten; but it can be
 //! *revoked*: the parent takes the task's claim first, and the worker, which claims each task
 //! just before it runs it, skips a revoked one without a word. Whoever wins the claim decides,
@@ -32,7 +32,7 @@
 //! word: both are compare-exchanges on one location, so the word's modification order alone
 //! decides which one wins; each uses `AcqRel`, which orders nothing else here but keeps the
 //! reasoning local. The parent's `Release` publish happens before it writes the frame, and the
-//! worker claims after reading the frame; the socket's write and read (system calls that
+//! worker claims after reading the frame; the pipe's write and read (system calls that
 //! synchronise in the kernel) carry the publish to the worker before its claim.
 //!
 //! # Release words
@@ -99,6 +99,17 @@ impl ClaimPage {
     pub(crate) fn create() -> io::Result<Self> {
         let fd = new_shared_fd()?;
         rustix::fs::ftruncate(&fd, LEN as u64)?;
+        // Its size is final: a task in the worker that truncated the file would otherwise
+        // make the parent's next access to the page a SIGBUS (a worker's task must never
+        // be able to crash the parent). Where there are no seals (shm objects elsewhere),
+        // see the note on `map`.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            rustix::fs::SealFlags::SHRINK
+                | rustix::fs::SealFlags::GROW
+                | rustix::fs::SealFlags::SEAL,
+        )?;
         Self::map(fd)
     }
 
@@ -112,8 +123,12 @@ impl ClaimPage {
     }
 
     fn map(fd: OwnedFd) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of `LEN` bytes of `fd` (at least that long) at an
-        // address the kernel chooses: it aliases no Rust object. It is unmapped in `Drop`.
+        // SAFETY: a fresh shared mapping of `LEN` bytes of `fd` at an address the kernel
+        // chooses: it aliases no Rust object, and it is unmapped in `Drop`. The file is at
+        // least `LEN` bytes, and on Linux it stays so: the parent seals its size before it
+        // maps it (`create`) and the worker checked it (`open`), so no process can shrink
+        // it under a mapping. (Without seals, elsewhere, a worker's task that truncates the
+        // object could make an access fault: that platform's documented limit.)
         let p = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
@@ -213,7 +228,7 @@ impl Drop for ClaimPage {
 fn new_shared_fd() -> io::Result<OwnedFd> {
     Ok(rustix::fs::memfd_create(
         "cfutures-claims",
-        rustix::fs::MemfdFlags::CLOEXEC,
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
     )?)
 }
 

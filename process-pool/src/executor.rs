@@ -311,6 +311,7 @@ impl Builder {
                 broken: None,
                 cancel_heads: Vec::new(),
                 forced: false,
+                reports: Vec::new(),
                 inject_panic: None,
                 delayed: Vec::new(),
             }),
@@ -678,8 +679,11 @@ impl ProcessPoolExecutor {
             if let Some(i) = w.window.iter().position(|j| j.slot.future_id() == fid) {
                 // Not started yet (its worker has not claimed it): take it back, no kill.
                 if let Some(job) = w.take_one(i) {
+                    w.ping_if_behind();
                     drop(st);
                     job.slot.finish(Outcome::Cancelled, &[]);
+                    // Room was made in a window: queued work may go there now.
+                    self.shared.wake();
                     return true;
                 }
                 w.window[i].cancel = true;
@@ -716,7 +720,7 @@ impl ProcessPoolExecutor {
         st.forced = true;
         for w in &mut st.workers {
             w.kill.get_or_insert(Kill::Forced);
-            sys::kill(w.pid, sig);
+            w.child.signal(sig);
         }
         drop(st);
         self.shared.wake();
@@ -735,7 +739,8 @@ impl ProcessPoolExecutor {
     /// True once the pool is broken (see [`WorkerDeathPolicy::BreakPool`] and
     /// [`Builder::initializer`]).
     pub fn is_broken(&self) -> bool {
-        self.shared.lock().broken.is_some()
+        // In a forked child the pool refuses every submission (`Broken`): say so here too.
+        self.check_process().is_err() || self.shared.lock().broken.is_some()
     }
 
     /// Refuses work in a forked child of the process that made the pool: the child has a
@@ -776,8 +781,11 @@ impl ProcessPoolExecutor {
         }
         self.shared.wake();
         if wait && thread::current().id() != self.io_thread {
-            let h = self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(h) = h {
+            // Joined with the handle's lock held: a second caller waiting here returns only
+            // once the first has seen the thread finish (every task done, every worker
+            // reaped), not as soon as the handle is taken.
+            let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = io.take() {
                 let _ = h.join();
             }
         }

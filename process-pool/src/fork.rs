@@ -1,5 +1,5 @@
 //! Fork detection: a pool copied into a forked child (which has the pool's memory but not its
-//! I/O thread, and shares its sockets) must refuse work rather than hang, and must not wait for
+//! I/O thread, and shares its pipes) must refuse work rather than hang, and must not wait for
 //! or kill the parent's workers when it is dropped there.
 //!
 //! A `pthread_atfork` child handler counts forks; each pool remembers the count at its birth.

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cfutures_core::diag::{report, Level};
+use cfutures_core::diag::Level;
 use cfutures_core::{panic_message, Broken, TaskError, TaskOutput, WorkerDeath, WorkerExit};
 use cfutures_remote::handshake;
 use cfutures_remote::job::{Outcome, Received, ReceivedPayload, SharedPayload};
@@ -54,14 +54,25 @@ use crate::sys;
 use crate::window::{Job, Kill, Worker, RECLAIM_AFTER};
 use crate::worker;
 
-/// The largest result frame accepted. A header that claims more is out of sync.
+/// The largest result frame accepted (its payload in the frame). A header that claims more is
+/// out of sync; a worker never sends one (it replaces a larger result with an error).
 pub(crate) const MAX_RESULT_FRAME: usize = 1 << 30;
+/// The largest result payload accepted in a shared-memory segment (checked against the
+/// segment's size too): a limit on what a header may claim, not on memory in use.
+pub(crate) const MAX_RESULT_SEGMENT: u64 = 1 << 36;
 /// Failed starts in a row, before any worker ever greeted, that break the pool.
 pub(crate) const MAX_START_FAILURES: u32 = 10;
 /// How long every start may fail, with no worker running, before the pool breaks.
 pub(crate) const START_GIVE_UP: Duration = Duration::from_secs(30);
 /// How long a worker may live on after closing its result pipe.
 pub(crate) const EOF_GRACE: Duration = Duration::from_millis(200);
+/// Why the tasks a forced stop caught fail.
+const FORCED: &str = "the pool's worker processes were stopped (terminate_workers / \
+                      kill_workers) while the task ran or waited to run again";
+/// The longest the I/O thread sleeps while workers live (see `next_deadline`).
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+/// At most one warning about failed starts in this long (the others are debug reports).
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How often workers are checked for an exit where no pidfd tells it.
 pub(crate) const EXIT_CHECK: Duration = Duration::from_millis(100);
 /// How long an idle worker has to exit after shutdown sent it the exit frame (a stopped one
@@ -75,7 +86,8 @@ pub(crate) struct Proc {
     pid: i32,
     /// The result pipe's read end (non-blocking).
     res: OwnedFd,
-    pidfd: Option<OwnedFd>,
+    /// The process (its pidfd, polled for its death, is in it).
+    child: Arc<sys::Child>,
     buf: Vec<u8>,
     lo: usize,
     hi: usize,
@@ -91,6 +103,8 @@ pub(crate) struct Proc {
     out: Option<Arc<OwnedFd>>,
     /// When shutdown told it to exit.
     closed_at: Option<Instant>,
+    /// It did not exit after shutdown's exit frame, and was killed.
+    shutdown_kill: bool,
     /// The control socket (shared with its `Worker`), and the descriptors received on it.
     ctl: Arc<OwnedFd>,
     fds: FdQueue,
@@ -103,16 +117,35 @@ pub(crate) struct Proc {
 /// Why a start failed.
 enum StartFailure {
     Spawn(io::Error),
-    Died { pid: u32, exit: WorkerExit },
+    /// It died before it was ready: before greeting, or (`in_init`) in its initializer.
+    Died {
+        pid: u32,
+        exit: WorkerExit,
+        in_init: bool,
+    },
 }
 
 /// Failed starts, for the backoff and the rules that break the pool.
 #[derive(Default)]
 struct Starts {
     failures: u32,
-    ever_greeted: bool,
+    /// A worker became ready (greeted, and ran its initializer) at least once.
+    ever_ready: bool,
     retry_at: Option<Instant>,
     failing_since: Option<Instant>,
+    /// When a failed start was last reported as a warning (the rest are details).
+    warned_at: Option<Instant>,
+}
+
+impl Starts {
+    /// A worker is ready: the streak of failed starts ends.
+    fn ready(&mut self) {
+        *self = Starts {
+            ever_ready: true,
+            warned_at: self.warned_at,
+            ..Starts::default()
+        };
+    }
 }
 
 pub(crate) struct Io {
@@ -187,6 +220,17 @@ impl Io {
             self.take_results(&mut st, cfg);
             self.handle_deaths(&mut st, cfg, now);
             retry::promote(&mut st, now, &mut self.done);
+            if st.forced {
+                // Nothing more starts: what waits in the queue (taken back from a window,
+                // or requeued after a death: started already) fails; the rest was
+                // cancelled by the shutdown.
+                let b = Broken::new(FORCED);
+                for job in st.queue.drain(..) {
+                    if job.started || job.slot.start() {
+                        self.done.push((job.slot, Outcome::Broken(b.clone())));
+                    }
+                }
+            }
             self.apply_requests(&mut st);
             self.reclaim(&mut st, cfg, now);
             self.spawn_needed(&mut st, cfg, now);
@@ -201,7 +245,9 @@ impl Io {
                 // An output pipe was not read to its end (a round's budget): read on, at once.
                 timeout = Some(Duration::ZERO);
             }
+            let reports = std::mem::take(&mut st.reports);
             drop(st);
+            crate::state::emit(reports);
             // 2. Complete futures (user callbacks run here) outside the lock.
             self.settle(cfg);
             self.complete();
@@ -316,25 +362,26 @@ impl Io {
         st.broken = None;
         st.break_pool(b.clone(), &mut done);
         st.broken = Some(b);
-        let pids: Vec<i32> = st.workers.iter().map(|w| w.pid).collect();
         st.workers.clear();
+        let reports = std::mem::take(&mut st.reports);
         drop(st);
+        crate::state::emit(reports);
         for (slot, outcome) in done {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, &[]))) {
                 wire::drop_payload(p);
             }
         }
-        let pids: Vec<i32> = pids
-            .into_iter()
-            .chain(self.procs.iter().map(|p| p.pid))
-            .collect();
-        for &pid in &pids {
-            sys::kill(pid, Signal::KILL);
+        // Every worker is a proc of this thread (spawned here); those not reaped yet are
+        // killed and reaped (SIGKILL takes effect within microseconds, unless a process is
+        // stuck in the kernel: then it stays a zombie rather than hang this thread).
+        let mut left: Vec<i32> = Vec::new();
+        for p in &self.procs {
+            if p.exit.is_none() {
+                p.child.signal(Signal::KILL);
+                left.push(p.pid);
+            }
         }
-        // Reap them (SIGKILL takes effect within microseconds, unless a process is stuck in
-        // the kernel: then it stays a zombie rather than hang this thread).
         let t0 = Instant::now();
-        let mut left: Vec<i32> = pids;
         while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
             left.retain(|&pid| sys::try_wait(pid).is_none());
             std::thread::sleep(Duration::from_millis(1));
@@ -407,10 +454,9 @@ impl Io {
                             w.init_done = cfg.init.is_none();
                             // The head's time limit counts from when it can start.
                             w.head_since = Instant::now();
-                            self.starts = Starts {
-                                ever_greeted: true,
-                                ..Starts::default()
-                            };
+                            if w.init_done {
+                                self.starts.ready();
+                            }
                         }
                         Ok(Err(why)) => {
                             let b = Broken::new(format!(
@@ -429,6 +475,9 @@ impl Io {
                     wire::RES_INIT_OK => {
                         w.init_done = true;
                         w.head_since = Instant::now();
+                        // A start is complete when the worker is ready, not when it greets:
+                        // one that dies in its initializer has not started.
+                        self.starts.ready();
                         if let Some(c) = &mut p.capture {
                             let o = c.take(0, &mut self.forward);
                             self.forward.extend_from_slice(o.bytes());
@@ -463,7 +512,7 @@ impl Io {
                         if let Some(next) = w.window.front().filter(|j| j.cancel) {
                             if w.kill.is_none() {
                                 w.kill = Some(Kill::Cancel(next.id));
-                                sys::kill(w.pid, Signal::KILL);
+                                w.child.signal(Signal::KILL);
                             }
                         }
                         let ok = h.kind == wire::RES_OK;
@@ -534,7 +583,7 @@ impl Io {
             w.kill.get_or_insert(Kill::Protocol(why));
             w.abandon();
         }
-        sys::kill(p.pid, Signal::KILL);
+        p.child.signal(Signal::KILL);
     }
 
     fn apply_requests(&mut self, st: &mut State) {
@@ -545,7 +594,7 @@ impl Io {
                 };
                 if head.slot.future_id() == fid && w.kill.is_none() {
                     w.kill = Some(Kill::Cancel(head.id));
-                    sys::kill(w.pid, Signal::KILL);
+                    w.child.signal(Signal::KILL);
                 }
             }
         }
@@ -555,23 +604,20 @@ impl Io {
     /// start) for [`RECLAIM_AFTER`]: a stopped worker, or one busy with a long task, does
     /// not hold tasks that other workers could run.
     fn reclaim(&mut self, st: &mut State, cfg: &Config, now: Instant) {
-        if cfg.max_workers < 2 {
-            return; // nowhere else to run them
-        }
+        let ready = st.workers.iter().filter(|w| is_ready(w)).count();
         let mut back: Vec<Job> = Vec::new();
         for w in &mut st.workers {
-            if w.window.is_empty() || w.kill.is_some() || w.reclaimed == Some(w.head_since) {
-                continue;
-            }
-            if now.saturating_duration_since(w.head_since) < RECLAIM_AFTER {
+            if !reclaimable(cfg, w, ready - usize::from(is_ready(w)) > 0)
+                || now.saturating_duration_since(w.head_since) < RECLAIM_AFTER
+            {
                 continue;
             }
             w.reclaimed = Some(w.head_since);
             back.extend(w.take_back());
         }
-        for job in back.into_iter().rev() {
-            st.queue.push_front(job);
-        }
+        // Back to the front of the queue, in order (or cancelled, if `cancel` was waiting
+        // for them to reach a head).
+        requeue(st, &mut self.done, back);
     }
 
     /// Accounts for workers that are gone (reaped), and keeps track of the ones whose end
@@ -584,20 +630,19 @@ impl Io {
         let mut i = 0;
         while i < self.procs.len() {
             let p = &mut self.procs[i];
-            if p.exit.is_none() && (p.eof || (check_all && p.pidfd.is_none())) {
+            if p.exit.is_none() && (p.eof || (check_all && p.child.pidfd.is_none())) {
                 p.exit = sys::try_wait(p.pid);
             }
             if p.exit.is_none() {
                 if p.eof {
                     let since = *p.eof_at.get_or_insert(now);
                     if now.saturating_duration_since(since) >= EOF_GRACE {
-                        let (key, pid) = (p.key, p.pid);
-                        if let Some(w) = Self::worker(st, key) {
+                        if let Some(w) = Self::worker(st, p.key) {
                             w.kill.get_or_insert(Kill::Protocol(
                                 "it closed its result pipe and kept running".into(),
                             ));
                         }
-                        sys::kill(pid, Signal::KILL);
+                        p.child.signal(Signal::KILL);
                     }
                 }
                 i += 1;
@@ -631,7 +676,11 @@ impl Io {
         output: Option<TaskOutput>,
     ) {
         let pid = w.pid as u32;
-        let (claimed, back) = take_all(&mut w);
+        let (claimed, back, confused) = take_all(&mut w);
+        for job in confused {
+            let e = TaskError::WorkerDied { pid, exit };
+            self.done.push((job.slot, Outcome::Failed(e)));
+        }
         // The claimed task's output goes with its failure; without one, it is no one's.
         let (output, forward) = match (&claimed, output) {
             (Some(_), o) => (o, None),
@@ -654,23 +703,10 @@ impl Io {
             }
             return;
         }
-        let requeue = |st: &mut State, done: &mut Done, back: Vec<Job>| {
-            // Jobs it had not started: back to the front of the queue, in order (or
-            // cancelled, if `cancel` was waiting for them to reach the head).
-            for job in back.into_iter().rev() {
-                if job.cancel {
-                    done.push((job.slot, Outcome::Cancelled));
-                } else {
-                    st.queue.push_front(job);
-                }
-            }
-        };
-        if matches!(w.kill, Some(Kill::Forced)) {
-            let b = Broken::with_cause(
-                "the pool's worker processes were stopped (terminate_workers / kill_workers) \
-                 while the task ran",
-                attach(TaskError::WorkerDied { pid, exit }),
-            );
+        // Killed by `terminate_workers` / `kill_workers` (whatever other kill it had coming):
+        // nothing it held runs again.
+        if matches!(w.kill, Some(Kill::Forced)) || st.forced {
+            let b = Broken::with_cause(FORCED, attach(TaskError::WorkerDied { pid, exit }));
             for job in claimed.into_iter().chain(back) {
                 done.push((job.slot, Outcome::Broken(b.clone())));
             }
@@ -698,7 +734,8 @@ impl Io {
                 );
                 st.break_pool(b, &mut self.done);
             } else if needed && w.kill.is_none() {
-                self.start_failed(st, StartFailure::Died { pid, exit }, now);
+                let in_init = w.hello;
+                self.start_failed(st, StartFailure::Died { pid, exit, in_init }, now);
             }
             return;
         }
@@ -706,9 +743,9 @@ impl Io {
             (_, None) => {}
             // The kill was meant for the task it had claimed: the usual case.
             (Some(Kill::TimeLimit(limit, id)), Some(j)) if j.id == id => {
-                report(
+                st.note(
                     Level::Info,
-                    format_args!(
+                    format!(
                         "worker process {pid} was killed: its task ran past its time limit \
                          of {limit:?}; it is replaced"
                     ),
@@ -735,9 +772,9 @@ impl Io {
                 }
             }
             (Some(Kill::Protocol(why)), Some(j)) => {
-                report(
+                st.note(
                     Level::Warn,
-                    format_args!(
+                    format!(
                         "worker process {pid} was killed: its result stream was out of sync \
                          ({why}); it is replaced"
                     ),
@@ -756,9 +793,9 @@ impl Io {
                 match retry::on_death(&mut j, WorkerDeath { pid, exit }, now) {
                     Verdict::Fail => {}
                     v => {
-                        report(
+                        st.note(
                             Level::Info,
-                            format_args!(
+                            format!(
                                 "worker process {pid} died ({exit}) while running a task; it \
                                  is replaced"
                             ),
@@ -781,9 +818,9 @@ impl Io {
                     st.break_pool(b, &mut self.done);
                     return;
                 }
-                report(
+                st.note(
                     Level::Info,
-                    format_args!(
+                    format!(
                         "worker process {pid} died ({exit}) while running a task; it is replaced"
                     ),
                 );
@@ -799,31 +836,38 @@ impl Io {
         let s = &mut self.starts;
         s.failures += 1;
         let since = *s.failing_since.get_or_insert(now);
-        let running = st.workers.iter().any(|w| w.hello && w.open);
-        let give_up = (!s.ever_greeted && s.failures >= MAX_START_FAILURES)
+        let running = st.workers.iter().any(|w| w.init_done && w.open);
+        let give_up = (!s.ever_ready && s.failures >= MAX_START_FAILURES)
             || (!running && now.saturating_duration_since(since) >= START_GIVE_UP);
         if !give_up {
             let backoff =
                 Duration::from_millis(5 << (s.failures - 1).min(8)).min(Duration::from_secs(1));
             s.retry_at = Some(now + backoff);
-            // The first failure of a streak is worth a line; the rest are details.
-            let level = if s.failures == 1 {
+            // A failed start is worth a line, now and then (a kill storm makes hundreds a
+            // second); the rest are details.
+            let level = if s
+                .warned_at
+                .map_or(true, |t| now.saturating_duration_since(t) >= WARN_EVERY)
+            {
+                s.warned_at = Some(now);
                 Level::Warn
             } else {
                 Level::Debug
             };
             match &why {
-                StartFailure::Spawn(e) => report(
+                StartFailure::Spawn(e) => st.note(
                     level,
-                    format_args!(
-                        "a worker process could not be started ({e}); retrying in {backoff:?}"
-                    ),
+                    format!("a worker process could not be started ({e}); retrying in {backoff:?}"),
                 ),
-                StartFailure::Died { pid, exit } => report(
+                StartFailure::Died { pid, exit, in_init } => st.note(
                     level,
-                    format_args!(
-                        "worker process {pid} died while starting ({exit}); retrying in \
-                         {backoff:?}"
+                    format!(
+                        "worker process {pid} died {} ({exit}); retrying in {backoff:?}",
+                        if *in_init {
+                            "in its initializer"
+                        } else {
+                            "while starting"
+                        }
                     ),
                 ),
             }
@@ -835,10 +879,15 @@ impl Io {
                 "could not start any worker process ({n} attempts in a row failed; the last: \
                  {e}); the process pool is not usable anymore"
             )),
-            StartFailure::Died { pid, exit } => Broken::with_cause(
+            StartFailure::Died { pid, exit, in_init } => Broken::with_cause(
                 format!(
-                    "worker processes died while starting ({n} in a row, before greeting); \
-                     the process pool is not usable anymore"
+                    "worker processes died while starting ({n} in a row, {}); the process \
+                     pool is not usable anymore",
+                    if in_init {
+                        "the last in its initializer"
+                    } else {
+                        "before they greeted"
+                    }
                 ),
                 TaskError::WorkerDied { pid, exit },
             ),
@@ -863,6 +912,8 @@ impl Io {
             if self.starts.retry_at.is_some_and(|t| now < t) {
                 return;
             }
+            // Due (or none): this attempt is the retry; a past instant must not stay armed.
+            self.starts.retry_at = None;
             match self.spawn(cfg) {
                 Ok(w) => st.workers.push(w),
                 Err(e) if sys::is_transient(&e) => {
@@ -883,19 +934,26 @@ impl Io {
         }
     }
 
+    /// Starts a worker. Everything that can fail is done before the process exists: an
+    /// error never leaves a process the pool does not track.
     fn spawn(&mut self, cfg: &Config) -> io::Result<Worker> {
-        let (cmd_r, cmd_w) = sys::pipe()?;
-        let (res_r, res_w) = sys::pipe()?;
-        let (ctl, ctl_child) = sys::socketpair()?;
+        let (cmd_r, cmd_w) = sys::pipe().map_err(sys::step("a pipe"))?;
+        let (res_r, res_w) = sys::pipe().map_err(sys::step("a pipe"))?;
+        let (ctl, ctl_child) = sys::socketpair().map_err(sys::step("a socketpair"))?;
         sys::set_nonblocking(cmd_w.as_fd())?;
         sys::set_nonblocking(res_r.as_fd())?;
         sys::set_nonblocking(ctl.as_fd())?;
         let ctl = Arc::new(ctl);
-        let claims = Arc::new(ClaimPage::create()?);
+        let claims = Arc::new(
+            ClaimPage::create().map_err(sys::step("the claim page (memfd_create, mmap)"))?,
+        );
         // Output captured: the worker's stdout and stderr are one pipe to us.
-        let out_pipe = match cfg.capture {
-            Some(_) => Some(sys::pipe()?),
-            None => None,
+        let (capture, out_w) = match cfg.capture {
+            Some(limit) => {
+                let (r, w) = sys::pipe().map_err(sys::step("a pipe"))?;
+                (Some(Capture::new(r, self.nonce, limit)?), Some(w))
+            }
+            None => (None, None),
         };
         let key = self.next_key;
         self.next_key += 1;
@@ -924,23 +982,23 @@ impl Io {
         let fds = sys::ChildFds {
             first: n,
             fds: [cmd_r.as_fd(), res_w.as_fd(), ctl_child.as_fd(), claims.fd()],
-            stdout: match &out_pipe {
-                Some((_, w)) => Some(w.as_fd()),
+            stdout: match &out_w {
+                Some(w) => Some(w.as_fd()),
                 None => cfg.stdout.as_ref().map(|f| f.as_fd()),
             },
-            stderr: out_pipe.as_ref().map(|(_, w)| w.as_fd()),
+            stderr: out_w.as_ref().map(|w| w.as_fd()),
         };
-        let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &fds)?;
-        drop((cmd_r, res_w, ctl_child));
-        let capture = match (out_pipe, cfg.capture) {
-            (Some((r, _)), Some(limit)) => Some(Capture::new(r, self.nonce, limit)?),
-            _ => None,
-        };
+        let pid = sys::spawn(&cfg.exe, &cfg.argv0, &env, &fds).map_err(sys::step("posix_spawn"))?;
+        drop((cmd_r, res_w, ctl_child, out_w));
+        let child = Arc::new(sys::Child {
+            pid,
+            pidfd: sys::pidfd(pid),
+        });
         self.procs.push(Proc {
             key,
             pid,
             res: res_r,
-            pidfd: sys::pidfd(pid),
+            child: child.clone(),
             buf: vec![0; 64 * 1024],
             lo: 0,
             hi: 0,
@@ -950,6 +1008,7 @@ impl Io {
             exit: None,
             out: None,
             closed_at: None,
+            shutdown_kill: false,
             ctl: ctl.clone(),
             fds: FdQueue::default(),
             maps: MapCache::default(),
@@ -959,7 +1018,7 @@ impl Io {
         if let Some(init) = &cfg.init {
             preamble.extend_from_slice(init);
         }
-        Ok(Worker::new(key, pid, cmd_w, ctl, claims, preamble))
+        Ok(Worker::new(key, child, cmd_w, ctl, claims, preamble))
     }
 
     /// Closes idle workers at shutdown, notes who needs `POLLOUT`; true when the pool is
@@ -979,11 +1038,15 @@ impl Io {
             // One that does not exit (stopped) is killed: it holds no task.
             for p in &mut self.procs {
                 let since = *p.closed_at.get_or_insert(now);
-                if now.saturating_duration_since(since) >= SHUTDOWN_GRACE && p.exit.is_none() {
+                if now.saturating_duration_since(since) >= SHUTDOWN_GRACE
+                    && p.exit.is_none()
+                    && !p.shutdown_kill
+                {
                     if let Some(w) = st.workers.iter_mut().find(|w| w.key == p.key) {
                         w.kill.get_or_insert(Kill::Forced);
                     }
-                    sys::kill(p.pid, Signal::KILL);
+                    p.shutdown_kill = true;
+                    p.child.signal(Signal::KILL);
                 }
             }
         }
@@ -1008,14 +1071,17 @@ impl Io {
     /// How long to wait before the next timed event (`None`: none); kills the workers whose
     /// head task is past its limit.
     fn next_deadline(&mut self, st: &mut State, now: Instant) -> Option<Duration> {
+        let cfg = &self.shared.config;
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        let ready = st.workers.iter().filter(|w| is_ready(w)).count();
         for w in &mut st.workers {
             let Some(head) = w.window.front() else {
                 continue;
             };
-            if w.kill.is_none() && w.reclaimed != Some(w.head_since) {
-                at(w.head_since + RECLAIM_AFTER);
+            if reclaimable(cfg, w, ready - usize::from(is_ready(w)) > 0) {
+                // (Never a past instant: `reclaim` ran just before and dealt with those.)
+                at((w.head_since + RECLAIM_AFTER).max(now + Duration::from_millis(1)));
             }
             let Some(limit) = head.limit else { continue };
             if w.kill.is_some() || !w.init_done {
@@ -1027,7 +1093,7 @@ impl Io {
             };
             if deadline <= now {
                 w.kill = Some(Kill::TimeLimit(limit, head.id));
-                sys::kill(w.pid, Signal::KILL);
+                w.child.signal(Signal::KILL);
             } else {
                 at(deadline);
             }
@@ -1049,14 +1115,21 @@ impl Io {
         if let Some(t) = retry::next_due(st) {
             at(t);
         }
+        // A submitting thread that hands a task to an idle worker does not wake this thread
+        // (a lone task costs no hand-off): should that worker be stopped, only a look now and
+        // then finds the task to take back. So while workers live, this thread looks at
+        // least every `LOOK_EVERY` (a few microseconds of work, ten times a second).
+        if cfg.max_workers >= 2 && !st.workers.is_empty() {
+            at(now + LOOK_EVERY);
+        }
         for p in &self.procs {
             if p.exit.is_none() {
                 if p.eof {
                     at(now + Duration::from_millis(1));
-                } else if p.pidfd.is_none() {
+                } else if p.child.pidfd.is_none() {
                     at(self.next_exit_check);
                 }
-                if let Some(c) = p.closed_at {
+                if let (Some(c), false) = (p.closed_at, p.shutdown_kill) {
                     at(c + SHUTDOWN_GRACE);
                 }
             }
@@ -1075,13 +1148,14 @@ impl Io {
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + per * self.procs.len());
             fds.push(PollFd::new(&self.wake_r, PollFlags::IN));
             for p in &self.procs {
-                let ev = if p.eof {
-                    PollFlags::empty()
+                if p.eof {
+                    // Not the closed pipe itself: `poll` reports its hang-up whatever the
+                    // events asked, at once, every time.
+                    fds.push(PollFd::new(&self.wake_r, PollFlags::empty()));
                 } else {
-                    PollFlags::IN
-                };
-                fds.push(PollFd::new(&p.res, ev));
-                match &p.pidfd {
+                    fds.push(PollFd::new(&p.res, PollFlags::IN));
+                }
+                match &p.child.pidfd {
                     Some(fd) if p.exit.is_none() => fds.push(PollFd::new(fd, PollFlags::IN)),
                     // A placeholder that never reports, so indices stay simple.
                     _ => fds.push(PollFd::new(&self.wake_r, PollFlags::empty())),
@@ -1128,6 +1202,37 @@ impl Io {
             }
         }
     }
+}
+
+/// Jobs a worker had not started (taken back, or left by its death): back to the front of
+/// the queue, in order, or cancelled if `cancel` was waiting for them to reach a head.
+fn requeue(st: &mut State, done: &mut Done, back: Vec<Job>) {
+    for job in back.into_iter().rev() {
+        if job.cancel {
+            done.push((job.slot, Outcome::Cancelled));
+        } else {
+            st.queue.push_front(job);
+        }
+    }
+}
+
+/// A worker ready to run tasks (greeted, initializer done, taking work).
+fn is_ready(w: &Worker) -> bool {
+    w.init_done && w.open && w.kill.is_none()
+}
+
+/// Whether the tasks in `w`'s window are to be taken back once its head has run (or waited
+/// to start) for [`RECLAIM_AFTER`] — the one rule `reclaim` and `next_deadline` share.
+/// `ready_elsewhere`: another worker is ready.
+fn reclaimable(cfg: &Config, w: &Worker, ready_elsewhere: bool) -> bool {
+    cfg.max_workers >= 2 // else there is nowhere else to run them
+        && !w.window.is_empty()
+        && w.kill.is_none()
+        && w.reclaimed != Some(w.head_since)
+        // A worker still starting (an initializer can take seconds) keeps its tasks unless
+        // another worker is ready to run them: one task must not start every worker of the
+        // pool, each passing it on after 10 ms.
+        && (w.init_done || ready_elsewhere)
 }
 
 /// Reads whatever the result pipe holds now (never blocks).
@@ -1206,9 +1311,9 @@ fn check_header(h: &ResHeader, w: &Worker) -> Result<(), String> {
             return Err(format!("a result with {} attachments", ext.attachments));
         }
         if let Placement::Segment { len, tag } = ext.payload {
-            if len > MAX_RESULT_FRAME as u64 {
+            if len > MAX_RESULT_SEGMENT {
                 return Err(format!(
-                    "a result payload of {len} bytes is over the {MAX_RESULT_FRAME}-byte limit"
+                    "a result payload of {len} bytes is over the {MAX_RESULT_SEGMENT}-byte limit"
                 ));
             }
             if usize::from(tag) >= crate::claims::RELEASE_SLOTS && tag != segments::ONE_SHOT {
@@ -1273,19 +1378,25 @@ fn take_beside(p: &mut Proc, ext: &Ext) -> Result<Beside, String> {
 
 /// After a death: the job it had claimed (running when it died), and the jobs it never
 /// started, in order. A dead worker claims nothing more, so each revoke is final.
-fn take_all(w: &mut Worker) -> (Option<Job>, Vec<Job>) {
+///
+/// A worker runs one task at a time, so at most one job is claimed and unfinished; a page
+/// that says otherwise (its task wrote into it) gives the extra claimed jobs back as
+/// `confused`: they fail as the death's, never run again.
+fn take_all(w: &mut Worker) -> (Option<Job>, Vec<Job>, Vec<Job>) {
     let mut claimed = None;
     let mut back = Vec::new();
+    let mut confused = Vec::new();
     let mut i = 0;
     while let Some(job) = w.window.pop_front() {
         let written = i < w.unsent;
         i += 1;
         if written && !w.claims.revoke(job.seq) {
-            debug_assert!(claimed.is_none(), "a worker runs one task at a time");
-            claimed = Some(job);
+            if let Some(earlier) = claimed.replace(job) {
+                confused.push(earlier);
+            }
         } else {
             back.push(job);
         }
     }
-    (claimed, back)
+    (claimed, back, confused)
 }

@@ -135,7 +135,8 @@
 //!   pool breaks only if no worker can be started at all (10 failed starts in a row before
 //!   any worker ever started, or none running for 30 s).
 //! * A worker that is stopped (`SIGSTOP`) or busy with a long task does not hold the tasks
-//!   queued behind it: after 10 ms, those it has not started go to other workers.
+//!   queued behind it: after 10 ms (at most 100 ms in a pool where nothing else happens),
+//!   those it has not started go to other workers.
 //! * A panic fails its future with the message and location; the worker lives.
 //! * An argument, task or result that fails to encode or decode (or whose serde impl panics)
 //!   fails its future with [`TaskError::Codec`](cfutures_core::TaskError::Codec); the worker

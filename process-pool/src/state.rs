@@ -2,14 +2,16 @@
 //!
 //! # Who touches what
 //!
-//! * `Shared::state` (one mutex): the queue of jobs not yet sent, and per worker the command
-//!   pipe's write end, its output buffer and the jobs in its window (sent, in order). User
-//!   threads take it to submit (and may write a frame straight into an idle worker's pipe,
-//!   never blocking: the pipes are non-blocking and what does not fit waits in the buffer); the
-//!   I/O thread takes it to account for results, deaths, and to refill windows.
-//! * The I/O thread alone owns the result pipes, their input buffers, and the child
-//!   processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows the
-//!   spawning *thread*, fires only when the pool is gone).
+//! * `Shared::state` (one mutex): the queue of jobs not yet sent, the jobs waiting for a
+//!   retry's backoff, and per worker the command pipe's write end and the jobs in its window
+//!   (written, or waiting to be written, in order). User threads take it to submit (and may
+//!   write a frame straight into an idle worker's pipe, never blocking: the pipes are
+//!   non-blocking, and what does not fit waits in its job until `POLLOUT`); the I/O thread
+//!   takes it to account for results and deaths, and to refill windows. Nothing blocks
+//!   under it: not a pipe, not a report (reports are noted under it and emitted after).
+//! * The I/O thread alone owns the result and output pipes, their input buffers, and the
+//!   child processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows
+//!   the spawning *thread*, fires only when the pool is gone).
 //! * Futures are completed, and user callbacks run, outside the lock.
 
 use std::collections::VecDeque;
@@ -86,6 +88,9 @@ pub(crate) struct State {
     pub(crate) cancel_heads: Vec<FutureId>,
     /// `terminate_workers` / `kill_workers` ran: no worker is started any more.
     pub(crate) forced: bool,
+    /// Reports made under the lock, emitted once it is released (a report may block on a
+    /// full stderr: never with the lock held, which submitters need).
+    pub(crate) reports: Vec<(Level, String)>,
     /// Testing hook: the I/O thread panics with this message at its next turn.
     pub(crate) inject_panic: Option<String>,
     /// Tasks waiting for their retry's backoff (see `crate::retry`); each goes to the front
@@ -129,19 +134,28 @@ impl State {
             if w.has_output() {
                 w.flush();
             }
-            if cfg.max_tasks_per_child.is_some_and(|m| w.dispatched >= m) && !w.has_output() {
-                // Retire: it finishes what it has, reads end of file, and exits.
+            if cfg.max_tasks_per_child.is_some_and(|m| w.dispatched >= m)
+                && w.window.is_empty()
+                && !w.has_output()
+            {
+                // Retire, once it has run every task it took (a task taken back from its
+                // window frees the place for another: it counts only tasks that ran): it
+                // reads the exit frame and exits.
                 w.close();
             }
         }
     }
 
-    /// Workers that take (or still run) tasks: not retired ones that are winding down.
+    /// Notes a report, to be emitted once the lock is released ([`emit`]).
+    pub(crate) fn note(&mut self, level: Level, message: String) {
+        self.reports.push((level, message));
+    }
+
+    /// Worker processes that exist (until they are reaped: one that is retiring or being
+    /// killed still counts, so that its replacement never takes the pool past
+    /// `max_workers` processes).
     pub(crate) fn live_workers(&self) -> usize {
-        self.workers
-            .iter()
-            .filter(|w| w.open || !w.window.is_empty())
-            .count()
+        self.workers.len()
     }
 
     /// Breaks the pool: every queued and running job fails with its own `Broken`, every
@@ -150,7 +164,7 @@ impl State {
         if self.broken.is_some() {
             return;
         }
-        report(Level::Error, format_args!("{b}"));
+        self.note(Level::Error, b.to_string());
         self.broken = Some(b.clone());
         self.shutdown = true;
         // Python: every pending future, queued or running, fails with its own error.
@@ -168,7 +182,14 @@ impl State {
             }
             w.kill.get_or_insert(Kill::Forced);
             w.abandon();
-            sys::kill(w.pid, Signal::KILL);
+            w.child.signal(Signal::KILL);
         }
+    }
+}
+
+/// Emits reports noted under the lock ([`State::note`]); call it with the lock released.
+pub(crate) fn emit(reports: Vec<(Level, String)>) {
+    for (level, message) in reports {
+        report(level, format_args!("{message}"));
     }
 }

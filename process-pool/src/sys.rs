@@ -4,7 +4,7 @@
 //! `BorrowedFd`, errors are typed, `EINTR` is visible): sockets, `poll`, `pidfd`, `waitpid`,
 //! `kill`, `fcntl`, `memfd_create`. What rustix does not wrap stays on `libc`, each call with
 //! its `SAFETY:` argument: `posix_spawn` (the parent is multi-threaded, so `fork` is out),
-//! `getauxval(AT_SECURE)`, `close_range`, `prctl(PR_SET_PDEATHSIG)`.
+//! `getauxval(AT_SECURE)`, `close_range`, `fstat` of a number that may be closed.
 
 use std::ffi::{CString, OsStr};
 use std::io::{self, IoSlice};
@@ -119,9 +119,34 @@ pub(crate) fn ready(p: &PollFd<'_>) -> (bool, bool) {
     )
 }
 
-/// Sends `sig` to `pid`; errors (the process is gone) are ignored. `pid` is always one of
-/// our own unreaped children, so it cannot have been recycled for another process.
-pub(crate) fn kill(pid: i32, sig: Signal) {
+/// A worker process: its pid, and its pidfd where there is one.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Option<OwnedFd>,
+}
+
+impl Child {
+    /// Sends `sig`; errors (the process is gone) are ignored. Through the pidfd where there
+    /// is one: it names this process even after it was reaped (the signal then fails), where
+    /// a pid could by then name another process. Without one, the pid is one of our own
+    /// children, reaped only under the lock that also removes it from the pool.
+    pub(crate) fn signal(&self, sig: Signal) {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            match rustix::process::pidfd_send_signal(fd, sig) {
+                // Sent, or the process is gone (reaped already).
+                Ok(()) | Err(rustix::io::Errno::SRCH) => return,
+                // A kernel without the call: by pid.
+                Err(_) => {}
+            }
+        }
+        kill(self.pid, sig);
+    }
+}
+
+/// Sends `sig` to `pid`; errors (the process is gone) are ignored.
+fn kill(pid: i32, sig: Signal) {
     if let Some(pid) = Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, sig);
     }
@@ -164,12 +189,41 @@ pub(crate) fn try_wait(pid: i32) -> Option<WorkerExit> {
 /// call): then the start is retried, with backoff; other errors (no such file, no
 /// permission, an executable the kernel refuses) will not.
 pub(crate) fn is_transient(e: &io::Error) -> bool {
+    let code = e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|s| s.downcast_ref::<Step>())
+            .and_then(|s| s.source.raw_os_error())
+    });
     matches!(
-        e.raw_os_error(),
+        code,
         Some(
             libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::ENOBUFS
         )
     )
+}
+
+/// What a spawn was doing when it failed (the error says which call, with its cause).
+#[derive(Debug)]
+pub(crate) struct Step {
+    what: &'static str,
+    source: io::Error,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for Step {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Names the step of a spawn an error comes from (keeping its kind and code).
+pub(crate) fn step(what: &'static str) -> impl FnOnce(io::Error) -> io::Error {
+    move |source| io::Error::new(source.kind(), Step { what, source })
 }
 
 /// The descriptors a worker is started with: in the worker they are numbered `first`,
@@ -239,6 +293,15 @@ pub(crate) fn spawn(
                     fds.first + i as RawFd,
                 ))?;
             }
+            // No stdin: a task that reads it must not take the parent's input (Python's
+            // spawned workers read nothing either).
+            check(libc::posix_spawn_file_actions_addopen(
+                &mut fa,
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
             if let Some(o) = &out_hi {
                 check(libc::posix_spawn_file_actions_adddup2(
                     &mut fa,
@@ -334,7 +397,9 @@ pub(crate) fn child_fd_number(seed: u64) -> RawFd {
         .current
         .unwrap_or(1024)
         .min(1024) as i64;
-    let (lo, hi) = (20i64, limit - 4);
+    // The four, then room above them for `spawn`'s temporary copies of the four and of
+    // stdout and stderr (a number too close to the limit would make spawns fail, EMFILE).
+    let (lo, hi) = (20i64, limit - 4 - 6);
     if hi <= lo {
         return 3;
     }
@@ -381,12 +446,17 @@ pub(crate) fn file_type(fd: RawFd) -> Option<rustix::fs::FileType> {
     if fd < 0 {
         return None;
     }
-    // SAFETY: borrowing a descriptor number that may not be open: fstat fails with EBADF on
-    // a closed one, and the borrow ends before anything could close it.
-    let b = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::fs::fstat(b)
-        .ok()
-        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode))
+    // Not through a `BorrowedFd` (whose contract is an open descriptor): the number may be
+    // closed, which fstat reports.
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into `st` when it returns 0, and touches nothing else;
+    // on a closed descriptor it fails with EBADF.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Some(rustix::fs::FileType::from_raw_mode(st.st_mode as _))
 }
 
 /// Checks that `fd` is a Unix socket whose other end belongs to process `ppid` (the parent
@@ -441,9 +511,12 @@ pub(crate) fn close_all_but(keep: &[RawFd]) {
 fn close_range(lo: RawFd, hi: RawFd) {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: close_range only closes descriptors; the worker owns no Rust object on any
-        // of them yet (it runs before `main`, and every descriptor the crate uses is in
-        // `keep`). Returns -1 (ENOSYS) on kernels before 5.9: then the loop below.
+        // SAFETY: close_range only closes descriptors. This runs in worker mode before `main`:
+        // no Rust object of this program owns any of them yet, and every descriptor the pool
+        // uses is in `keep`. What it assumes: that no constructor that ran before this one
+        // (another crate's, a C library's, an LD_PRELOAD tool's) keeps a descriptor it means
+        // to use later — a worker is the pool's process, and starts from what the pool gave
+        // it. Returns -1 (ENOSYS) on kernels before 5.9: then the loop below.
         let r = unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
         if r == 0 {
             return;

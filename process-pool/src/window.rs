@@ -41,7 +41,8 @@ pub(crate) struct Job {
     pub(crate) frame: Vec<u8>,
     pub(crate) slot: Box<dyn Slot>,
     pub(crate) limit: Option<Duration>,
-    /// Already marked running (it was in a window before).
+    /// Marked running (when it was first dispatched: it stays so when it is taken back or
+    /// requeued, as Python's running futures cannot go back to pending).
     pub(crate) started: bool,
     /// `cancel` asked to stop it; it is killed as soon as it is the head of its window.
     pub(crate) cancel: bool,
@@ -82,6 +83,8 @@ pub(crate) enum Kill {
 pub(crate) struct Worker {
     pub(crate) key: u64,
     pub(crate) pid: i32,
+    /// The process, to signal (through its pidfd where there is one).
+    pub(crate) child: Arc<sys::Child>,
     /// The command pipe's write end (non-blocking); dropped once the last frame is written
     /// after [`close`](Self::close), or at once when the worker is abandoned.
     pub(crate) cmd: Option<Arc<OwnedFd>>,
@@ -126,7 +129,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         key: u64,
-        pid: i32,
+        child: Arc<sys::Child>,
         cmd: OwnedFd,
         ctl: Arc<OwnedFd>,
         claims: Arc<ClaimPage>,
@@ -134,7 +137,8 @@ impl Worker {
     ) -> Self {
         Worker {
             key,
-            pid,
+            pid: child.pid,
+            child,
             cmd: Some(Arc::new(cmd)),
             ctl,
             ctl_blocked: false,
@@ -264,7 +268,12 @@ impl Worker {
                 self.preamble_pos += k;
                 n -= k;
                 if self.preamble_pos == self.preamble.len() {
-                    self.preamble.clear();
+                    if self.preamble.capacity() > 64 * 1024 {
+                        // A large initializer's frame: not kept for the worker's life.
+                        self.preamble = Vec::new();
+                    } else {
+                        self.preamble.clear();
+                    }
                     self.preamble_pos = 0;
                 }
             }
@@ -346,27 +355,48 @@ impl Worker {
                 None => i += 1,
             }
         }
-        if head_taken && self.window.is_empty() && self.open && self.ping.is_none() {
+        if head_taken && self.window.is_empty() && self.ping() {
             self.stalled = true;
-            let id = PING_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.preamble
-                .extend_from_slice(&wire::control_frame(wire::CMD_PING, id));
-            self.ping = Some((id, self.next_seq));
-            self.flush();
         }
+        self.ping_if_behind();
         back
     }
 
+    /// Sends a ping, if none is in flight and nothing waits to be written before it (the
+    /// window is empty); true if one is now in flight.
+    fn ping(&mut self) -> bool {
+        if self.ping.is_some() {
+            return true;
+        }
+        if !self.open || !self.window.is_empty() {
+            return false;
+        }
+        let id = PING_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.preamble
+            .extend_from_slice(&wire::control_frame(wire::CMD_PING, id));
+        self.ping = Some((id, self.next_seq));
+        self.flush();
+        true
+    }
+
+    /// After tasks were taken back before the worker read them: if many stream numbers are
+    /// in use that no result will free (taken-back frames answer nothing), a ping learns
+    /// what the worker has read, so that the claim page's slots never run out (which would
+    /// leave the worker with no room, for good).
+    pub(crate) fn ping_if_behind(&mut self) {
+        if self.next_seq - self.read_seq >= SLOTS / 2 {
+            self.ping();
+        }
+    }
+
     /// The answer to the ping came: every frame before it was read.
-    pub(crate) fn pong(&mut self, id: u64) -> bool {
-        match self.ping {
-            Some((p, seq)) if p == id => {
+    pub(crate) fn pong(&mut self, id: u64) {
+        if let Some((p, seq)) = self.ping {
+            if p == id {
                 self.ping = None;
                 self.stalled = false;
                 self.read_seq = self.read_seq.max(seq);
-                true
             }
-            _ => false,
         }
     }
 

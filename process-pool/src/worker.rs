@@ -36,6 +36,9 @@ const VERSION: &str = "cfpp2";
 
 /// Exit code of a process that refused to serve (see the module doc).
 pub(crate) const EXIT_REFUSED: i32 = 97;
+/// Exit code of a worker that could not start for a reason that may pass (a resource
+/// limit): the parent retries the start.
+pub(crate) const EXIT_TRANSIENT: i32 = 96;
 /// Exit code of a worker whose initializer failed.
 pub(crate) const EXIT_INIT_FAILED: i32 = 98;
 /// Exit code of a worker that received a malformed frame stream.
@@ -150,30 +153,35 @@ fn serve(v: &str) -> ! {
         // The parent went away before greeting.
         _ => std::process::exit(0),
     };
-    let checked = sys::exe_identity()
-        .map_err(|e| format!("cannot identify the worker's executable: {e}"))
-        .and_then(|build| handshake::check_greeting_options(&greeting, &build))
-        .and_then(|options| {
-            let page =
-                ClaimPage::open(claims).map_err(|e| format!("cannot map the claim page: {e}"))?;
-            Ok((options, page))
-        });
-    match checked {
-        Ok((options, page)) => {
-            let page = Arc::new(page);
-            let threshold = usize::try_from(options.segment_threshold).unwrap_or(usize::MAX);
-            io.results = ResultSegments::new(threshold);
-            io.results.claims = Some(page.clone());
-            io.claims = Some(page);
-            // Shared data read here stays mapped for the next tasks (a while).
-            cfutures_remote::oob::keep_shared(4, segments::IDLE);
-        }
+    // What may fail for a while (a descriptor or memory limit): the worker exits without
+    // greeting, which the parent takes as a start that failed, and retries. Only a greeting
+    // that names another build is a refusal (retrying cannot help).
+    let transient = |why: String| -> ! {
+        let _ = writeln!(
+            std::io::stderr(),
+            "cfutures-process-pool: a worker process could not start: {why}"
+        );
+        std::process::exit(EXIT_TRANSIENT)
+    };
+    let build = sys::exe_identity()
+        .unwrap_or_else(|e| transient(format!("cannot identify its executable: {e}")));
+    let options = match handshake::check_greeting_options(&greeting, &build) {
+        Ok(options) => options,
         Err(why) => {
             // The parent is verified: it gets the details; standard error gets one line.
             let _ = sys::write_all(io.res.as_fd(), &handshake::hello_frame(Err(why)));
             refuse("the process pool's parent is not the same build as this program");
         }
-    }
+    };
+    let page = ClaimPage::open(claims)
+        .unwrap_or_else(|e| transient(format!("cannot map the claim page: {e}")));
+    let page = Arc::new(page);
+    let threshold = usize::try_from(options.segment_threshold).unwrap_or(usize::MAX);
+    io.results = ResultSegments::new(threshold);
+    io.results.claims = Some(page.clone());
+    io.claims = Some(page);
+    // Shared data read here stays mapped for the next tasks (a while).
+    cfutures_remote::oob::keep_shared(4, segments::IDLE);
     if sys::write_all(
         io.res.as_fd(),
         &handshake::hello_frame(Ok(std::process::id())),
@@ -359,6 +367,25 @@ impl Transport for WorkerIo {
     }
 
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        if frame.len() > crate::io::MAX_RESULT_FRAME && frame[4] & wire::OUT_OF_LINE == 0 {
+            // Over what the parent accepts in a frame (it would take the frame for a stream
+            // out of sync): the task fails with a codec error instead.
+            let mut err = Vec::with_capacity(256);
+            let start = wire::begin_res(&mut err, wire::u64_at(frame, 5));
+            wire::encode_error(
+                &wire::codec(format!(
+                    "the result is {} bytes, over the {}-byte limit of a process-pool result \
+                     in a frame (large results travel in shared memory unless \
+                     shared_memory_threshold turned it off)",
+                    frame.len(),
+                    crate::io::MAX_RESULT_FRAME
+                )),
+                &mut err,
+            );
+            err[start + 4] = wire::RES_ERR;
+            let _ = wire::finish(&mut err, start);
+            return self.send(&err);
+        }
         if let Some(magic) = &self.marker {
             // The end of a task's (or the initializer's) output, before its result.
             let ends_task = frame.len() >= wire::RES_HEADER
