@@ -25,21 +25,6 @@ use util::*;
 /// The bound of every test here (the isolated ones are bounded by their runner).
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// Runs `f` on a thread and fails the test if it does not return within `limit` (even if it
-/// hangs while unwinding, say in a pool's drop).
-fn bounded<T: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}: it hangs"))
-}
-
 fn result<T>(f: &Future<T>) -> Result<&T, Error> {
     f.result_timeout(WAIT)
 }
@@ -176,22 +161,6 @@ fn workers_that_always_die_at_start_break_the_pool_with_a_death() {
 
 // ---------------------------------------------------------------------------------------
 // 2. The result stream.
-
-/// Writes `bytes` to every descriptor above stderr that is a pipe or a socket: what a task
-/// that writes where it should not does (the protocol's descriptors among them).
-fn write_to_every_pipe(bytes: &[u8]) {
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let target = std::fs::read_link(entry.path()).unwrap_or_default();
-        let t = target.to_string_lossy();
-        if fd > 2 && (t.starts_with("pipe:") || t.starts_with("socket:")) {
-            // SAFETY: writing a valid buffer to a descriptor; errors are ignored.
-            unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        }
-    }
-}
 
 /// Writes garbage where it should not, then returns.
 fn scribble(_: ()) -> u64 {
@@ -570,14 +539,6 @@ fn the_workers_environment_holds_no_secret() {
 
 // ---------------------------------------------------------------------------------------
 // 7. Memory.
-
-fn resident_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 fn sixty_four_mib(_: ()) -> Vec<u8> {
     vec![7u8; 64 << 20]

@@ -120,3 +120,48 @@ pub fn run_isolated(name: &str, limit: Duration) {
 pub fn isolated() -> bool {
     std::env::var_os("CFPP_ISOLATED").is_some()
 }
+
+/// Runs `f` on a thread and fails the test if it does not return within `limit` (even if it
+/// hangs while unwinding, say in a pool's drop).
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?}: it hangs")
+        }
+        Err(_) => panic!("{what} failed (its panic is above)"),
+    }
+}
+
+/// Writes `bytes` to every descriptor above stderr that is a pipe or a socket: what a task
+/// that writes where it should not does (the protocol's descriptors among them).
+pub fn write_to_every_pipe(bytes: &[u8]) {
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        let t = target.to_string_lossy();
+        if fd > 2 && (t.starts_with("pipe:") || t.starts_with("socket:")) {
+            // SAFETY: writing a valid buffer to a descriptor; errors are ignored.
+            unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        }
+    }
+}
+
+/// This process's resident memory, in KiB.
+pub fn resident_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
