@@ -175,6 +175,7 @@ impl Builder {
         let mut args = vec![WORKER_ARG.to_owned()];
         args.extend(self.args.iter().cloned());
         let hints = self.hints.clone();
+        crate::raw::singleton_recovery();
         self.start(Launch::Spawn {
             n,
             program,

@@ -1,6 +1,8 @@
 //! World mode: [`world`] under `mpirun -n N`, and [`comm`] over a communicator you have.
 
 use std::ffi::c_int;
+use std::io::Write;
+use std::time::Duration;
 
 use crate::executor::{Builder, MpiPoolExecutor};
 use crate::raw::{self, Comm};
@@ -58,9 +60,10 @@ impl Builder {
         let (r, lost) = over(self, Comm::world(), 0, f);
         if owned {
             if lost {
-                // A lost rank cannot take part in MPI_Finalize (which would wait for it
-                // forever, Open MPI 4.1 having no fault tolerance): end the job instead.
-                raw::abort(Comm::world(), 1);
+                // With a lost rank, MPI_Finalize returns when Open MPI runs with recovery
+                // (`mpirun --enable-recovery`, as it must for the job to outlive a rank), but
+                // a rank cut off by the network can make it wait forever: bound it.
+                watchdog(Duration::from_secs(10));
             }
             raw::finalize();
         }
@@ -105,4 +108,25 @@ fn over<R>(
         dup.free();
         (None, false)
     }
+}
+
+/// Ends the process if it is still running `limit` from now (with the job's other ranks:
+/// `mpirun` ends the job when a rank exits without finalizing).
+pub(crate) fn watchdog(limit: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("cfutures-mpi-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let _ = writeln!(
+                std::io::stderr(),
+                "cfutures-mpi: MPI_Finalize did not return within {limit:?} after a worker was \
+                 lost; exiting"
+            );
+            // MPI_Abort ends the whole job (the last resort); if even that cannot reach the
+            // runtime, exit alone a moment later.
+            let _ = std::thread::Builder::new().spawn(|| raw::abort(Comm::world(), 1));
+            std::thread::sleep(Duration::from_secs(5));
+            // SAFETY: `_exit` ends the process at once.
+            unsafe { libc::_exit(1) };
+        });
 }

@@ -339,10 +339,23 @@ pub(crate) fn abort(comm: Comm, code: c_int) -> ! {
     std::process::exit(code)
 }
 
-/// `MPI_Finalize`.
+/// `MPI_Finalize`, unless it already ran.
 pub(crate) fn finalize() {
-    // SAFETY: called once, after every communicator this crate made is freed.
-    unsafe { ffi::MPI_Finalize() };
+    let mut done: c_int = 0;
+    // SAFETY: `done` is written.
+    unsafe { ffi::MPI_Finalized(&mut done) };
+    if done == 0 {
+        // SAFETY: MPI is initialized and not finalized; this crate's communicators were
+        // freed or disconnected.
+        unsafe { ffi::MPI_Finalize() };
+    }
+}
+
+/// At exit, MPI must be finalized (under `mpirun`, a process that exits without it is an
+/// abnormal termination). Bounded: a lost worker must not make the exit hang.
+extern "C" fn finalize_at_exit() {
+    crate::launch::watchdog(std::time::Duration::from_secs(10));
+    finalize();
 }
 
 /// Initializes MPI with `MPI_THREAD_MULTIPLE` if it is not yet: true if this call did (the
@@ -364,8 +377,10 @@ pub(crate) fn ensure_init() -> io::Result<bool> {
             let any = unsafe { (ffi::RSMPI_ANY_SOURCE, ffi::RSMPI_ANY_TAG) };
             assert_eq!(any, (ANY, ANY), "this MPI's ANY_SOURCE/ANY_TAG are not -1");
             // MPI stays initialized for the life of the process (it cannot be initialized
-            // twice); whoever finalizes calls `finalize`.
+            // twice): it is finalized when the process exits (or by `world`).
             std::mem::forget(universe);
+            // SAFETY: registering a plain `extern "C"` function.
+            unsafe { libc::atexit(finalize_at_exit) };
             if t != mpi::Threading::Multiple {
                 return Err(io::Error::other(format!(
                     "this MPI library grants {t:?}, cfutures-mpi needs Threading::Multiple"
@@ -374,5 +389,26 @@ pub(crate) fn ensure_init() -> io::Result<bool> {
             Ok(true)
         }
         None => Ok(false),
+    }
+}
+
+/// Before a singleton MPI_Init (a program started without `mpirun`): asks Open MPI to let
+/// the job outlive a worker that dies (`orte_enable_recovery`; without it, the death of one
+/// spawned worker aborts all of them), unless the environment already says otherwise. Under
+/// `mpirun`, pass `--enable-recovery` instead.
+pub(crate) fn singleton_recovery() {
+    let under_mpirun = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if under_mpirun || mpi::environment::is_initialized() {
+        return;
+    }
+    for (k, v) in [
+        ("OMPI_MCA_orte_enable_recovery", "1"),
+        ("OMPI_MCA_orte_abort_on_non_zero_status", "0"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
     }
 }
