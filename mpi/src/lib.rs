@@ -1,0 +1,65 @@
+//! cfutures-mpi: the same executor across machines, on MPI.
+//!
+//! [`MpiPoolExecutor`] runs the process pool's tasks ([`RemoteTask`], `submit_fn` of a fn
+//! item, `map` chunks) on MPI ranks, on as many machines as MPI knows. Same task model and
+//! same wire format as `cfutures-process-pool` (both come from `cfutures-remote`): MPI is a
+//! second transport. Every combinator (`map` with `chunksize`/`buffersize`, `wait`,
+//! `as_completed`) works on it unchanged.
+//!
+//! # Building
+//!
+//! The MPI executor is behind this crate's **`mpi` feature** (off by default): building it
+//! needs an MPI library (Open MPI 4.1; `MPICC=mpicc.openmpi`) and libclang (rsmpi runs
+//! bindgen). Without the feature the crate builds on any machine, to this documentation,
+//! [`ENABLED`]` = false` and an [`init`] that does nothing.
+//!
+//! # Two launch modes (as `mpi4py.futures`)
+//!
+//! * **spawn**: `MpiPoolExecutor::new(n)` in a program started on its own (MPI's singleton
+//!   init) or under `mpirun -n 1`: the workers are `n` copies of the same program started
+//!   with `MPI_Comm_spawn`, placed by MPI on the hosts it knows. Make [`init`] the first line
+//!   of `main`: it turns a spawned copy into a worker.
+//! * **world**: `mpirun -n N ./prog`, with [`world`]: rank 0 runs the closure with the
+//!   executor, ranks 1..N-1 serve it. [`comm`] does the same over a communicator you have.
+//!
+//! # Failures are errors, never hangs
+//!
+//! Each worker sends heartbeats; a worker that stays silent past its deadline is declared
+//! lost, and its tasks fail with [`TaskError::WorkerLost`](cfutures_core::TaskError::WorkerLost)
+//! naming its rank and host. The protocol and the liveness rules are in `DESIGN-NOTES.md`.
+
+/// True when this crate was built with its `mpi` feature (the MPI executor exists).
+pub const ENABLED: bool = cfg!(feature = "mpi");
+
+pub use cfutures_remote::RemoteTask;
+
+#[cfg(feature = "mpi")]
+mod executor;
+#[cfg(feature = "mpi")]
+mod launch;
+#[cfg(feature = "mpi")]
+mod raw;
+#[cfg(feature = "mpi")]
+mod worker;
+
+#[cfg(feature = "mpi")]
+pub use executor::{Builder, MpiPoolExecutor, WorkerInfo};
+#[cfg(feature = "mpi")]
+pub use launch::{comm, world};
+/// rsmpi, as this crate uses it (to build the communicator given to [`comm`]).
+#[cfg(feature = "mpi")]
+pub use mpi;
+
+/// Serves as a worker if this process was spawned as one by an [`MpiPoolExecutor`] (then
+/// never returns); returns at once otherwise. Make it the first line of `main` of every
+/// program that uses spawn mode.
+///
+/// Without the `mpi` feature it does nothing.
+///
+/// ```
+/// cfutures_mpi::init(); // first line of `main`
+/// ```
+pub fn init() {
+    #[cfg(feature = "mpi")]
+    worker::maybe_serve();
+}
