@@ -7,6 +7,8 @@
 //! otherwise keep it alive). Nothing is added to the root namespace: the bridge lives in a
 //! namespace of its own and all addresses are inside.
 
+#![allow(dead_code, unreachable_pub)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
