@@ -176,6 +176,8 @@ impl Builder {
         args.extend(self.args.iter().cloned());
         let hints = self.hints.clone();
         crate::raw::singleton_recovery();
+        // Hash the executable (the handshake's build identity) while MPI starts and spawns.
+        let _ = thread::Builder::new().spawn(|| cfutures_remote::ident::build_id());
         self.start(Launch::Spawn {
             n,
             program,
@@ -548,7 +550,12 @@ impl Driver {
                 args,
                 hints,
             } => {
-                let r = raw::ensure_init().and_then(|_| raw::spawn(&program, &args, n, &hints));
+                trace!("init");
+                let r = raw::ensure_init().and_then(|_| {
+                    trace!("spawn {n}");
+                    raw::spawn(&program, &args, n, &hints)
+                });
+                trace!("spawned");
                 match r {
                     Ok(c) => (c, (0..c.remote_size()).collect::<Vec<_>>(), true),
                     Err(e) => {
@@ -585,6 +592,7 @@ impl Driver {
         };
         match d.handshake(start_timeout) {
             Ok(()) => {
+                trace!("handshake done");
                 let _ = tx.send(Ok(()));
             }
             Err(e) => {
@@ -594,7 +602,9 @@ impl Driver {
             }
         }
         d.serve();
+        trace!("teardown");
         d.teardown();
+        trace!("teardown done");
     }
 
     fn handshake(&mut self, limit: Duration) -> io::Result<()> {
@@ -604,10 +614,9 @@ impl Driver {
                 "an MPI executor needs at least one worker rank (mpirun -n 2 or more)",
             ));
         }
-        let greeting = handshake::greeting_frame(
-            &cfutures_remote::ident::build_id()?,
-            self.shared.config.options,
-        );
+        let build = cfutures_remote::ident::build_id()?;
+        trace!("build id");
+        let greeting = handshake::greeting_frame(&build, self.shared.config.options);
         let mut ctl = CTL_CONFIG.to_le_bytes().to_vec();
         ctl.extend_from_slice(&(self.shared.config.beat.as_millis() as u64).to_le_bytes());
         for i in 0..self.workers.len() {

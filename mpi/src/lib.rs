@@ -33,6 +33,28 @@ pub const ENABLED: bool = cfg!(feature = "mpi");
 
 pub use cfutures_remote::RemoteTask;
 
+/// `CFUTURES_MPI_TRACE=1`: the phases of start and shutdown, with times, on stderr.
+#[cfg(feature = "mpi")]
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if $crate::tracing() {
+            eprintln!("cfutures-mpi[{}] {:?}: {}", std::process::id(), $crate::since_start(), format!($($t)*));
+        }
+    };
+}
+
+#[cfg(feature = "mpi")]
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CFUTURES_MPI_TRACE").is_some())
+}
+
+#[cfg(feature = "mpi")]
+fn since_start() -> std::time::Duration {
+    static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    T0.get_or_init(std::time::Instant::now).elapsed()
+}
+
 #[cfg(feature = "mpi")]
 mod executor;
 #[cfg(feature = "mpi")]

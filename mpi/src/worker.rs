@@ -25,6 +25,9 @@ pub(crate) fn maybe_serve() {
     if std::env::args_os().nth(1).as_deref() != Some(WORKER_ARG.as_ref()) {
         return;
     }
+    trace!("worker init");
+    // Hash the executable (the handshake's build identity) while MPI starts.
+    let _ = std::thread::Builder::new().spawn(|| cfutures_remote::ident::build_id());
     match raw::ensure_init() {
         Ok(_) => {}
         Err(e) => {
@@ -41,10 +44,13 @@ pub(crate) fn maybe_serve() {
         raw::finalize();
         std::process::exit(EXIT_REFUSED);
     };
+    trace!("worker serving");
     let end = serve_comm(parent, 0);
+    trace!("worker disconnect");
     // Both sides disconnect (the executor does, after its EXIT frames), then finalize.
     parent.disconnect();
     raw::finalize();
+    trace!("worker finalized");
     std::process::exit(match end {
         ServeEnd::Done => 0,
         ServeEnd::InitFailed => 98,
@@ -142,6 +148,7 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
         }
         _ => Duration::from_millis(200),
     };
+    trace!("greeted");
     let build = match cfutures_remote::ident::build_id() {
         Ok(b) => b,
         Err(e) => {
@@ -155,6 +162,7 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
         let _ = comm.send(&handshake::hello_frame(Err(why.clone())), master, TAG_FRAME);
         return ServeEnd::Io(io::Error::other(why));
     }
+    trace!("build id checked");
     let pid = std::process::id();
     if let Err(e) = comm.send(&handshake::hello_frame(Ok(pid)), master, TAG_FRAME) {
         return ServeEnd::Io(e);

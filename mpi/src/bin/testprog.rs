@@ -97,7 +97,7 @@ mod scenarios {
             "world-kill" => {
                 let r = MpiPoolExecutor::builder()
                     .quiet_panics(true)
-                    .world(|pool| kill_checks(pool));
+                    .world(kill_checks);
                 if r.is_some() {
                     println!("ok world-kill");
                 }
