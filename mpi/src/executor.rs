@@ -179,7 +179,7 @@ impl Builder {
         let hints = self.hints.clone();
         crate::raw::singleton_recovery();
         // Hash the executable (the handshake's build identity) while MPI starts and spawns.
-        let _ = thread::Builder::new().spawn(|| cfutures_remote::ident::build_id());
+        let _ = thread::Builder::new().spawn(cfutures_remote::ident::build_id);
         self.start(Launch::Spawn {
             n,
             program,

@@ -48,7 +48,7 @@ pub(crate) fn maybe_serve() {
     }
     trace!("worker init");
     // Hash the executable (the handshake's build identity) while MPI starts.
-    let _ = std::thread::Builder::new().spawn(|| cfutures_remote::ident::build_id());
+    let _ = std::thread::Builder::new().spawn(cfutures_remote::ident::build_id);
     match raw::ensure_init() {
         Ok(_) => {}
         Err(e) => {
