@@ -722,10 +722,10 @@ const SUBS: usize = 1 << SUB_BITS;
 const BUCKETS: usize = SUBS + (64 - SUB_BITS as usize) * SUBS;
 
 /// A lock-free histogram of durations (nanoseconds), log-linear: 8 buckets per power of
-/// two, so a percentile read from it is within ~6% of the true value.
+/// two, so a percentile read from it is within ~6% of the true value. Recording is two
+/// relaxed increments (and a load, plus a rare `fetch_max`).
 struct Histogram {
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     sum_ns: AtomicU64,
     max_ns: AtomicU64,
 }
@@ -734,7 +734,6 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             sum_ns: AtomicU64::new(0),
             max_ns: AtomicU64::new(0),
         }
@@ -763,12 +762,15 @@ fn bucket_range(b: usize) -> (u64, u64) {
 }
 
 impl Histogram {
+    #[inline]
     fn record(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        // A new maximum is rare: read first, write only then.
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
     }
 
     fn snapshot(&self) -> RunTimes {
@@ -834,7 +836,6 @@ pub struct WorkerCounters {
     id: WorkerId,
     pid: Option<u32>,
     alive: AtomicBool,
-    started: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
 }
@@ -846,13 +847,19 @@ impl WorkerCounters {
     }
 }
 
-/// Counts an executor keeps for [`Stats`]; every method is a few relaxed atomic increments
-/// (no lock but in [`worker_started`](Self::worker_started) and
-/// [`snapshot`](Self::snapshot)).
+/// A cache line of its own (the counter submitters touch, away from the ones the executor's
+/// threads touch as tasks run).
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Counts an executor keeps for [`Stats`]. Every method on a task's path is one to three
+/// relaxed atomic increments (a finished task with a run time: five); only
+/// [`worker_started`](Self::worker_started) and [`snapshot`](Self::snapshot) take a lock.
 ///
 /// The executor calls [`submitted`](Self::submitted) for every accepted task,
 /// [`started`](Self::started) each time one starts (again after a retry),
-/// [`retried`](Self::retried) when a started one goes back to wait, and
+/// [`requeued`](Self::requeued) when a started one goes back to wait, and
 /// [`finished`](Self::finished) once per task.
 ///
 /// ```
@@ -863,7 +870,7 @@ impl WorkerCounters {
 /// let w = rec.worker_started(0, None);
 /// rec.submitted();
 /// rec.submitted();
-/// rec.started(Some(&w));
+/// rec.started();
 /// let s = rec.snapshot();
 /// assert_eq!((s.queued, s.running), (1, 1));
 /// rec.finished(Some(&w), TaskOutcome::Ok, true, Some(Duration::from_millis(3)));
@@ -874,12 +881,18 @@ impl WorkerCounters {
 /// ```
 #[derive(Default)]
 pub struct StatsRecorder {
-    submitted: AtomicU64,
+    submitted: Padded<AtomicU64>,
+    c: Padded<Counters>,
+    run_times: Histogram,
+    workers: Mutex<Vec<Arc<WorkerCounters>>>,
+}
+
+#[derive(Default)]
+struct Counters {
     started: AtomicU64,
     /// Started tasks that went back to wait (a retry, a task taken back before it ran).
     requeued: AtomicU64,
-    /// Terminal outcomes of tasks that had started / had not.
-    ended_started: AtomicU64,
+    /// Tasks that ended without having started (cancelled or failed while queued).
     ended_queued: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
@@ -888,8 +901,6 @@ pub struct StatsRecorder {
     quarantined: AtomicU64,
     workers_started: AtomicU64,
     worker_deaths: AtomicU64,
-    run_times: Histogram,
-    workers: Mutex<Vec<Arc<WorkerCounters>>>,
 }
 
 impl fmt::Debug for StatsRecorder {
@@ -910,37 +921,34 @@ impl StatsRecorder {
     /// A task was accepted.
     #[inline]
     pub fn submitted(&self) {
-        self.submitted.fetch_add(1, Ordering::Relaxed);
+        self.submitted.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A task started (on this worker, if the executor tracks them).
+    /// A task started.
     #[inline]
-    pub fn started(&self, worker: Option<&WorkerCounters>) {
-        self.started.fetch_add(1, Ordering::Relaxed);
-        if let Some(w) = worker {
-            w.started.fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn started(&self) {
+        self.c.0.started.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A started task went back to wait: it will start again (counted by
-    /// [`retried`](Self::retried) too when `retry`).
+    /// A started task went back to wait: it will start again. `retry`: because of a retry
+    /// (counted in [`Stats::retried`]), not because the executor moved it elsewhere.
     #[inline]
     pub fn requeued(&self, retry: bool) {
-        self.requeued.fetch_add(1, Ordering::Relaxed);
+        self.c.0.requeued.fetch_add(1, Ordering::Relaxed);
         if retry {
-            self.retried.fetch_add(1, Ordering::Relaxed);
+            self.c.0.retried.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// A queued task will run again after a retry without having gone back through
-    /// [`requeued`](Self::requeued) (it had not started).
+    /// A task that had not started will run again after a retry (counted in
+    /// [`Stats::retried`] only).
     #[inline]
     pub fn retried(&self) {
-        self.retried.fetch_add(1, Ordering::Relaxed);
+        self.c.0.retried.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A task ended for good. `was_started`: it had started (and not gone back to wait
-    /// since); `run_time`: how long it ran, where known.
+    /// A task ended for good, on `worker` if it ran. `was_started`: it had started (and not
+    /// gone back to wait since); `run_time`: how long it ran, where known.
     #[inline]
     pub fn finished(
         &self,
@@ -949,27 +957,22 @@ impl StatsRecorder {
         was_started: bool,
         run_time: Option<Duration>,
     ) {
-        if was_started {
-            self.ended_started.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.ended_queued.fetch_add(1, Ordering::Relaxed);
+        let c = &self.c.0;
+        if !was_started {
+            c.ended_queued.fetch_add(1, Ordering::Relaxed);
         }
-        let ok = outcome.is_ok();
         match outcome {
-            TaskOutcome::Ok => &self.succeeded,
-            TaskOutcome::Cancelled => &self.cancelled,
+            TaskOutcome::Ok => &c.succeeded,
+            TaskOutcome::Cancelled => &c.cancelled,
             TaskOutcome::Quarantined => {
-                self.quarantined.fetch_add(1, Ordering::Relaxed);
-                &self.failed
+                c.quarantined.fetch_add(1, Ordering::Relaxed);
+                &c.failed
             }
-            _ => &self.failed,
+            _ => &c.failed,
         }
         .fetch_add(1, Ordering::Relaxed);
         if let Some(w) = worker {
-            w.finished.fetch_add(1, Ordering::Relaxed);
-            if !ok && outcome != TaskOutcome::Cancelled {
-                w.failed.fetch_add(1, Ordering::Relaxed);
-            }
+            w.finished(outcome);
         }
         if let Some(d) = run_time {
             self.run_times.record(d);
@@ -978,12 +981,11 @@ impl StatsRecorder {
 
     /// A worker started: its counters, for the executor to keep beside it.
     pub fn worker_started(&self, id: WorkerId, pid: Option<u32>) -> Arc<WorkerCounters> {
-        self.workers_started.fetch_add(1, Ordering::Relaxed);
+        self.c.0.workers_started.fetch_add(1, Ordering::Relaxed);
         let w = Arc::new(WorkerCounters {
             id,
             pid,
             alive: AtomicBool::new(true),
-            started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -1012,21 +1014,26 @@ impl StatsRecorder {
     pub fn worker_stopped(&self, worker: &WorkerCounters, died: bool) {
         worker.alive.store(false, Ordering::Relaxed);
         if died {
-            self.worker_deaths.fetch_add(1, Ordering::Relaxed);
+            self.c.0.worker_deaths.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The counts now (see the module doc on consistency).
     pub fn snapshot(&self) -> Stats {
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = &self.c.0;
         // Terminal counts first, then the ones that feed them: a task moving on between two
-        // loads is then counted in its later state twice at worst, never missing, and the
-        // differences are clamped at 0.
-        let ended_started = ld(&self.ended_started);
-        let ended_queued = ld(&self.ended_queued);
-        let requeued = ld(&self.requeued);
-        let started = ld(&self.started);
-        let submitted = ld(&self.submitted);
+        // loads is then counted in its later state twice at worst, and the differences are
+        // clamped at 0.
+        let succeeded = ld(&c.succeeded);
+        let failed = ld(&c.failed);
+        let cancelled = ld(&c.cancelled);
+        let ended_queued = ld(&c.ended_queued);
+        let requeued = ld(&c.requeued);
+        let started = ld(&c.started);
+        let submitted = ld(&self.submitted.0);
+        let done = succeeded + failed + cancelled;
+        let ended_started = done.saturating_sub(ended_queued);
         let running = started.saturating_sub(ended_started + requeued);
         let queued = (submitted + requeued).saturating_sub(started + ended_queued);
         let workers = self
@@ -1038,7 +1045,6 @@ impl StatsRecorder {
                 id: w.id,
                 pid: w.pid,
                 alive: w.alive.load(Ordering::Relaxed),
-                started: ld(&w.started),
                 finished: ld(&w.finished),
                 failed: ld(&w.failed),
             })
@@ -1047,16 +1053,28 @@ impl StatsRecorder {
             submitted,
             queued,
             running,
-            done: ended_started + ended_queued,
-            succeeded: ld(&self.succeeded),
-            failed: ld(&self.failed),
-            cancelled: ld(&self.cancelled),
-            retried: ld(&self.retried),
-            quarantined: ld(&self.quarantined),
-            workers_started: ld(&self.workers_started),
-            worker_deaths: ld(&self.worker_deaths),
+            done,
+            succeeded,
+            failed,
+            cancelled,
+            retried: ld(&c.retried),
+            quarantined: ld(&c.quarantined),
+            workers_started: ld(&c.workers_started),
+            worker_deaths: ld(&c.worker_deaths),
             workers,
             run_times: self.run_times.snapshot(),
+        }
+    }
+}
+
+impl WorkerCounters {
+    /// A task ended on this worker (what [`StatsRecorder::finished`] records per worker;
+    /// for an executor that counts the per-worker part where it has the worker at hand).
+    #[inline]
+    pub fn finished(&self, outcome: TaskOutcome) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        if !outcome.is_ok() && outcome != TaskOutcome::Cancelled {
+            self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -1071,9 +1089,7 @@ pub struct WorkerStats {
     pub pid: Option<u32>,
     /// True while it runs (false once it exited or died).
     pub alive: bool,
-    /// Tasks it started.
-    pub started: u64,
-    /// Tasks that ended on it (a task whose worker died ended there).
+    /// Tasks that ended on it (a task whose worker died under it ended there).
     pub finished: u64,
     /// Of those, the ones that did not succeed (cancellations aside).
     pub failed: u64,

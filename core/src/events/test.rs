@@ -120,13 +120,13 @@ fn stats_queued_running_done() {
     for _ in 0..4 {
         rec.submitted();
     }
-    rec.started(Some(&w));
-    rec.started(Some(&w));
+    rec.started();
+    rec.started();
     rec.requeued(true); // one goes back for a retry
     rec.finished(None, TaskOutcome::Cancelled, false, None); // one cancelled while queued
     let s = rec.snapshot();
     assert_eq!((s.submitted, s.queued, s.running, s.done), (4, 2, 1, 1));
-    rec.started(Some(&w));
+    rec.started();
     rec.finished(
         Some(&w),
         TaskOutcome::Panicked,
@@ -134,7 +134,7 @@ fn stats_queued_running_done() {
         Some(Duration::from_micros(10)),
     );
     rec.finished(Some(&w), TaskOutcome::Quarantined, true, None);
-    rec.started(Some(&w));
+    rec.started();
     rec.finished(
         Some(&w),
         TaskOutcome::Ok,
@@ -149,7 +149,7 @@ fn stats_queued_running_done() {
     assert_eq!(s.workers.len(), 1);
     let ws = &s.workers[0];
     assert_eq!((ws.id, ws.pid, ws.alive), (7, Some(70), false));
-    assert_eq!((ws.started, ws.finished, ws.failed), (4, 3, 2));
+    assert_eq!((ws.finished, ws.failed), (3, 2));
     assert_eq!(s.run_times.count, 2);
     assert_eq!(s.run_times.max, Some(Duration::from_micros(20)));
 }
