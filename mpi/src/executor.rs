@@ -59,7 +59,7 @@ impl Default for Builder {
             max_workers: None,
             init: None,
             time_limit: None,
-            window: 2,
+            window: 8,
             beat: Duration::from_millis(200),
             lost_after: Duration::from_millis(1000),
             start_timeout: Duration::from_secs(60),
@@ -105,9 +105,11 @@ impl Builder {
         self
     }
 
-    /// How many tasks may be on their way to (or queued at) one worker at once (default 2;
-    /// at least 1). More hides the network's latency for tiny tasks; the tasks sent to a
-    /// worker are running as far as `cancel` is concerned.
+    /// How many tasks may be on their way to (or queued at) one worker at once (default 8;
+    /// at least 1). More hides the network's latency for tiny tasks (they travel several to
+    /// a message); the tasks sent to a worker are running as far as `cancel` is concerned.
+    /// A worker whose last task ran longer than 2 ms gets one task at a time (long tasks are
+    /// then balanced across workers, as with Python's pools).
     pub fn window(mut self, n: usize) -> Self {
         self.window = n.max(1);
         self
@@ -176,6 +178,8 @@ impl Builder {
         args.extend(self.args.iter().cloned());
         let hints = self.hints.clone();
         crate::raw::singleton_recovery();
+        // Hash the executable (the handshake's build identity) while MPI starts and spawns.
+        let _ = thread::Builder::new().spawn(cfutures_remote::ident::build_id);
         self.start(Launch::Spawn {
             n,
             program,
@@ -522,7 +526,12 @@ struct W {
     ready: bool,
     /// The window holds a task with a time limit: nothing else is sent behind it.
     limited: bool,
+    /// Its last task ran long (over [`SLOW_TASK`]): it gets one task at a time.
+    slow: bool,
 }
+
+/// A worker whose last task ran longer than this gets one task at a time.
+const SLOW_TASK: Duration = Duration::from_millis(2);
 
 struct Driver {
     shared: Arc<Shared>,
@@ -548,7 +557,12 @@ impl Driver {
                 args,
                 hints,
             } => {
-                let r = raw::ensure_init().and_then(|_| raw::spawn(&program, &args, n, &hints));
+                trace!("init");
+                let r = raw::ensure_init().and_then(|_| {
+                    trace!("spawn {n}");
+                    raw::spawn(&program, &args, n, &hints)
+                });
+                trace!("spawned");
                 match r {
                     Ok(c) => (c, (0..c.remote_size()).collect::<Vec<_>>(), true),
                     Err(e) => {
@@ -577,6 +591,7 @@ impl Driver {
                     lost: false,
                     ready: false,
                     limited: false,
+                    slow: false,
                 })
                 .collect(),
             sends: Vec::new(),
@@ -585,6 +600,7 @@ impl Driver {
         };
         match d.handshake(start_timeout) {
             Ok(()) => {
+                trace!("handshake done");
                 let _ = tx.send(Ok(()));
             }
             Err(e) => {
@@ -594,7 +610,9 @@ impl Driver {
             }
         }
         d.serve();
+        trace!("teardown");
         d.teardown();
+        trace!("teardown done");
     }
 
     fn handshake(&mut self, limit: Duration) -> io::Result<()> {
@@ -604,10 +622,9 @@ impl Driver {
                 "an MPI executor needs at least one worker rank (mpirun -n 2 or more)",
             ));
         }
-        let greeting = handshake::greeting_frame(
-            &cfutures_remote::ident::build_id()?,
-            self.shared.config.options,
-        );
+        let build = cfutures_remote::ident::build_id()?;
+        trace!("build id");
+        let greeting = handshake::greeting_frame(&build, self.shared.config.options);
         let mut ctl = CTL_CONFIG.to_le_bytes().to_vec();
         ctl.extend_from_slice(&(self.shared.config.beat.as_millis() as u64).to_le_bytes());
         for i in 0..self.workers.len() {
@@ -745,26 +762,20 @@ impl Driver {
                 backoff.reset();
                 continue;
             }
-            if !in_flight && self.sends.is_empty() && st.queue.is_empty() {
-                // Idle: sleep until a submission, or the next liveness check.
-                st.parked = true;
-                let (mut st, _) = shared
-                    .cv
-                    .wait_timeout(st, check_every)
-                    .unwrap_or_else(|p| p.into_inner());
-                st.parked = false;
-                continue;
-            }
+            let idle = !in_flight && self.sends.is_empty() && st.queue.is_empty();
             match backoff.next() {
                 Duration::ZERO => {
                     drop(st);
                     thread::yield_now();
                 }
                 pause => {
+                    // Idle: sleep until a submission, or the next liveness check. Busy:
+                    // poll again after `pause` (or at once if a submission comes).
                     st.parked = true;
+                    let wait = if idle { check_every } else { pause };
                     let (mut st, _) = shared
                         .cv
-                        .wait_timeout(st, pause)
+                        .wait_timeout(st, wait)
                         .unwrap_or_else(|p| p.into_inner());
                     st.parked = false;
                 }
@@ -772,7 +783,8 @@ impl Driver {
         }
     }
 
-    /// Sends queued jobs to the workers with room. True if any was sent.
+    /// Sends queued jobs to the workers with room, several to a worker in one message (the
+    /// frames are length-prefixed: the worker cuts them apart). True if any was sent.
     fn dispatch(&mut self, st: &mut State) -> bool {
         let cap = self.shared.config.window;
         let n = self.workers.len();
@@ -782,41 +794,64 @@ impl Driver {
             let i = self.next_worker % n;
             self.next_worker = self.next_worker.wrapping_add(1);
             let w = &self.workers[i];
-            let limited_front = st.queue.front().is_some_and(|j| j.limit.is_some());
-            let room = !w.lost
-                && w.ready
-                && !w.limited
-                && w.window.len() < cap
-                && (!limited_front || w.window.is_empty());
-            if !room {
+            let cap = if w.slow { 1 } else { cap };
+            if w.lost || !w.ready || w.limited || w.window.len() >= cap {
+                idle_rounds += 1;
+                continue;
+            }
+            let mut batch: Vec<u8> = Vec::new();
+            let mut flights = Vec::new();
+            while self.workers[i].window.len() + flights.len() < cap {
+                let Some(front) = st.queue.front() else { break };
+                // A task with a time limit goes alone to an idle worker (so that stopping
+                // the worker stops only it).
+                if front.limit.is_some()
+                    && !(self.workers[i].window.is_empty() && flights.is_empty())
+                {
+                    break;
+                }
+                let job = st.queue.pop_front().expect("not empty");
+                if !job.slot.start() {
+                    continue; // cancelled while queued
+                }
+                let limited = job.limit.is_some();
+                if batch.is_empty() {
+                    batch = job.frame;
+                } else {
+                    batch.extend_from_slice(&job.frame);
+                }
+                flights.push(Flight {
+                    id: job.id,
+                    slot: job.slot,
+                    deadline: job.limit.map(|l| (Instant::now() + l, l)),
+                });
+                if limited || batch.len() > 1 << 20 {
+                    break;
+                }
+            }
+            if flights.is_empty() {
                 idle_rounds += 1;
                 continue;
             }
             idle_rounds = 0;
-            let job = st.queue.pop_front().expect("not empty");
-            if !job.slot.start() {
-                continue; // cancelled while queued
-            }
             let rank = self.workers[i].rank;
-            match self.comm.isend(job.frame, rank, TAG_FRAME) {
+            match self.comm.isend(batch, rank, TAG_FRAME) {
                 Ok(s) => {
                     self.sends.push((i, s));
                     let w = &mut self.workers[i];
-                    w.limited = job.limit.is_some();
-                    w.window.push_back(Flight {
-                        id: job.id,
-                        slot: job.slot,
-                        deadline: job.limit.map(|l| (Instant::now() + l, l)),
-                    });
+                    w.limited = flights.iter().any(|f| f.deadline.is_some());
+                    w.window.extend(flights);
                     sent = true;
                 }
                 Err(e) => {
-                    job.slot.finish(
-                        Outcome::Failed(TaskError::Codec {
-                            message: format!("cannot send the task: {e}").into(),
-                        }),
-                        &[],
-                    );
+                    for f in flights {
+                        f.slot.finish(
+                            Outcome::Failed(TaskError::Codec {
+                                message: format!("cannot send the task: {e}").into(),
+                            }),
+                            &[],
+                        );
+                    }
                 }
             }
         }
@@ -839,6 +874,7 @@ impl Driver {
                     return;
                 };
                 let f = w.window.remove(at).expect("index is valid");
+                w.slow = h.run_ns > SLOW_TASK.as_nanos() as u64;
                 if f.deadline.is_some() {
                     w.limited = false;
                 }

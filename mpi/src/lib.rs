@@ -33,6 +33,28 @@ pub const ENABLED: bool = cfg!(feature = "mpi");
 
 pub use cfutures_remote::RemoteTask;
 
+/// `CFUTURES_MPI_TRACE=1`: the phases of start and shutdown, with times, on stderr.
+#[cfg(feature = "mpi")]
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if $crate::tracing() {
+            eprintln!("cfutures-mpi[{}] {:?}: {}", std::process::id(), $crate::since_start(), format!($($t)*));
+        }
+    };
+}
+
+#[cfg(feature = "mpi")]
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CFUTURES_MPI_TRACE").is_some())
+}
+
+#[cfg(feature = "mpi")]
+fn since_start() -> std::time::Duration {
+    static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    T0.get_or_init(std::time::Instant::now).elapsed()
+}
+
 #[cfg(feature = "mpi")]
 mod executor;
 #[cfg(feature = "mpi")]
@@ -49,6 +71,49 @@ pub use launch::{comm, world};
 /// rsmpi, as this crate uses it (to build the communicator given to [`comm`]).
 #[cfg(feature = "mpi")]
 pub use mpi;
+
+/// The baseline of the round-trip benchmark: spawns one echo peer (this program, which must
+/// call [`init`]) and measures `rounds` ping-pongs of `bytes`-byte messages over the
+/// intercommunicator, with MPI's own calls (a polling receive, as Open MPI's blocking calls
+/// poll too). Returns the mean round trip. Spawn mode only; MPI is initialized if needed.
+///
+/// # Errors
+///
+/// If MPI cannot be initialized or the spawn fails.
+#[cfg(feature = "mpi")]
+#[doc(hidden)]
+pub fn __raw_pingpong(rounds: u32, bytes: usize) -> std::io::Result<std::time::Duration> {
+    raw::singleton_recovery();
+    raw::ensure_init()?;
+    let exe = std::env::current_exe()?.to_string_lossy().into_owned();
+    let c = raw::spawn(
+        &exe,
+        &[worker::WORKER_ARG.to_owned(), worker::ECHO_ARG.to_owned()],
+        1,
+        &[],
+    )?;
+    let msg = vec![7u8; bytes.max(1)];
+    let mut buf = Vec::new();
+    let mut once = || -> std::io::Result<()> {
+        c.send(&msg, 0, raw::TAG_FRAME)?;
+        loop {
+            if let Some((s, t, n)) = c.iprobe(0, raw::ANY) {
+                return c.recv(s, t, n, &mut buf);
+            }
+        }
+    };
+    for _ in 0..100 {
+        once()?;
+    }
+    let t0 = std::time::Instant::now();
+    for _ in 0..rounds {
+        once()?;
+    }
+    let per = t0.elapsed() / rounds.max(1);
+    c.send(&[], 0, raw::TAG_FRAME)?;
+    c.disconnect();
+    Ok(per)
+}
 
 /// Serves as a worker if this process was spawned as one by an [`MpiPoolExecutor`] (then
 /// never returns); returns at once otherwise. Make it the first line of `main` of every

@@ -355,7 +355,9 @@ pub(crate) fn finalize() {
 /// abnormal termination). Bounded: a lost worker must not make the exit hang.
 extern "C" fn finalize_at_exit() {
     crate::launch::watchdog(std::time::Duration::from_secs(10));
+    trace!("finalize at exit");
     finalize();
+    trace!("finalized");
 }
 
 /// Initializes MPI with `MPI_THREAD_MULTIPLE` if it is not yet: true if this call did (the

@@ -15,6 +15,27 @@ use crate::raw::{self, Comm, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME,
 /// The first argument of a spawned worker (`MPI_Comm_spawn`'s argv).
 pub(crate) const WORKER_ARG: &str = "--cfutures-mpi-worker";
 
+/// The second argument of a spawned echo peer (the raw ping-pong baseline).
+pub(crate) const ECHO_ARG: &str = "--echo";
+
+/// The raw baseline: sends back every message, blocking MPI calls, until an empty one.
+fn echo(comm: Comm) {
+    let mut buf = Vec::new();
+    loop {
+        let mut st = None;
+        while st.is_none() {
+            st = comm.iprobe(0, raw::ANY);
+        }
+        let (src, tag, n) = st.expect("probed");
+        if comm.recv(src, tag, n, &mut buf).is_err() || n == 0 {
+            return;
+        }
+        if comm.send(&buf, 0, tag).is_err() {
+            return;
+        }
+    }
+}
+
 /// Exit code of a worker whose handshake failed (another build).
 pub(crate) const EXIT_REFUSED: i32 = 97;
 /// Exit code of a worker told to stop (its task ran past a time limit).
@@ -25,6 +46,9 @@ pub(crate) fn maybe_serve() {
     if std::env::args_os().nth(1).as_deref() != Some(WORKER_ARG.as_ref()) {
         return;
     }
+    trace!("worker init");
+    // Hash the executable (the handshake's build identity) while MPI starts.
+    let _ = std::thread::Builder::new().spawn(cfutures_remote::ident::build_id);
     match raw::ensure_init() {
         Ok(_) => {}
         Err(e) => {
@@ -41,10 +65,19 @@ pub(crate) fn maybe_serve() {
         raw::finalize();
         std::process::exit(EXIT_REFUSED);
     };
+    if std::env::args_os().nth(2).as_deref() == Some(ECHO_ARG.as_ref()) {
+        echo(parent);
+        parent.disconnect();
+        raw::finalize();
+        std::process::exit(0);
+    }
+    trace!("worker serving");
     let end = serve_comm(parent, 0);
+    trace!("worker disconnect");
     // Both sides disconnect (the executor does, after its EXIT frames), then finalize.
     parent.disconnect();
     raw::finalize();
+    trace!("worker finalized");
     std::process::exit(match end {
         ServeEnd::Done => 0,
         ServeEnd::InitFailed => 98,
@@ -96,10 +129,13 @@ struct MpiTransport {
     comm: Comm,
     master: c_int,
     buf: Vec<u8>,
+    /// Where the next frame of `buf` starts (a message may carry several frames).
+    pos: usize,
 }
 
 impl MpiTransport {
     fn recv_tag(&mut self, tag: c_int) -> io::Result<()> {
+        self.pos = 0;
         let mut b = Backoff::new();
         loop {
             if let Some((src, t, n)) = self.comm.iprobe(self.master, tag) {
@@ -112,8 +148,22 @@ impl MpiTransport {
 
 impl Transport for MpiTransport {
     fn recv(&mut self) -> io::Result<Option<&[u8]>> {
-        self.recv_tag(TAG_FRAME)?;
-        Ok(Some(&self.buf))
+        if self.pos >= self.buf.len() {
+            self.recv_tag(TAG_FRAME)?;
+        }
+        let at = self.pos;
+        match cfutures_remote::wire::complete_frame(&self.buf[at..]) {
+            Some(n) => {
+                self.pos += n;
+                Ok(Some(&self.buf[at..at + n]))
+            }
+            None => {
+                // A message that does not end with a whole frame: the stream cannot be
+                // trusted (the serve loop stops on a frame too short for a header).
+                self.pos = self.buf.len();
+                Ok(Some(&[]))
+            }
+        }
     }
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         self.comm.send(frame, self.master, TAG_FRAME)
@@ -127,6 +177,7 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
         comm,
         master,
         buf: Vec::with_capacity(4096),
+        pos: 0,
     };
     // 1. The greeting, and the heartbeat interval.
     if let Err(e) = t.recv_tag(TAG_FRAME) {
@@ -142,6 +193,9 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
         }
         _ => Duration::from_millis(200),
     };
+    t.buf.clear();
+    t.pos = 0;
+    trace!("greeted");
     let build = match cfutures_remote::ident::build_id() {
         Ok(b) => b,
         Err(e) => {
@@ -155,6 +209,7 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
         let _ = comm.send(&handshake::hello_frame(Err(why.clone())), master, TAG_FRAME);
         return ServeEnd::Io(io::Error::other(why));
     }
+    trace!("build id checked");
     let pid = std::process::id();
     if let Err(e) = comm.send(&handshake::hello_frame(Ok(pid)), master, TAG_FRAME) {
         return ServeEnd::Io(e);

@@ -97,7 +97,7 @@ mod scenarios {
             "world-kill" => {
                 let r = MpiPoolExecutor::builder()
                     .quiet_panics(true)
-                    .world(|pool| kill_checks(pool));
+                    .world(kill_checks);
                 if r.is_some() {
                     println!("ok world-kill");
                 }
@@ -143,6 +143,50 @@ mod scenarios {
                 );
                 pool.shutdown(true, false);
                 println!("ok start-task-shutdown {:?}", t0.elapsed());
+            }
+            "pingpong" => {
+                let rtt = cfutures_mpi::__raw_pingpong(2000, 40).expect("ping-pong");
+                println!("ok pingpong raw round trip {rtt:?}");
+            }
+            "perf" => {
+                // A quick look at the W10 shapes (the benchmark proper is mpici's).
+                let window: usize = std::env::var("CFUTURES_MPI_WINDOW")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(2);
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(2)
+                    .window(window)
+                    .build()
+                    .expect("spawn");
+                let _ = pool.submit_fn(square, 1).unwrap().result_timeout(WAIT);
+                let t0 = Instant::now();
+                let fs: Vec<_> = (0..10_000u64)
+                    .map(|i| pool.submit_fn(square, i).unwrap())
+                    .collect();
+                for f in &fs {
+                    f.result_timeout(WAIT).unwrap();
+                }
+                let per_task = t0.elapsed() / 10_000;
+                let t0 = Instant::now();
+                for i in 0..2000u64 {
+                    pool.submit_fn(square, i)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap();
+                }
+                let rtt = t0.elapsed() / 2000;
+                let t0 = Instant::now();
+                let n = pool
+                    .map_builder()
+                    .chunksize(1000)
+                    .timeout(WAIT)
+                    .map(double, 0..1_000_000u64)
+                    .unwrap()
+                    .count();
+                assert_eq!(n, 1_000_000);
+                let map = t0.elapsed();
+                println!("ok perf window {window}: {per_task:?}/task, round trip {rtt:?}, map 1M/1000 {map:?}");
             }
             other => panic!("unknown scenario {other:?}"),
         }
@@ -247,14 +291,15 @@ mod scenarios {
             }
         });
         // Cancel: queued tasks behind slow ones can be cancelled, and never run.
-        let slow: Vec<_> = (0..2 * (pool.workers().len() as u64) * 2 + 2)
-            .map(|_| pool.submit_fn(sleep_ms, 50).unwrap())
+        // (The default window sends up to 8 tasks to each worker at once.)
+        let slow: Vec<_> = (0..(pool.workers().len() as u64) * 8 + 4)
+            .map(|_| pool.submit_fn(sleep_ms, 30).unwrap())
             .collect();
         let victim = pool.submit_fn(square, 5).unwrap();
         assert!(victim.cancel(), "a queued task can be cancelled");
         assert!(victim.cancelled());
         for f in &slow {
-            assert_eq!(*f.result_timeout(WAIT).unwrap(), 50);
+            assert_eq!(*f.result_timeout(WAIT).unwrap(), 30);
         }
         // A timeout on a result is the caller's, not the task's.
         let f = pool.submit_fn(sleep_ms, 200).unwrap();
