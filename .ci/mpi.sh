@@ -2,6 +2,8 @@
 # CI step for cfutures-mpi (issue 14), called by .ci/run. Also runnable on its own:
 #   bash .ci/mpi.sh          # install (if needed), clippy, tests, the 3-host test, quick W10
 #   CFUTURES_MPI_BENCH=0 bash .ci/mpi.sh   # the same without the benchmark
+#   bash .ci/mpi.sh --install-only          # only step 1 (e.g. before a clippy with
+#                                           # --all-features, which builds rsmpi: bindgen)
 #
 # 1. Installs Open MPI and libclang (the `mpi` crate runs bindgen) with apt-get, 3 tries, as
 #    ../shared/MPI.md says; skipped when they are already installed. When the install fails
@@ -57,6 +59,9 @@ else
   fi
 fi
 mpirun.openmpi --version | head -n1
+if [ "${1:-}" = "--install-only" ]; then
+  exit 0
+fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
