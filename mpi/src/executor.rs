@@ -9,7 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use cfutures_core::{Broken, Executor, Future, Submit, SubmitError, TaskError};
+use cfutures_core::events::{
+    Event, EventBus, Events, Stats, StatsRecorder, TaskOutcome, WorkerCounters,
+};
+use cfutures_core::{Broken, Executor, Future, FutureId, Submit, SubmitError, TaskError};
 use cfutures_remote::job::{self, Encoded, IntoJob, Outcome, Slot};
 use cfutures_remote::wire::{self, ResHeader};
 use cfutures_remote::{handshake, RemoteTask};
@@ -205,6 +208,8 @@ impl Builder {
                 lost_any: false,
             }),
             cv: Condvar::new(),
+            bus: EventBus::new(),
+            stats: StatsRecorder::new(),
             config: Config {
                 time_limit: self.time_limit,
                 window: self.window,
@@ -267,11 +272,28 @@ struct Shared {
     state: Mutex<State>,
     cv: Condvar,
     config: Config,
+    bus: EventBus,
+    stats: StatsRecorder,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts and announces a task's end.
+    fn finished(
+        &self,
+        worker: Option<(&WorkerCounters, c_int)>,
+        task: FutureId,
+        outcome: TaskOutcome,
+        was_started: bool,
+        run_time: Option<Duration>,
+    ) {
+        self.stats
+            .finished(worker.map(|w| w.0), outcome, was_started, run_time);
+        self.bus
+            .emit(|| Event::finished(task, worker.map(|w| w.1 as u64), outcome, run_time));
     }
 }
 
@@ -351,6 +373,17 @@ impl MpiPoolExecutor {
     /// The workers: rank, host, pid, and whether they were lost.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared.lock().workers.clone()
+    }
+
+    /// What the executor does, as a stream of [`Event`]s (submitted, started, finished, a
+    /// worker started or lost, broken, shutdown). A worker is named by its rank.
+    pub fn events(&self) -> Events {
+        self.shared.bus.subscribe()
+    }
+
+    /// A snapshot of the executor's counts and run times.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
     }
 
     /// True once the pool broke (every worker lost, or the initializer failed).
@@ -440,6 +473,9 @@ impl MpiPoolExecutor {
         let id = st.next_id;
         st.next_id += 1;
         job::set_id(&mut frame, id);
+        let fid = slot.future_id();
+        self.shared.stats.submitted();
+        self.shared.bus.emit(|| Event::submitted(fid, None));
         st.queue.push_back(Job {
             id,
             frame,
@@ -469,7 +505,10 @@ impl MpiPoolExecutor {
         self.shared.cv.notify_one();
         drop(st);
         for j in cancelled {
+            let fid = j.slot.future_id();
             j.slot.cancel();
+            self.shared
+                .finished(None, fid, TaskOutcome::Cancelled, false, None);
         }
         if wait && thread::current().id() != self.driver_thread {
             let mut d = self.driver.lock().unwrap_or_else(|p| p.into_inner());
@@ -528,6 +567,14 @@ struct W {
     limited: bool,
     /// Its last task ran long (over [`SLOW_TASK`]): it gets one task at a time.
     slow: bool,
+    pid: u32,
+    counters: Option<Arc<WorkerCounters>>,
+}
+
+impl W {
+    fn who(&self) -> Option<(&WorkerCounters, c_int)> {
+        self.counters.as_deref().map(|c| (c, self.rank))
+    }
 }
 
 /// A worker whose last task ran longer than this gets one task at a time.
@@ -592,6 +639,8 @@ impl Driver {
                     ready: false,
                     limited: false,
                     slow: false,
+                    pid: 0,
+                    counters: None,
                 })
                 .collect(),
             sends: Vec::new(),
@@ -686,6 +735,12 @@ impl Driver {
             let (pid, host) = inf.expect("all in");
             w.host = host.clone();
             w.last_heard = now;
+            w.pid = pid;
+            w.counters = Some(self.shared.stats.worker_started(w.rank as u64, Some(pid)));
+            let rank = w.rank as u64;
+            self.shared
+                .bus
+                .emit(|| Event::worker_started(rank, Some(pid)));
             infos.push(WorkerInfo {
                 rank: w.rank as u32,
                 host,
@@ -740,15 +795,8 @@ impl Driver {
             let shared = self.shared.clone();
             let mut st = shared.lock();
             if st.broken.is_none() && self.workers.iter().all(|w| w.lost) {
-                let b = Broken::new("every MPI worker of this executor was lost");
-                st.broken = Some(b.clone());
-                let q: Vec<Job> = st.queue.drain(..).collect();
                 drop(st);
-                for j in q {
-                    if j.slot.start() {
-                        j.slot.finish(Outcome::Broken(b.clone()), &[]);
-                    }
-                }
+                self.break_pool(Broken::new("every MPI worker of this executor was lost"));
                 st = shared.lock();
             }
             let dispatched = self.dispatch(&mut st);
@@ -811,9 +859,18 @@ impl Driver {
                     break;
                 }
                 let job = st.queue.pop_front().expect("not empty");
+                let fid = job.slot.future_id();
                 if !job.slot.start() {
-                    continue; // cancelled while queued
+                    // Cancelled while queued.
+                    self.shared
+                        .finished(None, fid, TaskOutcome::Cancelled, false, None);
+                    continue;
                 }
+                self.shared.stats.started();
+                let (rank, pid) = (self.workers[i].rank as u64, self.workers[i].pid);
+                self.shared
+                    .bus
+                    .emit(|| Event::started(fid, rank, Some(pid)));
                 let limited = job.limit.is_some();
                 if batch.is_empty() {
                     batch = job.frame;
@@ -845,6 +902,14 @@ impl Driver {
                 }
                 Err(e) => {
                     for f in flights {
+                        let fid = f.slot.future_id();
+                        self.shared.finished(
+                            self.workers[i].who(),
+                            fid,
+                            TaskOutcome::Err,
+                            true,
+                            None,
+                        );
                         f.slot.finish(
                             Outcome::Failed(TaskError::Codec {
                                 message: format!("cannot send the task: {e}").into(),
@@ -878,8 +943,24 @@ impl Driver {
                 if f.deadline.is_some() {
                     w.limited = false;
                 }
-                f.slot
-                    .finish(Outcome::Frame(h.kind == wire::RES_OK, range), &self.buf);
+                let ok = h.kind == wire::RES_OK;
+                let outcome = if ok {
+                    TaskOutcome::Ok
+                } else {
+                    match wire::decode::<TaskError>(&self.buf[range.clone()]) {
+                        Ok(e) | Err(e) => TaskOutcome::of_error(&e),
+                    }
+                };
+                let fid = f.slot.future_id();
+                f.slot.finish(Outcome::Frame(ok, range), &self.buf);
+                let w = &self.workers[i];
+                self.shared.finished(
+                    w.who(),
+                    fid,
+                    outcome,
+                    true,
+                    Some(Duration::from_nanos(h.run_ns)),
+                );
             }
             wire::RES_INIT_OK => self.workers[i].ready = true,
             wire::RES_INIT_ERR => {
@@ -901,19 +982,32 @@ impl Driver {
 
     fn break_pool(&mut self, b: Broken) {
         let mut st = self.shared.lock();
-        if st.broken.is_none() {
-            st.broken = Some(b.clone());
+        if st.broken.is_some() {
+            return;
         }
+        st.broken = Some(b.clone());
         let q: Vec<Job> = st.queue.drain(..).collect();
         drop(st);
+        let reason = b.to_string();
+        self.shared.bus.emit(|| Event::broken(reason));
         for j in q {
+            let fid = j.slot.future_id();
             if j.slot.start() {
                 j.slot.finish(Outcome::Broken(b.clone()), &[]);
+                self.shared
+                    .finished(None, fid, TaskOutcome::Broken, false, None);
+            } else {
+                self.shared
+                    .finished(None, fid, TaskOutcome::Cancelled, false, None);
             }
         }
-        for w in &mut self.workers {
-            for f in w.window.drain(..) {
+        for i in 0..self.workers.len() {
+            let flights: Vec<Flight> = self.workers[i].window.drain(..).collect();
+            for f in flights {
+                let fid = f.slot.future_id();
                 f.slot.finish(Outcome::Broken(b.clone()), &[]);
+                self.shared
+                    .finished(self.workers[i].who(), fid, TaskOutcome::Broken, true, None);
             }
         }
     }
@@ -938,8 +1032,12 @@ impl Driver {
             if let Some((_, limit)) = over {
                 let w = &mut self.workers[i];
                 let f = w.window.pop_front().expect("front exists");
+                let fid = f.slot.future_id();
                 f.slot
                     .finish(Outcome::Failed(TaskError::TimeLimit { limit }), &[]);
+                let w = &self.workers[i];
+                self.shared
+                    .finished(w.who(), fid, TaskOutcome::TimedOut, true, None);
                 let rank = w.rank;
                 if let Ok(s) = self
                     .comm
@@ -969,9 +1067,21 @@ impl Driver {
             host: host.as_str().into(),
             why: why.as_str().into(),
         };
+        let first = flights.first().map(|f| f.slot.future_id());
         for f in flights {
+            let fid = f.slot.future_id();
             f.slot.finish(Outcome::Failed(err.clone()), &[]);
+            self.shared
+                .finished(self.workers[i].who(), fid, TaskOutcome::Lost, true, None);
         }
+        let w = &self.workers[i];
+        if let Some(c) = &w.counters {
+            self.shared.stats.worker_stopped(c, true);
+        }
+        let pid = w.pid;
+        self.shared
+            .bus
+            .emit(|| Event::worker_died(rank as u64, Some(pid), None, first));
         // Sends to it may never complete: give them up (keeping their buffers).
         let mut keep = Vec::new();
         for (j, s) in self.sends.drain(..) {
@@ -1026,5 +1136,6 @@ impl Driver {
             }
         }
         let _ = TAG_BEAT;
+        self.shared.bus.close_with(Some(Event::shutdown()));
     }
 }

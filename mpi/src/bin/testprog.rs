@@ -193,9 +193,15 @@ mod scenarios {
     }
 
     fn basics(pool: &MpiPoolExecutor) {
-        // Results, from other processes.
+        // Results, from other processes; and the events they make.
+        let events = pool.events();
         let f = pool.submit_fn(square, 12).unwrap();
         assert_eq!(*f.result_timeout(WAIT).unwrap(), 144);
+        let kinds: Vec<&str> = (0..3)
+            .map(|_| events.recv_timeout(WAIT).expect("an event").kind())
+            .collect();
+        assert_eq!(kinds, ["submitted", "started", "finished"]);
+        drop(events);
         let p = *pool
             .submit_fn(pid, ())
             .unwrap()
@@ -305,6 +311,8 @@ mod scenarios {
         let f = pool.submit_fn(sleep_ms, 200).unwrap();
         assert!(f.result_timeout(Duration::from_millis(1)).is_err());
         assert_eq!(*f.result_timeout(WAIT).unwrap(), 200);
+        let stats = pool.stats();
+        assert!(stats.succeeded > 2000 && stats.failed >= 2, "{stats:?}");
     }
 
     fn shutdown_checks(pool: &MpiPoolExecutor) {
@@ -350,6 +358,7 @@ mod scenarios {
             .find(|w| w.pid == pid as u32)
             .expect("a worker")
             .rank;
+        let events = pool.events();
         // SAFETY: sending a signal to a process of our own test.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
         let killed = Instant::now();
@@ -366,6 +375,15 @@ mod scenarios {
             other => panic!("expected WorkerLost, got {other:?}"),
         }
         println!("detected the killed worker (rank {rank}) in {took:?}");
+        let seen = events.drain();
+        assert!(
+            seen.iter()
+                .any(|e| e.kind() == "worker died" && e.worker() == Some(rank as u64)),
+            "{seen:?}"
+        );
+        assert!(seen
+            .iter()
+            .any(|e| e.outcome() == Some(cfutures_core::TaskOutcome::Lost)));
         // The pool carries on with the others.
         assert_eq!(
             *pool
