@@ -811,7 +811,11 @@ impl Driver {
                 continue;
             }
             let idle = !in_flight && self.sends.is_empty() && st.queue.is_empty();
-            match backoff.next() {
+            // Spin (for a moment) only when an answer may come soon: a submission after a
+            // result, or a result from a worker whose tasks are short. Workers busy with long
+            // tasks are polled with sleeps: spinning would take a core from them.
+            let soon = idle || self.workers.iter().any(|w| !w.window.is_empty() && !w.slow);
+            match backoff.next_spinning(soon) {
                 Duration::ZERO => {
                     drop(st);
                     thread::yield_now();
@@ -838,6 +842,14 @@ impl Driver {
         let n = self.workers.len();
         let mut sent = false;
         let mut idle_rounds = 0;
+        // Share the queue among the workers with room (the first one must not take it all).
+        let with_room = self
+            .workers
+            .iter()
+            .filter(|w| !w.lost && w.ready && !w.limited && w.window.len() < cap)
+            .count()
+            .max(1);
+        let share = st.queue.len().div_ceil(with_room).max(1);
         while !st.queue.is_empty() && idle_rounds < n {
             let i = self.next_worker % n;
             self.next_worker = self.next_worker.wrapping_add(1);
@@ -849,7 +861,7 @@ impl Driver {
             }
             let mut batch: Vec<u8> = Vec::new();
             let mut flights = Vec::new();
-            while self.workers[i].window.len() + flights.len() < cap {
+            while self.workers[i].window.len() + flights.len() < cap && flights.len() < share {
                 let Some(front) = st.queue.front() else { break };
                 // A task with a time limit goes alone to an idle worker (so that stopping
                 // the worker stops only it).

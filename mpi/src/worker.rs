@@ -110,7 +110,12 @@ impl Backoff {
     }
     /// How long to pause now (zero: just yield).
     pub(crate) fn next(&mut self) -> Duration {
-        if self.last.elapsed() < SPIN {
+        self.next_spinning(true)
+    }
+    /// [`next`](Self::next), without the spinning phase if `spin` is false (nothing is
+    /// expected soon: spinning would only take a core from the tasks).
+    pub(crate) fn next_spinning(&mut self, spin: bool) -> Duration {
+        if spin && self.last.elapsed() < SPIN {
             return Duration::ZERO;
         }
         let s = self.sleep;
