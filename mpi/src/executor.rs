@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::raw::{
-    self, Comm, Sending, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
+    self, Comm, Sending, CTL_CONFIG, CTL_FREE, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
 };
 use crate::worker::{Backoff, WORKER_ARG};
 
@@ -1114,8 +1114,16 @@ impl Driver {
     /// Tells every live worker to exit, and lets the communicator go.
     fn teardown(&mut self) {
         let exit = wire::control_frame(wire::CMD_EXIT, 0);
+        let lost_any = self.workers.iter().any(|w| w.lost);
         for i in 0..self.workers.len() {
             if !self.workers[i].lost {
+                if lost_any && self.spawned {
+                    // The communicator will be freed, not disconnected: the worker too.
+                    let free = CTL_FREE.to_le_bytes().to_vec();
+                    if let Ok(s) = self.comm.isend(free, self.workers[i].rank, TAG_CTL) {
+                        self.sends.push((i, s));
+                    }
+                }
                 if let Ok(s) = self
                     .comm
                     .isend(exit.clone(), self.workers[i].rank, TAG_FRAME)
@@ -1139,7 +1147,6 @@ impl Driver {
         for (_, s) in self.sends.drain(..) {
             s.abandon();
         }
-        let lost_any = self.workers.iter().any(|w| w.lost);
         if self.spawned {
             if lost_any {
                 self.comm.free();

@@ -30,6 +30,9 @@ pub(crate) const ANY: c_int = -1;
 pub(crate) const CTL_CONFIG: u64 = 1;
 /// Control: the worker ran past a time limit; exit now.
 pub(crate) const CTL_KILL: u64 = 2;
+/// Control: at the end, free the intercommunicator instead of disconnecting (the executor
+/// lost a worker, which cannot take part in a disconnect).
+pub(crate) const CTL_FREE: u64 = 3;
 
 /// A communicator handle. MPI is initialized with `MPI_THREAD_MULTIPLE`, so handles may be
 /// used from any thread; the executor still makes every call of its communicator on its

@@ -40,3 +40,13 @@ fn world_mode_killed_rank_fails_its_task() {
     assert_ne!(out.status.code(), Some(124), "timed out: {out:?}");
     assert!(!out.status.success());
 }
+
+/// Python's `MPICommExecutor(comm, root=1)`: an executor over a communicator the program
+/// made (MPI initialized by the program), rooted at rank 1.
+#[test]
+fn comm_mode_over_a_user_communicator() {
+    if skip() {
+        return;
+    }
+    assert_ok(&run_mpirun(3, &[], "comm-root1", 180), "comm-root1");
+}

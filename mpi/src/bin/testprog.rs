@@ -48,6 +48,15 @@ mod scenarios {
         ms
     }
 
+    static LEVEL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    fn set_level(l: u32) {
+        assert!(l > 0, "level must be positive");
+        LEVEL.store(l, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn level(_: ()) -> u32 {
+        LEVEL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     #[derive(Serialize, Deserialize)]
     struct Divide {
         a: i64,
@@ -147,6 +156,145 @@ mod scenarios {
             "pingpong" => {
                 let rtt = cfutures_mpi::__raw_pingpong(2000, 40).expect("ping-pong");
                 println!("ok pingpong raw round trip {rtt:?}");
+            }
+            "spawn-init" => {
+                // An initializer runs in each worker before its first task.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(2)
+                    .initializer(set_level, 7u32)
+                    .build()
+                    .expect("spawn");
+                let fs: Vec<_> = (0..10)
+                    .map(|_| pool.submit_fn(level, ()).unwrap())
+                    .collect();
+                for f in &fs {
+                    assert_eq!(*f.result_timeout(WAIT).unwrap(), 7);
+                }
+                pool.shutdown(true, false);
+                // One that fails breaks the pool, as in Python.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .quiet_panics(true)
+                    .initializer(set_level, 0u32)
+                    .build()
+                    .expect("spawn");
+                let f = pool.submit_fn(level, ()).unwrap();
+                let e = f.result_timeout(WAIT).unwrap_err();
+                assert!(e.is_broken(), "{e:?}");
+                assert!(pool.is_broken());
+                assert!(pool.submit_fn(level, ()).unwrap_err().is_broken());
+                pool.shutdown(true, false);
+                println!("ok spawn-init");
+            }
+            "spawn-build-id" => {
+                // Identity is the executable's content, not its path or inode: a copy
+                // serves, a copy with one more byte is refused.
+                let exe = std::env::current_exe().unwrap();
+                let dir =
+                    std::env::temp_dir().join(format!("cfutures-mpi-id-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let same = dir.join("same");
+                let other = dir.join("other");
+                std::fs::copy(&exe, &same).unwrap();
+                std::fs::copy(&exe, &other).unwrap();
+                {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&other)
+                        .unwrap();
+                    f.write_all(b"\0").unwrap();
+                }
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .program(same.to_string_lossy())
+                    .build()
+                    .expect("a copy of the same build serves");
+                assert_eq!(
+                    *pool
+                        .submit_fn(square, 5)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap(),
+                    25
+                );
+                pool.shutdown(true, false);
+                let e = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .program(other.to_string_lossy())
+                    .start_timeout(Duration::from_secs(30))
+                    .build()
+                    .expect_err("another build is refused");
+                assert!(e.to_string().contains("not the same build"), "{e}");
+                let _ = std::fs::remove_dir_all(&dir);
+                println!("ok spawn-build-id");
+            }
+            "spawn-stop" => {
+                // A worker that stops answering (SIGSTOP: as a hung host or a partition) is
+                // declared lost by its missing heartbeats; the pool carries on.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(2)
+                    .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
+                    .build()
+                    .expect("spawn");
+                let victim_pid = pool.workers()[0].pid as i32;
+                // SAFETY: signalling a process of our own test.
+                assert_eq!(unsafe { libc::kill(victim_pid, libc::SIGSTOP) }, 0);
+                let t0 = Instant::now();
+                // Every task finishes: on the live worker, or failed as lost.
+                let fs: Vec<_> = (0..50u64)
+                    .map(|i| pool.submit_fn(square, i).unwrap())
+                    .collect();
+                let mut lost = 0;
+                for (i, f) in fs.iter().enumerate() {
+                    match f.result_timeout(WAIT) {
+                        Ok(v) => assert_eq!(*v, (i * i) as u64),
+                        Err(e) => {
+                            assert!(e.task_error().is_some_and(|t| t.is_worker_lost()), "{e:?}");
+                            lost += 1;
+                        }
+                    }
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10));
+                let w = pool.workers();
+                assert!(w[0].lost.is_some() && w[1].lost.is_none(), "{w:?}");
+                println!(
+                    "{lost} tasks lost with the stopped worker, in {:?}",
+                    t0.elapsed()
+                );
+                assert_eq!(
+                    *pool
+                        .submit_fn(square, 6)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap(),
+                    36
+                );
+                pool.shutdown(true, false);
+                // SAFETY: as above; the stopped worker goes now.
+                unsafe { libc::kill(victim_pid, libc::SIGKILL) };
+                println!("ok spawn-stop");
+            }
+            "comm-root1" => {
+                // Python's MPICommExecutor(comm, root=1): over a communicator the program
+                // made (here the world, initialized by the program itself).
+                let (universe, threading) = cfutures_mpi::mpi::initialize_with_threading(
+                    cfutures_mpi::mpi::Threading::Multiple,
+                )
+                .expect("MPI init");
+                assert_eq!(threading, cfutures_mpi::mpi::Threading::Multiple);
+                let world = universe.world();
+                let r = MpiPoolExecutor::builder()
+                    .quiet_panics(true)
+                    .comm(&world, 1, |pool| {
+                        basics(pool);
+                        pool.workers().len()
+                    });
+                if let Some(n) = r {
+                    assert_eq!(n, 2);
+                    println!("ok comm-root1");
+                }
+                drop(universe); // MPI_Finalize on every rank
             }
             "perf" => {
                 // A quick look at the W10 shapes (the benchmark proper is mpici's).
