@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::raw::{
-    self, Comm, Sending, CTL_CONFIG, CTL_FREE, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
+    self, Comm, Sending, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
 };
 use crate::worker::{Backoff, WORKER_ARG};
 
@@ -518,7 +518,7 @@ impl MpiPoolExecutor {
         }
     }
 
-    /// True if a worker was lost (the communicator cannot be disconnected cleanly).
+    /// True if a worker was lost.
     pub(crate) fn lost_any(&self) -> bool {
         self.shared.lock().lost_any
     }
@@ -964,7 +964,6 @@ impl Driver {
                     }
                 };
                 let fid = f.slot.future_id();
-                f.slot.finish(Outcome::Frame(ok, range), &self.buf);
                 let w = &self.workers[i];
                 self.shared.finished(
                     w.who(),
@@ -973,6 +972,7 @@ impl Driver {
                     true,
                     Some(Duration::from_nanos(h.run_ns)),
                 );
+                f.slot.finish(Outcome::Frame(ok, range), &self.buf);
             }
             wire::RES_INIT_OK => self.workers[i].ready = true,
             wire::RES_INIT_ERR => {
@@ -1045,11 +1045,11 @@ impl Driver {
                 let w = &mut self.workers[i];
                 let f = w.window.pop_front().expect("front exists");
                 let fid = f.slot.future_id();
-                f.slot
-                    .finish(Outcome::Failed(TaskError::TimeLimit { limit }), &[]);
                 let w = &self.workers[i];
                 self.shared
                     .finished(w.who(), fid, TaskOutcome::TimedOut, true, None);
+                f.slot
+                    .finish(Outcome::Failed(TaskError::TimeLimit { limit }), &[]);
                 let rank = w.rank;
                 if let Ok(s) = self
                     .comm
@@ -1072,28 +1072,35 @@ impl Driver {
             return;
         }
         w.lost = true;
-        let (rank, host) = (w.rank as u32, w.host.clone());
+        let (rank, host, pid) = (w.rank as u32, w.host.clone(), w.pid);
         let flights: Vec<Flight> = w.window.drain(..).collect();
+        // First what is known about the worker (so that whoever sees a task fail also sees
+        // the worker lost), then its tasks.
+        if let Some(c) = &w.counters {
+            self.shared.stats.worker_stopped(c, true);
+        }
+        {
+            let mut st = self.shared.lock();
+            st.lost_any = true;
+            if let Some(wi) = st.workers.iter_mut().find(|x| x.rank == rank) {
+                wi.lost = Some(why.clone());
+            }
+        }
+        let first = flights.first().map(|f| f.slot.future_id());
+        self.shared
+            .bus
+            .emit(|| Event::worker_died(rank as u64, Some(pid), None, first));
         let err = TaskError::WorkerLost {
             rank,
             host: host.as_str().into(),
             why: why.as_str().into(),
         };
-        let first = flights.first().map(|f| f.slot.future_id());
         for f in flights {
             let fid = f.slot.future_id();
-            f.slot.finish(Outcome::Failed(err.clone()), &[]);
             self.shared
                 .finished(self.workers[i].who(), fid, TaskOutcome::Lost, true, None);
+            f.slot.finish(Outcome::Failed(err.clone()), &[]);
         }
-        let w = &self.workers[i];
-        if let Some(c) = &w.counters {
-            self.shared.stats.worker_stopped(c, true);
-        }
-        let pid = w.pid;
-        self.shared
-            .bus
-            .emit(|| Event::worker_died(rank as u64, Some(pid), None, first));
         // Sends to it may never complete: give them up (keeping their buffers).
         let mut keep = Vec::new();
         for (j, s) in self.sends.drain(..) {
@@ -1104,26 +1111,13 @@ impl Driver {
             }
         }
         self.sends = keep;
-        let mut st = self.shared.lock();
-        st.lost_any = true;
-        if let Some(wi) = st.workers.iter_mut().find(|x| x.rank == rank) {
-            wi.lost = Some(why);
-        }
     }
 
     /// Tells every live worker to exit, and lets the communicator go.
     fn teardown(&mut self) {
         let exit = wire::control_frame(wire::CMD_EXIT, 0);
-        let lost_any = self.workers.iter().any(|w| w.lost);
         for i in 0..self.workers.len() {
             if !self.workers[i].lost {
-                if lost_any && self.spawned {
-                    // The communicator will be freed, not disconnected: the worker too.
-                    let free = CTL_FREE.to_le_bytes().to_vec();
-                    if let Ok(s) = self.comm.isend(free, self.workers[i].rank, TAG_CTL) {
-                        self.sends.push((i, s));
-                    }
-                }
                 if let Ok(s) = self
                     .comm
                     .isend(exit.clone(), self.workers[i].rank, TAG_FRAME)
@@ -1148,11 +1142,9 @@ impl Driver {
             s.abandon();
         }
         if self.spawned {
-            if lost_any {
-                self.comm.free();
-            } else {
-                self.comm.disconnect();
-            }
+            // Freed, not disconnected: `MPI_Comm_disconnect` waits for every rank of the
+            // other side, forever if one was lost (or dies now). The workers free theirs.
+            self.comm.free();
         }
         let _ = TAG_BEAT;
         self.shared.bus.close_with(Some(Event::shutdown()));

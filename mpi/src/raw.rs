@@ -30,9 +30,6 @@ pub(crate) const ANY: c_int = -1;
 pub(crate) const CTL_CONFIG: u64 = 1;
 /// Control: the worker ran past a time limit; exit now.
 pub(crate) const CTL_KILL: u64 = 2;
-/// Control: at the end, free the intercommunicator instead of disconnecting (the executor
-/// lost a worker, which cannot take part in a disconnect).
-pub(crate) const CTL_FREE: u64 = 3;
 
 /// A communicator handle. MPI is initialized with `MPI_THREAD_MULTIPLE`, so handles may be
 /// used from any thread; the executor still makes every call of its communicator on its
@@ -357,7 +354,7 @@ pub(crate) fn finalize() {
 /// At exit, MPI must be finalized (under `mpirun`, a process that exits without it is an
 /// abnormal termination). Bounded: a lost worker must not make the exit hang.
 extern "C" fn finalize_at_exit() {
-    crate::launch::watchdog(std::time::Duration::from_secs(10));
+    crate::launch::watchdog(crate::launch::FINALIZE_LIMIT);
     trace!("finalize at exit");
     finalize();
     trace!("finalized");

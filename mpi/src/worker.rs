@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use cfutures_remote::handshake;
 use cfutures_remote::serve::{self, ServeEnd, Transport};
 
-use crate::raw::{
-    self, Comm, CTL_CONFIG, CTL_FREE, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
-};
+use crate::raw::{self, Comm, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO};
 
 /// The first argument of a spawned worker (`MPI_Comm_spawn`'s argv).
 pub(crate) const WORKER_ARG: &str = "--cfutures-mpi-worker";
@@ -76,14 +74,9 @@ pub(crate) fn maybe_serve() {
     trace!("worker serving");
     let end = serve_comm(parent, 0);
     trace!("worker disconnect");
-    // Both sides disconnect (the executor does, after its EXIT frames), then finalize; but
-    // an executor that lost a worker frees the communicator instead, and says so.
-    drain_ctl(parent, 0);
-    if NO_DISCONNECT.load(Ordering::Relaxed) {
-        parent.free();
-    } else {
-        parent.disconnect();
-    }
+    // Freed, not disconnected (as the executor does): a disconnect waits for every rank of
+    // both sides, forever if one was lost.
+    parent.free();
     raw::finalize();
     trace!("worker finalized");
     std::process::exit(match end {
@@ -253,9 +246,6 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
     end
 }
 
-/// Set by a `CTL_FREE`: free the parent communicator rather than disconnect it.
-static NO_DISCONNECT: AtomicBool = AtomicBool::new(false);
-
 fn heartbeat(comm: Comm, master: c_int, every: Duration, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(every);
@@ -276,22 +266,18 @@ fn drain_ctl(comm: Comm, master: c_int) {
         if comm.recv(src, tag, n, &mut buf).is_err() {
             break;
         }
-        match buf
+        let word = buf
             .get(..8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
-        {
-            Some(CTL_FREE) => NO_DISCONNECT.store(true, Ordering::Relaxed),
-            Some(CTL_KILL) => {
-                let _ = writeln!(
-                    io::stderr(),
-                    "cfutures-mpi worker (pid {}): stopped by the executor (its task ran past \
-                     its time limit)",
-                    std::process::id()
-                );
-                // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
-                unsafe { libc::_exit(EXIT_KILLED) };
-            }
-            _ => {}
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+        if word == Some(CTL_KILL) {
+            let _ = writeln!(
+                io::stderr(),
+                "cfutures-mpi worker (pid {}): stopped by the executor (its task ran past its \
+                 time limit)",
+                std::process::id()
+            );
+            // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
+            unsafe { libc::_exit(EXIT_KILLED) };
         }
     }
 }

@@ -34,7 +34,10 @@ fn world_mode_killed_rank_fails_its_task() {
         "world-kill",
         90,
     );
-    assert_ok(&out, "world-kill");
+    // The executor's checks passed (`ok`); the job's end after a lost rank is bounded but
+    // best effort: MPI_Finalize, a fence over every rank, may not complete without the dead
+    // one (Open MPI 4.1 has no ULFM), and then the exit hook ends the job with MPI_Abort.
+    assert_ok_ended(&out, "world-kill");
     // Plain Open MPI: the job ends (no hang), though not with our answer.
     let out = run_mpirun(3, &[], "world-kill", 90);
     assert_ne!(out.status.code(), Some(124), "timed out: {out:?}");
