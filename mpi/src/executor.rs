@@ -9,7 +9,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use cfutures_core::{Broken, Executor, Future, Submit, SubmitError, TaskError};
+use cfutures_core::events::{
+    Event, EventBus, Events, Stats, StatsRecorder, TaskOutcome, WorkerCounters,
+};
+use cfutures_core::{Broken, Executor, Future, FutureId, Submit, SubmitError, TaskError};
 use cfutures_remote::job::{self, Encoded, IntoJob, Outcome, Slot};
 use cfutures_remote::wire::{self, ResHeader};
 use cfutures_remote::{handshake, RemoteTask};
@@ -205,6 +208,8 @@ impl Builder {
                 lost_any: false,
             }),
             cv: Condvar::new(),
+            bus: EventBus::new(),
+            stats: StatsRecorder::new(),
             config: Config {
                 time_limit: self.time_limit,
                 window: self.window,
@@ -267,11 +272,28 @@ struct Shared {
     state: Mutex<State>,
     cv: Condvar,
     config: Config,
+    bus: EventBus,
+    stats: StatsRecorder,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts and announces a task's end.
+    fn finished(
+        &self,
+        worker: Option<(&WorkerCounters, c_int)>,
+        task: FutureId,
+        outcome: TaskOutcome,
+        was_started: bool,
+        run_time: Option<Duration>,
+    ) {
+        self.stats
+            .finished(worker.map(|w| w.0), outcome, was_started, run_time);
+        self.bus
+            .emit(|| Event::finished(task, worker.map(|w| w.1 as u64), outcome, run_time));
     }
 }
 
@@ -351,6 +373,17 @@ impl MpiPoolExecutor {
     /// The workers: rank, host, pid, and whether they were lost.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared.lock().workers.clone()
+    }
+
+    /// What the executor does, as a stream of [`Event`]s (submitted, started, finished, a
+    /// worker started or lost, broken, shutdown). A worker is named by its rank.
+    pub fn events(&self) -> Events {
+        self.shared.bus.subscribe()
+    }
+
+    /// A snapshot of the executor's counts and run times.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
     }
 
     /// True once the pool broke (every worker lost, or the initializer failed).
@@ -440,6 +473,9 @@ impl MpiPoolExecutor {
         let id = st.next_id;
         st.next_id += 1;
         job::set_id(&mut frame, id);
+        let fid = slot.future_id();
+        self.shared.stats.submitted();
+        self.shared.bus.emit(|| Event::submitted(fid, None));
         st.queue.push_back(Job {
             id,
             frame,
@@ -469,7 +505,10 @@ impl MpiPoolExecutor {
         self.shared.cv.notify_one();
         drop(st);
         for j in cancelled {
+            let fid = j.slot.future_id();
             j.slot.cancel();
+            self.shared
+                .finished(None, fid, TaskOutcome::Cancelled, false, None);
         }
         if wait && thread::current().id() != self.driver_thread {
             let mut d = self.driver.lock().unwrap_or_else(|p| p.into_inner());
@@ -479,7 +518,7 @@ impl MpiPoolExecutor {
         }
     }
 
-    /// True if a worker was lost (the communicator cannot be disconnected cleanly).
+    /// True if a worker was lost.
     pub(crate) fn lost_any(&self) -> bool {
         self.shared.lock().lost_any
     }
@@ -528,6 +567,14 @@ struct W {
     limited: bool,
     /// Its last task ran long (over [`SLOW_TASK`]): it gets one task at a time.
     slow: bool,
+    pid: u32,
+    counters: Option<Arc<WorkerCounters>>,
+}
+
+impl W {
+    fn who(&self) -> Option<(&WorkerCounters, c_int)> {
+        self.counters.as_deref().map(|c| (c, self.rank))
+    }
 }
 
 /// A worker whose last task ran longer than this gets one task at a time.
@@ -592,6 +639,8 @@ impl Driver {
                     ready: false,
                     limited: false,
                     slow: false,
+                    pid: 0,
+                    counters: None,
                 })
                 .collect(),
             sends: Vec::new(),
@@ -686,6 +735,12 @@ impl Driver {
             let (pid, host) = inf.expect("all in");
             w.host = host.clone();
             w.last_heard = now;
+            w.pid = pid;
+            w.counters = Some(self.shared.stats.worker_started(w.rank as u64, Some(pid)));
+            let rank = w.rank as u64;
+            self.shared
+                .bus
+                .emit(|| Event::worker_started(rank, Some(pid)));
             infos.push(WorkerInfo {
                 rank: w.rank as u32,
                 host,
@@ -740,15 +795,8 @@ impl Driver {
             let shared = self.shared.clone();
             let mut st = shared.lock();
             if st.broken.is_none() && self.workers.iter().all(|w| w.lost) {
-                let b = Broken::new("every MPI worker of this executor was lost");
-                st.broken = Some(b.clone());
-                let q: Vec<Job> = st.queue.drain(..).collect();
                 drop(st);
-                for j in q {
-                    if j.slot.start() {
-                        j.slot.finish(Outcome::Broken(b.clone()), &[]);
-                    }
-                }
+                self.break_pool(Broken::new("every MPI worker of this executor was lost"));
                 st = shared.lock();
             }
             let dispatched = self.dispatch(&mut st);
@@ -763,7 +811,11 @@ impl Driver {
                 continue;
             }
             let idle = !in_flight && self.sends.is_empty() && st.queue.is_empty();
-            match backoff.next() {
+            // Spin (for a moment) only when an answer may come soon: a submission after a
+            // result, or a result from a worker whose tasks are short. Workers busy with long
+            // tasks are polled with sleeps: spinning would take a core from them.
+            let soon = idle || self.workers.iter().any(|w| !w.window.is_empty() && !w.slow);
+            match backoff.next_spinning(soon) {
                 Duration::ZERO => {
                     drop(st);
                     thread::yield_now();
@@ -790,6 +842,14 @@ impl Driver {
         let n = self.workers.len();
         let mut sent = false;
         let mut idle_rounds = 0;
+        // Share the queue among the workers with room (the first one must not take it all).
+        let with_room = self
+            .workers
+            .iter()
+            .filter(|w| !w.lost && w.ready && !w.limited && w.window.len() < cap)
+            .count()
+            .max(1);
+        let share = st.queue.len().div_ceil(with_room).max(1);
         while !st.queue.is_empty() && idle_rounds < n {
             let i = self.next_worker % n;
             self.next_worker = self.next_worker.wrapping_add(1);
@@ -801,7 +861,7 @@ impl Driver {
             }
             let mut batch: Vec<u8> = Vec::new();
             let mut flights = Vec::new();
-            while self.workers[i].window.len() + flights.len() < cap {
+            while self.workers[i].window.len() + flights.len() < cap && flights.len() < share {
                 let Some(front) = st.queue.front() else { break };
                 // A task with a time limit goes alone to an idle worker (so that stopping
                 // the worker stops only it).
@@ -811,9 +871,18 @@ impl Driver {
                     break;
                 }
                 let job = st.queue.pop_front().expect("not empty");
+                let fid = job.slot.future_id();
                 if !job.slot.start() {
-                    continue; // cancelled while queued
+                    // Cancelled while queued.
+                    self.shared
+                        .finished(None, fid, TaskOutcome::Cancelled, false, None);
+                    continue;
                 }
+                self.shared.stats.started();
+                let (rank, pid) = (self.workers[i].rank as u64, self.workers[i].pid);
+                self.shared
+                    .bus
+                    .emit(|| Event::started(fid, rank, Some(pid)));
                 let limited = job.limit.is_some();
                 if batch.is_empty() {
                     batch = job.frame;
@@ -845,6 +914,14 @@ impl Driver {
                 }
                 Err(e) => {
                     for f in flights {
+                        let fid = f.slot.future_id();
+                        self.shared.finished(
+                            self.workers[i].who(),
+                            fid,
+                            TaskOutcome::Err,
+                            true,
+                            None,
+                        );
                         f.slot.finish(
                             Outcome::Failed(TaskError::Codec {
                                 message: format!("cannot send the task: {e}").into(),
@@ -878,8 +955,24 @@ impl Driver {
                 if f.deadline.is_some() {
                     w.limited = false;
                 }
-                f.slot
-                    .finish(Outcome::Frame(h.kind == wire::RES_OK, range), &self.buf);
+                let ok = h.kind == wire::RES_OK;
+                let outcome = if ok {
+                    TaskOutcome::Ok
+                } else {
+                    match wire::decode::<TaskError>(&self.buf[range.clone()]) {
+                        Ok(e) | Err(e) => TaskOutcome::of_error(&e),
+                    }
+                };
+                let fid = f.slot.future_id();
+                let w = &self.workers[i];
+                self.shared.finished(
+                    w.who(),
+                    fid,
+                    outcome,
+                    true,
+                    Some(Duration::from_nanos(h.run_ns)),
+                );
+                f.slot.finish(Outcome::Frame(ok, range), &self.buf);
             }
             wire::RES_INIT_OK => self.workers[i].ready = true,
             wire::RES_INIT_ERR => {
@@ -901,19 +994,32 @@ impl Driver {
 
     fn break_pool(&mut self, b: Broken) {
         let mut st = self.shared.lock();
-        if st.broken.is_none() {
-            st.broken = Some(b.clone());
+        if st.broken.is_some() {
+            return;
         }
+        st.broken = Some(b.clone());
         let q: Vec<Job> = st.queue.drain(..).collect();
         drop(st);
+        let reason = b.to_string();
+        self.shared.bus.emit(|| Event::broken(reason));
         for j in q {
+            let fid = j.slot.future_id();
             if j.slot.start() {
                 j.slot.finish(Outcome::Broken(b.clone()), &[]);
+                self.shared
+                    .finished(None, fid, TaskOutcome::Broken, false, None);
+            } else {
+                self.shared
+                    .finished(None, fid, TaskOutcome::Cancelled, false, None);
             }
         }
-        for w in &mut self.workers {
-            for f in w.window.drain(..) {
+        for i in 0..self.workers.len() {
+            let flights: Vec<Flight> = self.workers[i].window.drain(..).collect();
+            for f in flights {
+                let fid = f.slot.future_id();
                 f.slot.finish(Outcome::Broken(b.clone()), &[]);
+                self.shared
+                    .finished(self.workers[i].who(), fid, TaskOutcome::Broken, true, None);
             }
         }
     }
@@ -938,6 +1044,10 @@ impl Driver {
             if let Some((_, limit)) = over {
                 let w = &mut self.workers[i];
                 let f = w.window.pop_front().expect("front exists");
+                let fid = f.slot.future_id();
+                let w = &self.workers[i];
+                self.shared
+                    .finished(w.who(), fid, TaskOutcome::TimedOut, true, None);
                 f.slot
                     .finish(Outcome::Failed(TaskError::TimeLimit { limit }), &[]);
                 let rank = w.rank;
@@ -962,14 +1072,33 @@ impl Driver {
             return;
         }
         w.lost = true;
-        let (rank, host) = (w.rank as u32, w.host.clone());
+        let (rank, host, pid) = (w.rank as u32, w.host.clone(), w.pid);
         let flights: Vec<Flight> = w.window.drain(..).collect();
+        // First what is known about the worker (so that whoever sees a task fail also sees
+        // the worker lost), then its tasks.
+        if let Some(c) = &w.counters {
+            self.shared.stats.worker_stopped(c, true);
+        }
+        {
+            let mut st = self.shared.lock();
+            st.lost_any = true;
+            if let Some(wi) = st.workers.iter_mut().find(|x| x.rank == rank) {
+                wi.lost = Some(why.clone());
+            }
+        }
+        let first = flights.first().map(|f| f.slot.future_id());
+        self.shared
+            .bus
+            .emit(|| Event::worker_died(rank as u64, Some(pid), None, first));
         let err = TaskError::WorkerLost {
             rank,
             host: host.as_str().into(),
             why: why.as_str().into(),
         };
         for f in flights {
+            let fid = f.slot.future_id();
+            self.shared
+                .finished(self.workers[i].who(), fid, TaskOutcome::Lost, true, None);
             f.slot.finish(Outcome::Failed(err.clone()), &[]);
         }
         // Sends to it may never complete: give them up (keeping their buffers).
@@ -982,11 +1111,6 @@ impl Driver {
             }
         }
         self.sends = keep;
-        let mut st = self.shared.lock();
-        st.lost_any = true;
-        if let Some(wi) = st.workers.iter_mut().find(|x| x.rank == rank) {
-            wi.lost = Some(why);
-        }
     }
 
     /// Tells every live worker to exit, and lets the communicator go.
@@ -1017,14 +1141,12 @@ impl Driver {
         for (_, s) in self.sends.drain(..) {
             s.abandon();
         }
-        let lost_any = self.workers.iter().any(|w| w.lost);
         if self.spawned {
-            if lost_any {
-                self.comm.free();
-            } else {
-                self.comm.disconnect();
-            }
+            // Freed, not disconnected: `MPI_Comm_disconnect` waits for every rank of the
+            // other side, forever if one was lost (or dies now). The workers free theirs.
+            self.comm.free();
         }
         let _ = TAG_BEAT;
+        self.shared.bus.close_with(Some(Event::shutdown()));
     }
 }

@@ -58,15 +58,13 @@ impl Builder {
     pub fn world<R>(self, f: impl FnOnce(&MpiPoolExecutor) -> R) -> Option<R> {
         let owned = raw::ensure_init().unwrap_or_else(|e| panic!("cfutures-mpi: {e}"));
         let (r, lost) = over(self, Comm::world(), 0, f);
-        if owned {
-            if lost {
-                // With a lost rank, MPI_Finalize returns when Open MPI runs with recovery
-                // (`mpirun --enable-recovery`, as it must for the job to outlive a rank), but
-                // a rank cut off by the network can make it wait forever: bound it.
-                watchdog(Duration::from_secs(10));
-            }
+        if owned && !lost {
             raw::finalize();
         }
+        // With a lost rank, MPI_Finalize (a fence over every rank of the job) sometimes
+        // waits forever even under `--enable-recovery`: it is left to the exit hook, which
+        // bounds it (and then ends the job with MPI_Abort), so that the caller gets its value
+        // first.
         r
     }
 
@@ -109,6 +107,9 @@ fn over<R>(
         (None, false)
     }
 }
+
+/// How long MPI_Finalize may take at exit before the job is ended with MPI_Abort.
+pub(crate) const FINALIZE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Ends the process if it is still running `limit` from now (with the job's other ranks:
 /// `mpirun` ends the job when a rank exits without finalizing).

@@ -354,7 +354,7 @@ pub(crate) fn finalize() {
 /// At exit, MPI must be finalized (under `mpirun`, a process that exits without it is an
 /// abnormal termination). Bounded: a lost worker must not make the exit hang.
 extern "C" fn finalize_at_exit() {
-    crate::launch::watchdog(std::time::Duration::from_secs(10));
+    crate::launch::watchdog(crate::launch::FINALIZE_LIMIT);
     trace!("finalize at exit");
     finalize();
     trace!("finalized");

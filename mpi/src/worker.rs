@@ -74,8 +74,9 @@ pub(crate) fn maybe_serve() {
     trace!("worker serving");
     let end = serve_comm(parent, 0);
     trace!("worker disconnect");
-    // Both sides disconnect (the executor does, after its EXIT frames), then finalize.
-    parent.disconnect();
+    // Freed, not disconnected (as the executor does): a disconnect waits for every rank of
+    // both sides, forever if one was lost.
+    parent.free();
     raw::finalize();
     trace!("worker finalized");
     std::process::exit(match end {
@@ -110,7 +111,12 @@ impl Backoff {
     }
     /// How long to pause now (zero: just yield).
     pub(crate) fn next(&mut self) -> Duration {
-        if self.last.elapsed() < SPIN {
+        self.next_spinning(true)
+    }
+    /// [`next`](Self::next), without the spinning phase if `spin` is false (nothing is
+    /// expected soon: spinning would only take a core from the tasks).
+    pub(crate) fn next_spinning(&mut self, spin: bool) -> Duration {
+        if spin && self.last.elapsed() < SPIN {
             return Duration::ZERO;
         }
         let s = self.sleep;
@@ -241,7 +247,6 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
 }
 
 fn heartbeat(comm: Comm, master: c_int, every: Duration, stop: &AtomicBool) {
-    let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(every);
         if stop.load(Ordering::Relaxed) {
@@ -250,20 +255,29 @@ fn heartbeat(comm: Comm, master: c_int, every: Duration, stop: &AtomicBool) {
         if comm.send(&[], master, TAG_BEAT).is_err() {
             break;
         }
-        while let Some((src, tag, n)) = comm.iprobe(master, TAG_CTL) {
-            if comm.recv(src, tag, n, &mut buf).is_err() {
-                break;
-            }
-            if buf.len() >= 8 && u64::from_le_bytes(buf[..8].try_into().expect("8")) == CTL_KILL {
-                let _ = writeln!(
-                    io::stderr(),
-                    "cfutures-mpi worker (pid {}): stopped by the executor (its task ran past \
-                     its time limit)",
-                    std::process::id()
-                );
-                // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
-                unsafe { libc::_exit(EXIT_KILLED) };
-            }
+        drain_ctl(comm, master);
+    }
+}
+
+/// Obeys the executor's control messages.
+fn drain_ctl(comm: Comm, master: c_int) {
+    let mut buf = Vec::new();
+    while let Some((src, tag, n)) = comm.iprobe(master, TAG_CTL) {
+        if comm.recv(src, tag, n, &mut buf).is_err() {
+            break;
+        }
+        let word = buf
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+        if word == Some(CTL_KILL) {
+            let _ = writeln!(
+                io::stderr(),
+                "cfutures-mpi worker (pid {}): stopped by the executor (its task ran past its \
+                 time limit)",
+                std::process::id()
+            );
+            // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
+            unsafe { libc::_exit(EXIT_KILLED) };
         }
     }
 }

@@ -48,3 +48,32 @@ fn spawn_mode_under_mpirun_n_1() {
         "start-task-shutdown",
     );
 }
+
+/// An initializer runs in each worker first; one that fails breaks the pool.
+#[test]
+fn spawn_mode_initializer() {
+    if skip() {
+        return;
+    }
+    assert_ok(&run_alone("spawn-init", 90), "spawn-init");
+}
+
+/// The handshake's build identity is a hash of the executable: a copy elsewhere serves, a
+/// different build is refused (the executor's start fails with the reason).
+#[test]
+fn spawn_mode_build_identity_is_the_executable_content() {
+    if skip() {
+        return;
+    }
+    assert_ok(&run_alone("spawn-build-id", 90), "spawn-build-id");
+}
+
+/// A worker that stops answering (SIGSTOP, as a hung host or a cut network) is declared
+/// lost by its missing heartbeats: its tasks fail with `WorkerLost`, the others finish.
+#[test]
+fn spawn_mode_silent_worker_is_lost() {
+    if skip() {
+        return;
+    }
+    assert_ok(&run_alone("spawn-stop", 90), "spawn-stop");
+}

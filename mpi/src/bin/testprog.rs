@@ -48,6 +48,15 @@ mod scenarios {
         ms
     }
 
+    static LEVEL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    fn set_level(l: u32) {
+        assert!(l > 0, "level must be positive");
+        LEVEL.store(l, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn level(_: ()) -> u32 {
+        LEVEL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     #[derive(Serialize, Deserialize)]
     struct Divide {
         a: i64,
@@ -148,12 +157,151 @@ mod scenarios {
                 let rtt = cfutures_mpi::__raw_pingpong(2000, 40).expect("ping-pong");
                 println!("ok pingpong raw round trip {rtt:?}");
             }
+            "spawn-init" => {
+                // An initializer runs in each worker before its first task.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(2)
+                    .initializer(set_level, 7u32)
+                    .build()
+                    .expect("spawn");
+                let fs: Vec<_> = (0..10)
+                    .map(|_| pool.submit_fn(level, ()).unwrap())
+                    .collect();
+                for f in &fs {
+                    assert_eq!(*f.result_timeout(WAIT).unwrap(), 7);
+                }
+                pool.shutdown(true, false);
+                // One that fails breaks the pool, as in Python.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .quiet_panics(true)
+                    .initializer(set_level, 0u32)
+                    .build()
+                    .expect("spawn");
+                let f = pool.submit_fn(level, ()).unwrap();
+                let e = f.result_timeout(WAIT).unwrap_err();
+                assert!(e.is_broken(), "{e:?}");
+                assert!(pool.is_broken());
+                assert!(pool.submit_fn(level, ()).unwrap_err().is_broken());
+                pool.shutdown(true, false);
+                println!("ok spawn-init");
+            }
+            "spawn-build-id" => {
+                // Identity is the executable's content, not its path or inode: a copy
+                // serves, a copy with one more byte is refused.
+                let exe = std::env::current_exe().unwrap();
+                let dir =
+                    std::env::temp_dir().join(format!("cfutures-mpi-id-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let same = dir.join("same");
+                let other = dir.join("other");
+                std::fs::copy(&exe, &same).unwrap();
+                std::fs::copy(&exe, &other).unwrap();
+                {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&other)
+                        .unwrap();
+                    f.write_all(b"\0").unwrap();
+                }
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .program(same.to_string_lossy())
+                    .build()
+                    .expect("a copy of the same build serves");
+                assert_eq!(
+                    *pool
+                        .submit_fn(square, 5)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap(),
+                    25
+                );
+                pool.shutdown(true, false);
+                let e = MpiPoolExecutor::builder()
+                    .max_workers(1)
+                    .program(other.to_string_lossy())
+                    .start_timeout(Duration::from_secs(30))
+                    .build()
+                    .expect_err("another build is refused");
+                assert!(e.to_string().contains("not the same build"), "{e}");
+                let _ = std::fs::remove_dir_all(&dir);
+                println!("ok spawn-build-id");
+            }
+            "spawn-stop" => {
+                // A worker that stops answering (SIGSTOP: as a hung host or a partition) is
+                // declared lost by its missing heartbeats; the pool carries on.
+                let pool = MpiPoolExecutor::builder()
+                    .max_workers(2)
+                    .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
+                    .build()
+                    .expect("spawn");
+                let victim_pid = pool.workers()[0].pid as i32;
+                // SAFETY: signalling a process of our own test.
+                assert_eq!(unsafe { libc::kill(victim_pid, libc::SIGSTOP) }, 0);
+                let t0 = Instant::now();
+                // Every task finishes: on the live worker, or failed as lost.
+                let fs: Vec<_> = (0..50u64)
+                    .map(|i| pool.submit_fn(square, i).unwrap())
+                    .collect();
+                let mut lost = 0;
+                for (i, f) in fs.iter().enumerate() {
+                    match f.result_timeout(WAIT) {
+                        Ok(v) => assert_eq!(*v, (i * i) as u64),
+                        Err(e) => {
+                            assert!(e.task_error().is_some_and(|t| t.is_worker_lost()), "{e:?}");
+                            lost += 1;
+                        }
+                    }
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10));
+                let w = pool.workers();
+                assert!(w[0].lost.is_some() && w[1].lost.is_none(), "{w:?}");
+                println!(
+                    "{lost} tasks lost with the stopped worker, in {:?}",
+                    t0.elapsed()
+                );
+                assert_eq!(
+                    *pool
+                        .submit_fn(square, 6)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap(),
+                    36
+                );
+                pool.shutdown(true, false);
+                // SAFETY: as above; the stopped worker goes now.
+                unsafe { libc::kill(victim_pid, libc::SIGKILL) };
+                println!("ok spawn-stop");
+            }
+            "comm-root1" => {
+                // Python's MPICommExecutor(comm, root=1): over a communicator the program
+                // made (here the world, initialized by the program itself).
+                let (universe, threading) = cfutures_mpi::mpi::initialize_with_threading(
+                    cfutures_mpi::mpi::Threading::Multiple,
+                )
+                .expect("MPI init");
+                assert_eq!(threading, cfutures_mpi::mpi::Threading::Multiple);
+                let world = universe.world();
+                let r = MpiPoolExecutor::builder()
+                    .quiet_panics(true)
+                    .comm(&world, 1, |pool| {
+                        basics(pool);
+                        pool.workers().len()
+                    });
+                if let Some(n) = r {
+                    assert_eq!(n, 2);
+                    println!("ok comm-root1");
+                }
+                drop(universe); // MPI_Finalize on every rank
+            }
             "perf" => {
                 // A quick look at the W10 shapes (the benchmark proper is mpici's).
                 let window: usize = std::env::var("CFUTURES_MPI_WINDOW")
                     .ok()
                     .and_then(|v| v.parse().ok())
-                    .unwrap_or(2);
+                    .unwrap_or(8);
                 let pool = MpiPoolExecutor::builder()
                     .max_workers(2)
                     .window(window)
@@ -169,13 +317,21 @@ mod scenarios {
                 }
                 let per_task = t0.elapsed() / 10_000;
                 let t0 = Instant::now();
+                let mut each = Vec::with_capacity(2000);
                 for i in 0..2000u64 {
+                    let t = Instant::now();
                     pool.submit_fn(square, i)
                         .unwrap()
                         .result_timeout(WAIT)
                         .unwrap();
+                    each.push(t.elapsed());
                 }
                 let rtt = t0.elapsed() / 2000;
+                each.sort_unstable();
+                println!(
+                    "round trips: min {:?}, median {:?}, p90 {:?}, max {:?}",
+                    each[0], each[1000], each[1800], each[1999]
+                );
                 let t0 = Instant::now();
                 let n = pool
                     .map_builder()
@@ -193,9 +349,15 @@ mod scenarios {
     }
 
     fn basics(pool: &MpiPoolExecutor) {
-        // Results, from other processes.
+        // Results, from other processes; and the events they make.
+        let events = pool.events();
         let f = pool.submit_fn(square, 12).unwrap();
         assert_eq!(*f.result_timeout(WAIT).unwrap(), 144);
+        let kinds: Vec<&str> = (0..3)
+            .map(|_| events.recv_timeout(WAIT).expect("an event").kind())
+            .collect();
+        assert_eq!(kinds, ["submitted", "started", "finished"]);
+        drop(events);
         let p = *pool
             .submit_fn(pid, ())
             .unwrap()
@@ -305,6 +467,8 @@ mod scenarios {
         let f = pool.submit_fn(sleep_ms, 200).unwrap();
         assert!(f.result_timeout(Duration::from_millis(1)).is_err());
         assert_eq!(*f.result_timeout(WAIT).unwrap(), 200);
+        let stats = pool.stats();
+        assert!(stats.succeeded > 2000 && stats.failed >= 2, "{stats:?}");
     }
 
     fn shutdown_checks(pool: &MpiPoolExecutor) {
@@ -350,6 +514,7 @@ mod scenarios {
             .find(|w| w.pid == pid as u32)
             .expect("a worker")
             .rank;
+        let events = pool.events();
         // SAFETY: sending a signal to a process of our own test.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
         let killed = Instant::now();
@@ -366,6 +531,23 @@ mod scenarios {
             other => panic!("expected WorkerLost, got {other:?}"),
         }
         println!("detected the killed worker (rank {rank}) in {took:?}");
+        // Its events: the worker died (its rank), the task finished as lost.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        let complete = |seen: &[cfutures_core::Event]| {
+            seen.iter()
+                .any(|e| e.kind() == "worker died" && e.worker() == Some(rank as u64))
+                && seen
+                    .iter()
+                    .any(|e| e.outcome() == Some(cfutures_core::TaskOutcome::Lost))
+        };
+        while !complete(&seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match events.recv_timeout(left) {
+                Ok(e) => seen.push(e),
+                Err(_) => panic!("events missing: {seen:?}"),
+            }
+        }
         // The pool carries on with the others.
         assert_eq!(
             *pool

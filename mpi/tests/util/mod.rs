@@ -97,3 +97,24 @@ pub fn assert_ok(out: &Output, scenario: &str) {
         out.status
     );
 }
+
+/// As [`assert_ok`], but the exit status may be a failure (the job ended by MPI_Abort after
+/// the checks passed); it must not be `timeout`'s.
+pub fn assert_ok_ended(out: &Output, scenario: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "--- {scenario}: {:?}\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    assert!(
+        !matches!(out.status.code(), Some(124) | Some(137)),
+        "{scenario} timed out (killed by `timeout`)"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("ok {scenario}"))),
+        "{scenario} did not pass"
+    );
+}
