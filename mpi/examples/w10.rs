@@ -39,6 +39,7 @@ mod bench {
 
     use cfutures_combinators::ExecutorExt;
     use cfutures_mpi::mpi;
+    use cfutures_mpi::mpi::topology::MergeOrder;
     use cfutures_mpi::mpi::traits::*;
     use cfutures_mpi::MpiPoolExecutor;
 
@@ -106,7 +107,7 @@ mod bench {
         let (universe, threading) =
             mpi::initialize_with_threading(mpi::Threading::Multiple).expect("MPI initializes");
         assert_eq!(threading, mpi::Threading::Multiple);
-        let raw = raw_pingpong(&universe, sizes.trips);
+        let (raw, rt_same) = raw_pingpong(&universe, sizes.trips);
         // The crate's own baseline: the same exchange through its MPI layer (a polling
         // receive, `MPI_Iprobe`), one echo peer.
         let raw_crate = median(
@@ -133,7 +134,7 @@ mod bench {
                 .map(|_| throughput(&pool, sizes.tasks))
                 .collect(),
         );
-        let rt = round_trip(&pool, sizes.trips);
+        let rt = round_trip(&pool, sizes.trips, "spawn mode");
         let map = map_ms(&pool, sizes.map_items);
         let kill = killed_worker(&pool);
         pool.shutdown(true, false);
@@ -144,7 +145,7 @@ mod bench {
         println!();
         println!("| W10 | cfutures-mpi | target | mpi4py.futures (same run) | ratio |");
         println!("|---|---|---|---|---|");
-        println!("| raw rsmpi ping-pong (spawn intercomm, 40 B, blocking receive) | {raw:.1} µs / round trip | — | — | — |");
+        println!("| raw rsmpi ping-pong (2 spawned children, merged communicator, 40 B, blocking receive) | {raw:.1} µs / round trip | — | — | — |");
         println!("| raw ping-pong, cfutures-mpi's layer (40 B, `MPI_Iprobe` poll) | {raw_crate:.1} µs / round trip | — | — | — |");
         println!(
             "| throughput, {} tiny tasks | {thr:.2} µs / task ({}) | ≤ 15 µs | {} | {} |",
@@ -161,6 +162,11 @@ mod bench {
             ok(rt / floor, 2.0),
             fmt_py(py.rt, "µs"),
             ratio(py.rt, rt)
+        );
+        println!(
+            "| round trip over the ping-pong's own communicator (`cfutures_mpi::comm`) | {rt_same:.1} µs = {:.2}× that ping-pong ({}) | ≤ 2× | — | — |",
+            rt_same / raw,
+            ok(rt_same / raw, 2.0)
         );
         println!(
             "| map `x*2`, {} items, chunksize 1000 | {map:.1} ms ({}) | ≤ 60 ms | {} | {} |",
@@ -232,14 +238,15 @@ mod bench {
             .join(" ")
     }
 
-    // ---- raw ping-pong ----
+    // ---- raw ping-pong, then the executor over the same communicator ----
 
     fn raw_child() {
         let (universe, _) =
             mpi::initialize_with_threading(mpi::Threading::Multiple).expect("MPI initializes");
         let world = universe.world();
         let parent = world.parent().expect("spawned by the benchmark");
-        let p = parent.process_at_rank(0);
+        let merged = parent.merge(MergeOrder::High);
+        let p = merged.process_at_rank(0);
         loop {
             let (msg, _) = p.receive_vec::<u8>();
             if msg.is_empty() {
@@ -247,6 +254,9 @@ mod bench {
             }
             p.send(&msg[..]);
         }
+        // Then serve the executor that the parent runs over this same communicator.
+        cfutures_mpi::comm(&merged, 0, |_| ());
+        drop(merged);
         disconnect(parent);
         drop(universe);
     }
@@ -261,8 +271,12 @@ mod bench {
         }
     }
 
-    /// Mean µs per round trip of 16 bytes, each of 2 spawned children in turn.
-    fn raw_pingpong(universe: &mpi::environment::Universe, trips: u32) -> f64 {
+    /// The raw ping-pong: 2 spawned children, their spawn intercommunicator merged into one
+    /// communicator (this process rank 0, the children 1 and 2), 40-byte messages. Then
+    /// the executor over that same communicator (`cfutures_mpi::comm`, the children serve):
+    /// its round trip, one task at a time. Returns (ping-pong, executor round trip), in µs,
+    /// median blocks.
+    fn raw_pingpong(universe: &mpi::environment::Universe, trips: u32) -> (f64, f64) {
         let world = universe.world();
         let mut exe = Command::new(std::env::current_exe().unwrap());
         exe.arg(RAW_ARG);
@@ -270,9 +284,10 @@ mod bench {
             .process_at_rank(0)
             .spawn(&exe, 2)
             .expect("spawn the raw children");
+        let merged = child.merge(MergeOrder::Low);
         let msg = [7u8; 40];
-        for r in 0..2 {
-            let c = child.process_at_rank(r);
+        for r in 1..=2 {
+            let c = merged.process_at_rank(r);
             for _ in 0..100 {
                 c.send(&msg[..]);
                 let _ = c.receive_vec::<u8>();
@@ -284,7 +299,7 @@ mod bench {
         let mut per = [Vec::new(), Vec::new()];
         for _ in 0..BLOCKS {
             for (r, v) in per.iter_mut().enumerate() {
-                let c = child.process_at_rank(r as i32);
+                let c = merged.process_at_rank(r as i32 + 1);
                 let t = Instant::now();
                 for _ in 0..block {
                     c.send(&msg[..]);
@@ -293,10 +308,9 @@ mod bench {
                 v.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(block));
             }
         }
-        for r in 0..2 {
-            child.process_at_rank(r).send(&[0u8; 0][..]);
+        for r in 1..=2 {
+            merged.process_at_rank(r).send(&[0u8; 0][..]);
         }
-        disconnect(child);
         let all: Vec<f64> = per.iter().flatten().copied().collect();
         println!(
             "raw ping-pong: median {:.1} µs per round trip (blocks of {block}: child 0 {:.1?}, child 1 {:.1?})",
@@ -304,7 +318,19 @@ mod bench {
             per[0],
             per[1]
         );
-        median(all)
+        let same = cfutures_mpi::comm(&merged, 0, |pool| {
+            for i in 0..100 {
+                pool.submit_fn(square, i)
+                    .unwrap()
+                    .result_timeout(WAIT)
+                    .unwrap();
+            }
+            round_trip(pool, trips, "comm over the ping-pong's communicator")
+        })
+        .expect("rank 0 runs the executor");
+        drop(merged);
+        disconnect(child);
+        (median(all), same)
     }
 
     // ---- the executor ----
@@ -318,7 +344,7 @@ mod bench {
         t.elapsed().as_secs_f64() * 1e6 / n as f64
     }
 
-    fn round_trip(pool: &MpiPoolExecutor, trips: u32) -> f64 {
+    fn round_trip(pool: &MpiPoolExecutor, trips: u32, what: &str) -> f64 {
         let block = (trips / BLOCKS).max(1);
         let mut per = Vec::new();
         for _ in 0..BLOCKS {
@@ -335,7 +361,7 @@ mod bench {
             }
             per.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(block));
         }
-        println!("round trip: blocks of {block}: {per:.1?}");
+        println!("round trip ({what}): blocks of {block}: {per:.1?}");
         median(per)
     }
 
