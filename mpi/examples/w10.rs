@@ -9,10 +9,13 @@
 //! (`mpi/bench.sh` sets that environment and runs it; `.ci/mpi.sh` runs it with `--quick`.)
 //!
 //! * raw ping-pong: rsmpi send/receive of 40 bytes (a tiny task's frame) between this
-//!   process and a spawned child, over a spawn intercommunicator (the executor's kind:
-//!   parent↔child over TCP), 2 children alternating in blocks; and the same through the
-//!   crate's own MPI layer (`__raw_pingpong`, polling with `MPI_Iprobe` as the executor's
-//!   driver does) — the floor for one round trip (the faster of the two is the reference);
+//!   process and 2 spawned children (their spawn intercommunicator merged into one
+//!   communicator; the executor's kind of link: parent↔child over TCP), the children
+//!   alternating in blocks; then the executor over that same communicator
+//!   (`cfutures_mpi::comm`, the children serve it): its round trip ÷ that ping-pong. And the
+//!   same ping-pong through the crate's own MPI layer (`__raw_pingpong`, polling with
+//!   `MPI_Iprobe` as the executor's driver does). The faster of the two ping-pongs is the
+//!   reference of the spawn-mode round trip;
 //! * W10 throughput: 10,000 tiny tasks (`square`) submitted, then all collected;
 //! * W10 round trip: one tiny task at a time (÷ the raw ping-pong);
 //! * W10 map: `map(double)` over 1M items, chunksize 1000;
