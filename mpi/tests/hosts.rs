@@ -1,8 +1,9 @@
-//! Three hosts on this machine (network namespaces, `tests/netns`): the spawn-mode executor
-//! started under `mpirun -n 1` on host h1 places its two workers on h2 and h3 (asserted on the
-//! hostnames the workers and their tasks report), and a link taken down mid-run (h3's cable
-//! pulled) ends in `WorkerLost` errors on that worker's futures, not a hang; the pool goes on
-//! with the worker on h2.
+//! Three hosts on this machine (network namespaces, `tests/netns`), in both launch modes:
+//! spawn (`mpirun -n 1` on host h1, the executor spawns 2 workers, which MPI places on h2 and
+//! h3) and world (`mpirun -n 3`, rank 0 on h1 the executor, ranks 1-2 on h2 and h3). Each
+//! asserts on the hostnames the workers and their tasks report, then a link is taken down
+//! mid-run (h3's cable pulled): that worker's futures end in `WorkerLost` errors naming h3,
+//! not a hang; the pool goes on with the worker on h2, and the master process exits.
 //!
 //! `harness = false`: the same binary is the test (no arguments), the program `mpirun` starts
 //! on h1 (`CFUTURES_HOSTS_ROLE=master`), and the spawned workers (`cfutures_mpi::init`).
@@ -83,7 +84,7 @@ mod real {
         }
     }
 
-    pub(crate) fn master() {
+    fn report() -> Report {
         let dir = std::env::var(DIR).expect("CFUTURES_HOSTS_DIR");
         let mut r = Report(
             std::fs::OpenOptions::new()
@@ -93,15 +94,37 @@ mod real {
                 .expect("open the report"),
         );
         r.line(&format!("master {} {}", std::process::id(), hostname(())));
-        let t0 = Instant::now();
-        let pool = MpiPoolExecutor::builder()
-            .max_workers(2)
+        r
+    }
+
+    /// The program `mpirun` starts: spawn mode (`mpirun -n 1`, the executor spawns its 2
+    /// workers, which MPI places on h2 and h3) or world mode (`mpirun -n 3`, rank 0 the
+    /// executor, ranks 1 and 2 on h2 and h3 serve it).
+    pub(crate) fn master() {
+        let builder = MpiPoolExecutor::builder()
             .heartbeat(Duration::from_millis(200), Duration::from_secs(1))
             .start_timeout(WAIT)
-            .quiet_panics(true)
-            .build()
-            .expect("spawn 2 workers over the hosts");
-        r.line(&format!("started {:?}", t0.elapsed()));
+            .quiet_panics(true);
+        if std::env::var(ROLE).as_deref() == Ok("world") {
+            builder.world(|pool| {
+                let mut r = report();
+                r.line("started (world)");
+                checks(pool, r);
+            });
+        } else {
+            let mut r = report();
+            let t0 = Instant::now();
+            let pool = builder
+                .max_workers(2)
+                .build()
+                .expect("spawn 2 workers over the hosts");
+            r.line(&format!("started {:?}", t0.elapsed()));
+            checks(&pool, r);
+        }
+    }
+
+    fn checks(pool: &MpiPoolExecutor, mut r: Report) {
+        let dir = std::env::var(DIR).expect("CFUTURES_HOSTS_DIR");
         for w in pool.workers() {
             r.line(&format!("worker {} {} {}", w.rank, w.host, w.pid));
         }
@@ -191,10 +214,9 @@ mod real {
         pool.shutdown(true, false);
         r.line(&format!("shutdown {:?}", t.elapsed()));
         r.line("done");
-        drop(pool);
     }
 
-    // ---- the test: sets up the hosts, runs mpirun on h1, pulls h3's cable ----
+    // ---- the test: sets up the hosts, runs mpirun on h1 (spawn, then world), pulls h3's cable ----
 
     pub(crate) fn main() {
         let t0 = Instant::now();
@@ -203,26 +225,29 @@ mod real {
             println!("test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
             return;
         }
-        println!("test three_hosts_spawn_placement_and_partition ...");
-        let result = std::panic::catch_unwind(three_hosts);
-        match result {
-            Ok(()) => {
-                println!("test three_hosts_spawn_placement_and_partition ... ok");
-                println!(
-                    "\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered \
-                     out; finished in {:.2}s",
-                    t0.elapsed().as_secs_f64()
-                );
+        let mut failed = 0;
+        for (name, mode) in [
+            ("three_hosts_spawn_placement_and_partition", "spawn"),
+            ("three_hosts_world_placement_and_partition", "world"),
+        ] {
+            println!("test {name} ...");
+            match std::panic::catch_unwind(|| three_hosts(mode)) {
+                Ok(()) => println!("test {name} ... ok"),
+                Err(_) => {
+                    println!("test {name} ... FAILED");
+                    failed += 1;
+                }
             }
-            Err(_) => {
-                println!("test three_hosts_spawn_placement_and_partition ... FAILED");
-                println!(
-                    "\ntest result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 \
-                     filtered out; finished in {:.2}s",
-                    t0.elapsed().as_secs_f64()
-                );
-                std::process::exit(101);
-            }
+        }
+        println!(
+            "\ntest result: {}. {} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered \
+             out; finished in {:.2}s",
+            if failed == 0 { "ok" } else { "FAILED" },
+            2 - failed,
+            t0.elapsed().as_secs_f64()
+        );
+        if failed > 0 {
+            std::process::exit(101);
         }
     }
 
@@ -230,7 +255,7 @@ mod real {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
-    fn three_hosts() {
+    fn three_hosts(mode: &str) {
         // Dropped last (after `child` is reaped or killed): deletes the namespaces, killing
         // whatever still runs inside (orted, workers, a partitioned mpirun).
         let hosts = Hosts::up(3).expect("set up three hosts");
@@ -238,13 +263,8 @@ mod real {
         let report = dir.join("report");
         let dir_s = dir.display().to_string();
         let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = hosts.mpirun(
-            MPIRUN_SECS,
-            1,
-            &[(ROLE, "master"), (DIR, &dir_s)],
-            &exe,
-            &[],
-        );
+        let np = if mode == "world" { 3 } else { 1 };
+        let mut cmd = hosts.mpirun(MPIRUN_SECS, np, &[(ROLE, mode), (DIR, &dir_s)], &exe, &[]);
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
             .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
