@@ -6,7 +6,7 @@
 //! not a hang; the pool goes on with the worker on h2, and the master process exits.
 //!
 //! `harness = false`: the same binary is the test (no arguments), the program `mpirun` starts
-//! on h1 (`CFUTURES_HOSTS_ROLE=master`), and the spawned workers (`cfutures_mpi::init`).
+//! (`CFUTURES_HOSTS_ROLE=spawn|world`), and the spawned workers (`cfutures_mpi::init`).
 //! Skipped, with the reason printed, without the `mpi` feature, without root, `ip`,
 //! `unshare` or Open MPI, or where a network namespace cannot be created. Every MPI process
 //! runs under `timeout -k 10`; every namespace is deleted at the end, and every process left
