@@ -62,7 +62,7 @@ impl Default for Builder {
             max_workers: None,
             init: None,
             time_limit: None,
-            window: 8,
+            window: 64,
             beat: Duration::from_millis(200),
             lost_after: Duration::from_millis(1000),
             start_timeout: Duration::from_secs(60),
@@ -108,11 +108,12 @@ impl Builder {
         self
     }
 
-    /// How many tasks may be on their way to (or queued at) one worker at once (default 8;
-    /// at least 1). More hides the network's latency for tiny tasks (they travel several to
-    /// a message); the tasks sent to a worker are running as far as `cancel` is concerned.
-    /// A worker whose last task ran longer than 2 ms gets one task at a time (long tasks are
-    /// then balanced across workers, as with Python's pools).
+    /// At most how many tasks may be on their way to (or queued at) one worker at once
+    /// (default 64; at least 1). A new worker gets 2; each result of a short task doubles its
+    /// share (up to this), and a task that ran longer than 2 ms brings it back to 1: tiny
+    /// tasks travel many to a message and hide the network's latency, long tasks are
+    /// balanced across workers as with Python's pools. The tasks sent to a worker are
+    /// running as far as `cancel` is concerned.
     pub fn window(mut self, n: usize) -> Self {
         self.window = n.max(1);
         self
@@ -565,8 +566,9 @@ struct W {
     ready: bool,
     /// The window holds a task with a time limit: nothing else is sent behind it.
     limited: bool,
-    /// Its last task ran long (over [`SLOW_TASK`]): it gets one task at a time.
-    slow: bool,
+    /// How many tasks it may hold now: 2 for a new worker, doubled (up to the window) by
+    /// each result of a short task, 1 after a long one (over [`SLOW_TASK`]).
+    cap: usize,
     pid: u32,
     counters: Option<Arc<WorkerCounters>>,
 }
@@ -638,7 +640,7 @@ impl Driver {
                     lost: false,
                     ready: false,
                     limited: false,
-                    slow: false,
+                    cap: 2,
                     pid: 0,
                     counters: None,
                 })
@@ -787,7 +789,7 @@ impl Driver {
                     Ok(true) => {
                         self.workers[i].last_heard = Instant::now();
                         if tag == TAG_FRAME {
-                            self.on_frame(i);
+                            self.on_frames(i);
                         }
                     }
                     Ok(false) => {
@@ -825,7 +827,11 @@ impl Driver {
             // Spin (for a moment) only when an answer may come soon: a submission after a
             // result, or a result from a worker whose tasks are short. Workers busy with long
             // tasks are polled with sleeps: spinning would take a core from them.
-            let soon = idle || self.workers.iter().any(|w| !w.window.is_empty() && !w.slow);
+            let soon = idle
+                || self
+                    .workers
+                    .iter()
+                    .any(|w| !w.window.is_empty() && w.cap > 1);
             match backoff.next_spinning(soon) {
                 Duration::ZERO => {
                     drop(st);
@@ -865,7 +871,7 @@ impl Driver {
             let i = self.next_worker % n;
             self.next_worker = self.next_worker.wrapping_add(1);
             let w = &self.workers[i];
-            let cap = if w.slow { 1 } else { cap };
+            let cap = w.cap.min(cap);
             if w.lost || !w.ready || w.limited || w.window.len() >= cap {
                 idle_rounds += 1;
                 continue;
@@ -946,23 +952,45 @@ impl Driver {
         sent
     }
 
-    fn on_frame(&mut self, i: usize) {
-        let h = match ResHeader::parse(&self.buf) {
-            Some(Ok(h)) if h.len == self.buf.len() && h.ext.is_none() => h,
-            _ => {
-                self.lose(i, "it sent a malformed result frame".into());
+    /// The result frames of one message from worker `i` (a worker sends the results of a
+    /// batch of short tasks together).
+    fn on_frames(&mut self, i: usize) {
+        let mut at = 0;
+        while at < self.buf.len() {
+            let Some(n) = wire::complete_frame(&self.buf[at..]) else {
+                self.lose(i, "it sent a truncated result frame".into());
+                return;
+            };
+            if !self.on_frame(i, at, at + n) || self.workers[i].lost {
                 return;
             }
+            at += n;
+        }
+    }
+
+    /// The result frame at `start..end` of the buffer; false if it was malformed (the
+    /// worker is then lost).
+    fn on_frame(&mut self, i: usize, start: usize, end: usize) -> bool {
+        let h = match ResHeader::parse(&self.buf[start..end]) {
+            Some(Ok(h)) if h.len == end - start && h.ext.is_none() => h,
+            _ => {
+                self.lose(i, "it sent a malformed result frame".into());
+                return false;
+            }
         };
-        let range = h.payload_start()..h.len;
+        let range = start + h.payload_start()..end;
         match h.kind {
             wire::RES_OK | wire::RES_ERR => {
                 let w = &mut self.workers[i];
                 let Some(at) = w.window.iter().position(|f| f.id == h.id) else {
-                    return;
+                    return true;
                 };
                 let f = w.window.remove(at).expect("index is valid");
-                w.slow = h.run_ns > SLOW_TASK.as_nanos() as u64;
+                w.cap = if h.run_ns > SLOW_TASK.as_nanos() as u64 {
+                    1
+                } else {
+                    (w.cap * 2).min(self.shared.config.window)
+                };
                 if f.deadline.is_some() {
                     w.limited = false;
                 }
@@ -1001,6 +1029,7 @@ impl Driver {
             }
             _ => {}
         }
+        true
     }
 
     fn break_pool(&mut self, b: Broken) {

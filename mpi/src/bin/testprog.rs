@@ -341,7 +341,7 @@ mod scenarios {
                 let window: usize = std::env::var("CFUTURES_MPI_WINDOW")
                     .ok()
                     .and_then(|v| v.parse().ok())
-                    .unwrap_or(8);
+                    .unwrap_or(64);
                 let pool = MpiPoolExecutor::builder()
                     .max_workers(2)
                     .window(window)
@@ -493,15 +493,15 @@ mod scenarios {
             }
         });
         // Cancel: queued tasks behind slow ones can be cancelled, and never run.
-        // (The default window sends up to 8 tasks to each worker at once.)
-        let slow: Vec<_> = (0..(pool.workers().len() as u64) * 8 + 4)
-            .map(|_| pool.submit_fn(sleep_ms, 30).unwrap())
+        // (A worker may hold up to 64 tasks at once, the default window.)
+        let slow: Vec<_> = (0..(pool.workers().len() as u64) * 64 + 4)
+            .map(|_| pool.submit_fn(sleep_ms, 5).unwrap())
             .collect();
         let victim = pool.submit_fn(square, 5).unwrap();
         assert!(victim.cancel(), "a queued task can be cancelled");
         assert!(victim.cancelled());
         for f in &slow {
-            assert_eq!(*f.result_timeout(WAIT).unwrap(), 30);
+            assert_eq!(*f.result_timeout(WAIT).unwrap(), 5);
         }
         // A timeout on a result is the caller's, not the task's.
         let f = pool.submit_fn(sleep_ms, 200).unwrap();
