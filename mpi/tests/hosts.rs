@@ -334,8 +334,15 @@ mod real {
         let mut sorted = workers.clone();
         sorted.sort();
         assert_eq!(sorted, ["h2", "h3"], "workers' hosts: {rep}");
+        // Tiny tasks may all go to one worker (the executor's share per worker grows with
+        // short tasks): each ran on h2 or h3. That both hosts run tasks is checked below,
+        // with the held tasks, which announce their host as they start.
+        let task_hosts = rep
+            .lines()
+            .find_map(|l| l.strip_prefix("task-hosts "))
+            .expect("task-hosts line");
         assert!(
-            rep.contains("task-hosts h2,h3\n"),
+            !task_hosts.is_empty() && task_hosts.split(',').all(|h| h == "h2" || h == "h3"),
             "tasks ran on other hosts than h2 and h3: {rep}"
         );
         let master_pid: u32 = rep
