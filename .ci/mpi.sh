@@ -58,7 +58,7 @@ else
     exit 1
   fi
 fi
-mpirun.openmpi --version | head -n1
+mpirun.openmpi --version 2>&1 | sed -n 1p # (sed reads it all: no SIGPIPE under pipefail)
 if [ "${1:-}" = "--install-only" ]; then
   exit 0
 fi
