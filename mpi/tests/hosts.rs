@@ -218,18 +218,45 @@ mod real {
 
     // ---- the test: sets up the hosts, runs mpirun on h1 (spawn, then world), pulls h3's cable ----
 
+    const TESTS: [(&str, &str); 2] = [
+        ("three_hosts_spawn_placement_and_partition", "spawn"),
+        ("three_hosts_world_placement_and_partition", "world"),
+    ];
+
+    /// As libtest: `--list`, and name filters (the arguments that are not flags).
     pub(crate) fn main() {
         let t0 = Instant::now();
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if args.iter().any(|a| a == "--list") {
+            for (name, _) in TESTS {
+                println!("{name}: test");
+            }
+            return;
+        }
+        let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+        let chosen: Vec<_> = TESTS
+            .iter()
+            .filter(|(name, _)| {
+                filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+            })
+            .collect();
+        let filtered = TESTS.len() - chosen.len();
+        if chosen.is_empty() {
+            println!(
+                "\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; {filtered} filtered out"
+            );
+            return;
+        }
         if let Some(why) = netns::unavailable() {
             println!("hosts: SKIPPED: {why}");
-            println!("test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
+            println!(
+                "test result: ok. 0 passed; 0 failed; {} ignored; 0 measured; {filtered} filtered out",
+                chosen.len()
+            );
             return;
         }
         let mut failed = 0;
-        for (name, mode) in [
-            ("three_hosts_spawn_placement_and_partition", "spawn"),
-            ("three_hosts_world_placement_and_partition", "world"),
-        ] {
+        for (name, mode) in &chosen {
             println!("test {name} ...");
             match std::panic::catch_unwind(|| three_hosts(mode)) {
                 Ok(()) => println!("test {name} ... ok"),
@@ -240,10 +267,10 @@ mod real {
             }
         }
         println!(
-            "\ntest result: {}. {} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered \
-             out; finished in {:.2}s",
+            "\ntest result: {}. {} passed; {failed} failed; 0 ignored; 0 measured; {filtered} \
+             filtered out; finished in {:.2}s",
             if failed == 0 { "ok" } else { "FAILED" },
-            2 - failed,
+            chosen.len() - failed,
             t0.elapsed().as_secs_f64()
         );
         if failed > 0 {
