@@ -206,8 +206,10 @@ fn check_stream(all: &[Event], tasks: &[(FutureId, TaskOutcome)]) -> Result<(), 
 fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
     let pool = pool(workers);
     let events = pool.events();
-    let mut tasks: Vec<(Op, FutureId, Box<dyn Fn() -> TaskOutcome>)> = Vec::new();
-    fn keep<T: 'static>(f: Future<T>) -> (FutureId, Box<dyn Fn() -> TaskOutcome>) {
+    /// How a task ended, once it did (asked after every task was submitted).
+    type Ask = Box<dyn Fn() -> TaskOutcome>;
+    let mut tasks: Vec<(Op, FutureId, Ask)> = Vec::new();
+    fn keep<T: 'static>(f: Future<T>) -> (FutureId, Ask) {
         (f.id(), Box::new(move || outcome_of(&f)))
     }
     for (i, &op) in ops.iter().enumerate() {
