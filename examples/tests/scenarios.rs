@@ -156,3 +156,16 @@ fn big_data_gets_the_same_digests_every_way() {
     has(lines, "8 × 300 kB sha256, views of one SharedBytes");
     has(lines, "sending the 2 MB alone");
 }
+
+#[test]
+fn watch_draws_the_workers_from_the_events() {
+    let lines = run(scenarios::watch::run);
+    has(&lines, "snapshot at ");
+    has(&lines, "final table (from the events):");
+    has(&lines, "✝ died (signal 6");
+    has(&lines, "none lost (0 dropped); shut down: true");
+    has(
+        &lines,
+        "stats: 40 submitted, 38 succeeded, 2 failed, 1 retried, 1 worker deaths",
+    );
+}
