@@ -22,6 +22,7 @@
 //! | `thread-pool` (default) | [`cfutures-thread-pool`](thread_pool) | [`ThreadPoolExecutor`] |
 //! | `combinators` (default) | [`cfutures-combinators`](combinators) | [`wait`], [`as_completed`], [`map`], [`ExecutorExt`] |
 //! | `process-pool` | [`cfutures-process-pool`](process_pool) | `ProcessPoolExecutor` (Unix; serde + postcard) |
+//! | `mpi` | `cfutures-mpi` | `MpiPoolExecutor`, `world`: the process pool's tasks on MPI ranks, across machines (needs Open MPI and libclang to build) |
 //! | `log` | | diagnostics through the `log` facade ([`diag`]) |
 //!
 //! Everything in `cfutures-core` is at the root ([`Future`], [`Error`], [`fallible`], …);
@@ -70,6 +71,14 @@ pub use cfutures_process_pool as process_pool;
 #[cfg(all(feature = "process-pool", unix))]
 pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask, SharedBytes, SharedSlice};
 
+/// The MPI executor crate, `cfutures-mpi` (the `mpi` feature).
+#[cfg(feature = "mpi")]
+pub use cfutures_mpi as mpi;
+#[cfg(feature = "mpi")]
+pub use cfutures_mpi::MpiPoolExecutor;
+#[cfg(all(feature = "mpi", not(all(feature = "process-pool", unix))))]
+pub use cfutures_mpi::RemoteTask;
+
 /// What a typical program uses, for `use cfutures::prelude::*;`.
 ///
 /// The futures and errors, the executor traits, [`fallible`], the pools (with the process
@@ -85,6 +94,10 @@ pub mod prelude {
     #[cfg(feature = "combinators")]
     pub use cfutures_combinators::{as_completed, wait, ExecutorExt, ReturnWhen};
 
+    #[cfg(feature = "mpi")]
+    pub use cfutures_mpi::MpiPoolExecutor;
+    #[cfg(all(feature = "mpi", not(all(feature = "process-pool", unix))))]
+    pub use cfutures_mpi::RemoteTask;
     #[cfg(all(feature = "process-pool", unix))]
     pub use cfutures_process_pool::{ProcessPoolExecutor, RemoteTask, SharedBytes, SharedSlice};
     #[cfg(feature = "thread-pool")]

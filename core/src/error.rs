@@ -406,6 +406,19 @@ pub enum TaskError {
         /// Each death, in order: pid and signal or exit code.
         deaths: Arc<[WorkerDeath]>,
     },
+    /// The worker running the task was declared lost: it stopped answering (its heartbeats
+    /// stopped: it was killed, its machine or network failed) while the task was on it. The
+    /// task may or may not have run; it is not run again. Transport-neutral: `rank` is the
+    /// worker's number in its executor (an MPI rank for `cfutures-mpi`), `host` the machine
+    /// it ran on.
+    WorkerLost {
+        /// The worker's number (its MPI rank).
+        rank: u32,
+        /// The host it ran on.
+        host: Arc<str>,
+        /// Why it was declared lost (e.g. "no heartbeat for 1.0s").
+        why: Arc<str>,
+    },
     /// A failure with what the task printed before it (an executor that captures output,
     /// such as the process pool with `capture_output`). The predicates
     /// ([`is_panic`](Self::is_panic), …) and [`Display`](fmt::Display) see through it to the
@@ -462,6 +475,10 @@ impl TaskError {
     /// [`is_quarantined`](Self::is_quarantined)).
     pub fn is_worker_died(&self) -> bool {
         matches!(self.without_output(), TaskError::WorkerDied { .. })
+    }
+    /// True for [`TaskError::WorkerLost`].
+    pub fn is_worker_lost(&self) -> bool {
+        matches!(self.without_output(), TaskError::WorkerLost { .. })
     }
     /// True for [`TaskError::TimeLimit`].
     pub fn is_time_limit(&self) -> bool {
@@ -552,6 +569,12 @@ impl fmt::Display for TaskError {
             }
             TaskError::TimeLimit { limit } => {
                 write!(f, "task exceeded its time limit of {limit:?}")
+            }
+            TaskError::WorkerLost { rank, host, why } => {
+                write!(
+                    f,
+                    "worker rank {rank} on host {host} was lost while it had the task: {why}"
+                )
             }
             TaskError::Codec { message } => write!(f, "encoding error: {message}"),
             TaskError::Quarantined { deaths } => {
@@ -683,6 +706,12 @@ mod serde_impls {
             output: Vec<u8>,
             total: u64,
         },
+        // Last: postcard numbers variants by position.
+        WorkerLost {
+            rank: u32,
+            host: String,
+            why: String,
+        },
     }
 
     impl Serialize for TaskError {
@@ -710,6 +739,11 @@ mod serde_impls {
                 },
                 TaskError::Quarantined { deaths } => Wire::Quarantined {
                     deaths: deaths.iter().map(|d| (d.pid, d.exit)).collect(),
+                },
+                TaskError::WorkerLost { rank, host, why } => Wire::WorkerLost {
+                    rank: *rank,
+                    host: host.to_string(),
+                    why: why.to_string(),
                 },
                 TaskError::WithOutput { error, output } => Wire::WithOutput {
                     error: Box::new(TaskError::clone(error)),
@@ -742,6 +776,11 @@ mod serde_impls {
                         .into_iter()
                         .map(|(pid, exit)| WorkerDeath { pid, exit })
                         .collect(),
+                },
+                Wire::WorkerLost { rank, host, why } => TaskError::WorkerLost {
+                    rank,
+                    host: host.into(),
+                    why: why.into(),
                 },
                 Wire::WithOutput {
                     error,

@@ -88,7 +88,8 @@ pub enum TaskOutcome {
     Cancelled,
     /// It ran past its time limit and was stopped.
     TimedOut,
-    /// Its worker died under it ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied)).
+    /// Its worker died under it ([`TaskError::WorkerDied`](crate::TaskError::WorkerDied)),
+    /// or was lost ([`TaskError::WorkerLost`](crate::TaskError::WorkerLost)).
     Lost,
     /// It killed too many workers and was given up
     /// ([`TaskError::Quarantined`](crate::TaskError::Quarantined)).
@@ -110,7 +111,7 @@ impl TaskOutcome {
             TaskOutcome::Panicked
         } else if e.is_time_limit() {
             TaskOutcome::TimedOut
-        } else if e.is_worker_died() {
+        } else if e.is_worker_died() || e.is_worker_lost() {
             TaskOutcome::Lost
         } else if e.is_quarantined() {
             TaskOutcome::Quarantined

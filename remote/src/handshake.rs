@@ -4,7 +4,8 @@
 //! 1. The parent sends a greeting ([`greeting_frame`]): the protocol version, its key, the
 //!    offset of a probe function, and the identity of its build (what identity means is the
 //!    transport's choice: the process pool uses the executable file's device, inode, size
-//!    and modification time; across machines, a hash of the executable).
+//!    and modification time; across machines, a hash of the executable:
+//!    [`crate::ident::build_id`]).
 //! 2. The worker checks it ([`check_greeting`]): same protocol, same probe offset (the same
 //!    code layout), same build. It answers with [`hello_frame`]: `Ok(pid)`, or `Err(why)`,
 //!    and then exits.

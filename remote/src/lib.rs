@@ -21,7 +21,8 @@
 //!   frame and a type-erased [`Slot`](job::Slot) that the result completes.
 //! * [`serve`]: the worker side — the loop that runs frames, over any
 //!   [`Transport`](serve::Transport).
-//! * [`handshake`]: how a worker proves it runs the parent's build and receives its key.
+//! * [`handshake`]: how a worker proves it runs the parent's build and receives its key;
+//!   [`ident`]: a build's identity across machines (a hash of the executable).
 //! * [`wire`]: frame layout, encoding helpers, codec errors.
 //! * [`bulk`]: what makes large data cheap to send — the automatic fast paths for byte and
 //!   number vectors, the opt-in wrappers, and [`SharedSlice`](bulk::SharedSlice).
@@ -35,6 +36,7 @@ mod task;
 
 pub mod bulk;
 pub mod handshake;
+pub mod ident;
 pub mod job;
 pub mod oob;
 pub mod serve;

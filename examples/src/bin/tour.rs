@@ -16,6 +16,9 @@ fn main() {
     // The process pool's setup line: serves as a worker if this process was started as one.
     // (On Linux and macOS it already ran before `main`; this line is for other platforms.)
     cfutures_process_pool::init();
+    // The MPI executor's (with the `mpi` feature): a spawned MPI worker serves from here.
+    #[cfg(feature = "mpi")]
+    cfutures_mpi::init();
     let only: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

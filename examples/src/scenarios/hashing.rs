@@ -80,6 +80,9 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
          per task, which chunksize spreads over many items",
     );
 
+    #[cfg(feature = "mpi")]
+    on_mpi(out, &items, &expected, seq)?;
+
     // The digest task list, collected as each finishes (shorter tasks first).
     let tasks = [1, 1, 1, 2, 2, 3];
     let futures = tasks
@@ -95,6 +98,41 @@ pub fn run(out: &mut Out) -> Result<(), BoxError> {
         "digest tasks {tasks:?} on 2 processes, as completed: {}",
         order.join(", ")
     ));
+    Ok(())
+}
+
+/// The same `hash_all` on MPI ranks (spawn mode: the workers are copies of this program
+/// started with `MPI_Comm_spawn`; under `mpirun` with a hostfile they land on other
+/// machines). Only the executor changes.
+#[cfg(feature = "mpi")]
+fn on_mpi(
+    out: &mut Out,
+    items: &[u64],
+    expected: &[String],
+    seq: Duration,
+) -> Result<(), BoxError> {
+    let ranks = match cfutures_mpi::MpiPoolExecutor::new(WORKERS) {
+        Ok(p) => p,
+        Err(e) => {
+            out.say(format!("MPI executor: skipped, it could not start: {e}"));
+            return Ok(());
+        }
+    };
+    ranks
+        .submit_fn(hash_one, 0)?
+        .result_timeout(Duration::from_secs(30))?; // workers up
+    let (got, t) = timed(|| {
+        ranks
+            .map_builder()
+            .chunksize(50)
+            .map(hash_one, items.to_vec())
+            .map(|it| it.collect::<Result<Vec<_>, _>>())
+    });
+    check(expected, got??)?;
+    out.measured("hash_all: MPI ranks (spawn), chunksize 50", Some(seq), t);
+    let hosts: Vec<String> = ranks.workers().into_iter().map(|w| w.host).collect();
+    out.say(format!("MPI workers on hosts {hosts:?}"));
+    ranks.shutdown(true, false);
     Ok(())
 }
 
