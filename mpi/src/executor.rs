@@ -773,16 +773,27 @@ impl Driver {
             let mut progressed = false;
             while let Some((src, tag, n)) = self.comm.iprobe(raw::ANY, raw::ANY) {
                 progressed = true;
-                let got = self.comm.recv(src, tag, n, &mut self.buf);
+                // A sender cut off mid-message must not hold the driver: the message has
+                // the liveness deadline to arrive whole.
+                let deadline = Instant::now() + self.shared.config.lost_after;
+                let got = self.comm.recv_within(src, tag, n, &mut self.buf, deadline);
                 let Some(i) = self.workers.iter().position(|w| w.rank == src) else {
                     continue;
                 };
                 if self.workers[i].lost {
                     continue;
                 }
-                self.workers[i].last_heard = Instant::now();
-                if got.is_ok() && tag == TAG_FRAME {
-                    self.on_frame(i);
+                match got {
+                    Ok(true) => {
+                        self.workers[i].last_heard = Instant::now();
+                        if tag == TAG_FRAME {
+                            self.on_frame(i);
+                        }
+                    }
+                    Ok(false) => {
+                        self.lose(i, "a message from it stopped arriving mid-way".into());
+                    }
+                    Err(e) => self.lose(i, format!("receiving from it failed: {e}")),
                 }
             }
             self.sends.retain_mut(|(_, s)| !s.test());
@@ -1134,7 +1145,7 @@ impl Driver {
             self.sends.retain_mut(|(_, s)| !s.test());
             // Heartbeats may still arrive: drain them.
             while let Some((src, tag, n)) = self.comm.iprobe(raw::ANY, raw::ANY) {
-                let _ = self.comm.recv(src, tag, n, &mut self.buf);
+                let _ = self.comm.recv_within(src, tag, n, &mut self.buf, deadline);
             }
             b.pause();
         }

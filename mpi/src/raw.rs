@@ -168,6 +168,64 @@ impl Comm {
         check(rc, "MPI_Recv")
     }
 
+    /// Receives the message from `src` with `tag` (its length `len` known from a probe)
+    /// into `buf`, waiting no later than `deadline`: `Ok(false)` if it did not complete by
+    /// then (a sender cut off mid-message). The request is then cancelled and `buf`'s memory
+    /// is given up (MPI may still write it), leaving `buf` empty.
+    pub(crate) fn recv_within(
+        self,
+        src: c_int,
+        tag: c_int,
+        len: usize,
+        buf: &mut Vec<u8>,
+        deadline: std::time::Instant,
+    ) -> io::Result<bool> {
+        buf.clear();
+        buf.resize(len, 0);
+        let mut req = MaybeUninit::uninit();
+        // SAFETY: `buf` holds `len` writable bytes and is not touched until the request
+        // completes, or is leaked below if it does not.
+        let rc = unsafe {
+            ffi::MPI_Irecv(
+                buf.as_mut_ptr().cast(),
+                len_of(buf)?,
+                ffi::RSMPI_UINT8_T,
+                src,
+                tag,
+                self.0,
+                req.as_mut_ptr(),
+            )
+        };
+        check(rc, "MPI_Irecv")?;
+        // SAFETY: written by a successful MPI_Irecv.
+        let mut req = unsafe { req.assume_init() };
+        let mut spins = 0u32;
+        loop {
+            let mut flag: c_int = 0;
+            // SAFETY: an active request.
+            let rc = unsafe { ffi::MPI_Test(&mut req, &mut flag, ffi::RSMPI_STATUS_IGNORE) };
+            check(rc, "MPI_Test")?;
+            if flag != 0 {
+                return Ok(true);
+            }
+            if std::time::Instant::now() > deadline {
+                // SAFETY: an active request, cancelled then freed (not used after).
+                unsafe {
+                    ffi::MPI_Cancel(&mut req);
+                    ffi::MPI_Request_free(&mut req);
+                }
+                std::mem::forget(std::mem::take(buf));
+                return Ok(false);
+            }
+            spins += 1;
+            if spins > 1000 {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     /// Blocking send (for small messages, which MPI sends eagerly).
     pub(crate) fn send(self, buf: &[u8], dest: c_int, tag: c_int) -> io::Result<()> {
         // SAFETY: `buf` is readable for its length during the call.

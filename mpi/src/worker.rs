@@ -87,7 +87,7 @@ pub(crate) fn maybe_serve() {
 }
 
 /// Polls with backoff: spins (yielding) while there was activity in the last `SPIN`, then
-/// sleeps, 20 µs doubling up to 1 ms. Open MPI's own blocking calls spin; this does not
+/// sleeps, 20 µs doubling up to 1 ms (5 ms after a second without activity). Open MPI's own blocking calls spin; this does not
 /// take a core while idle.
 pub(crate) struct Backoff {
     last: Instant,
@@ -97,6 +97,9 @@ pub(crate) struct Backoff {
 /// How long after the last activity a poller keeps spinning.
 pub(crate) const SPIN: Duration = Duration::from_millis(2);
 const MAX_SLEEP: Duration = Duration::from_millis(1);
+/// After this long without activity, a poller sleeps up to [`MAX_IDLE_SLEEP`].
+const LONG_IDLE: Duration = Duration::from_secs(1);
+const MAX_IDLE_SLEEP: Duration = Duration::from_millis(5);
 
 impl Backoff {
     pub(crate) fn new() -> Self {
@@ -120,7 +123,13 @@ impl Backoff {
             return Duration::ZERO;
         }
         let s = self.sleep;
-        self.sleep = (self.sleep * 2).min(MAX_SLEEP);
+        // Idle for long: wake less often (an idle worker then costs ~0.5% of a core).
+        let cap = if self.last.elapsed() > LONG_IDLE {
+            MAX_IDLE_SLEEP
+        } else {
+            MAX_SLEEP
+        };
+        self.sleep = (self.sleep * 2).min(cap);
         s
     }
     pub(crate) fn pause(&mut self) {

@@ -77,3 +77,13 @@ fn spawn_mode_silent_worker_is_lost() {
     }
     assert_ok(&run_alone("spawn-stop", 90), "spawn-stop");
 }
+
+/// No busy spin when idle: over 2 s without tasks the executor and its workers use a few
+/// percent of a core at most (they poll MPI with sleeps).
+#[test]
+fn spawn_mode_idle_pool_does_not_spin() {
+    if skip() {
+        return;
+    }
+    assert_ok(&run_alone("idle", 90), "idle");
+}

@@ -296,6 +296,46 @@ mod scenarios {
                 }
                 drop(universe); // MPI_Finalize on every rank
             }
+            "idle" => {
+                // No busy spin when idle: CPU time of the executor and of its workers over
+                // 2 s of idleness (after one task).
+                let pool = MpiPoolExecutor::new(2).expect("spawn");
+                let _ = pool.submit_fn(square, 1).unwrap().result_timeout(WAIT);
+                std::thread::sleep(Duration::from_millis(100));
+                let pids: Vec<u32> = pool.workers().iter().map(|w| w.pid).collect();
+                let cpu = |pid: u32| -> u64 {
+                    let s =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let f: Vec<&str> = s
+                        .rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect();
+                    f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+                        + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+                };
+                let me = std::process::id();
+                let before: Vec<u64> = std::iter::once(me)
+                    .chain(pids.iter().copied())
+                    .map(cpu)
+                    .collect();
+                std::thread::sleep(Duration::from_secs(2));
+                let after: Vec<u64> = std::iter::once(me)
+                    .chain(pids.iter().copied())
+                    .map(cpu)
+                    .collect();
+                let ticks: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+                // Clock ticks (1/100 s): 2 s of spinning would be 200.
+                println!(
+                    "idle 2 s: CPU ticks (1/100 s) executor {}, workers {:?}",
+                    ticks[0],
+                    &ticks[1..]
+                );
+                assert!(ticks.iter().all(|&t| t < 40), "{ticks:?}");
+                pool.shutdown(true, false);
+                println!("ok idle");
+            }
             "perf" => {
                 // A quick look at the W10 shapes (the benchmark proper is mpici's).
                 let window: usize = std::env::var("CFUTURES_MPI_WINDOW")
