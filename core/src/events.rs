@@ -176,7 +176,10 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// A task ended, for good (a retried attempt is a [`Event::Retried`] instead).
+    /// A task ended, for good (a retried attempt is a [`Event::Retried`] instead). A future
+    /// cancelled with [`Future::cancel`](crate::Future::cancel) while queued is done at once,
+    /// but its `Finished` comes when the executor notices (as `wait` counts it: Python's
+    /// `CANCELLED_AND_NOTIFIED`).
     #[non_exhaustive]
     Finished {
         /// The task.
