@@ -56,9 +56,11 @@
 //! # Back-pressure: none
 //!
 //! Each subscriber has a bounded buffer ([`DEFAULT_CAPACITY`] events, or
-//! [`EventBus::subscribe_with_capacity`]). A subscriber that does not keep up loses the
-//! events that do not fit, and [`Events::dropped`] counts them: the pool never waits for a
-//! slow observer. Dropping the [`Events`] unsubscribes.
+//! [`EventBus::subscribe_with_capacity`]; it grows as events come, so a large bound costs
+//! memory only when the subscriber falls that far behind). A subscriber that does not keep
+//! up loses the events that do not fit, and [`Events::dropped`] counts them: the pool never
+//! waits for a slow observer. The final event ([`EventBus::close_with`], an executor's
+//! `Shutdown`) is never lost. Dropping the [`Events`] unsubscribes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
