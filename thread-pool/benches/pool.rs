@@ -7,6 +7,8 @@
 //! taskset -c 0 cargo bench -p cfutures-thread-pool -- w2   # W2 pinned to one CPU
 //! cargo bench -p cfutures-thread-pool -- w1-cfutures   # only our side of W1 (profiling)
 //! cargo bench -p cfutures-thread-pool -- w1-floor   # W1's futures alone, no pool
+//! cargo bench -p cfutures-thread-pool -- w1-ratio   # W1 vs the hand-written queue, interleaved rounds
+//! W1_ONCE_ROUNDS=2 valgrind --tool=callgrind <bench binary> w1-once-ours   # (or w1-once-peer)
 //! ```
 //!
 //! Ratios are `peer / cfutures` for times (above 1: cfutures is faster).
@@ -165,6 +167,38 @@ fn w1() {
         let v = median(&mut (0..W1_ROUNDS).map(|_| w1_peer(&peer)).collect::<Vec<_>>());
         row(peer.name(), v, "µs", ours);
     }
+}
+
+/// W1, cfutures and the hand-written crossbeam queue in interleaved rounds: the medians,
+/// ranges and the median of the per-pair ratios (`W1_RATIO_ROUNDS`, default 31).
+fn w1_ratio() {
+    let rounds: usize = std::env::var("W1_RATIO_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(31);
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let peer = Peer::make(2, 2);
+    w1_ours(&pool);
+    w1_peer(&peer);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let o = w1_ours(&pool);
+        let p = w1_peer(&peer);
+        ours.push(o);
+        theirs.push(p);
+        ratios.push(o / p);
+    }
+    let range = |v: &mut Vec<f64>| {
+        let m = median(v);
+        (m, v[0], v[v.len() - 1])
+    };
+    let (om, olo, ohi) = range(&mut ours);
+    let (pm, plo, phi) = range(&mut theirs);
+    let (rm, rlo, rhi) = range(&mut ratios);
+    println!("W1 ratio, {rounds} interleaved rounds (µs/task: median [min, max])");
+    println!("  cfutures ThreadPoolExecutor  {om:.3} [{olo:.3}, {ohi:.3}]");
+    println!("  hand-written crossbeam       {pm:.3} [{plo:.3}, {phi:.3}]");
+    println!("  cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
 }
 
 // ----- W2: one task submitted and waited for, 10k times --------------------------------
@@ -377,6 +411,33 @@ fn main() {
             "W1 floor through Promise::run: {run:.3} µs/task (ratio to the floor {:.2})",
             run / set
         );
+    }
+    // W1 against the hand-written queue, rounds interleaved (ours, peer, ours, ...), so
+    // that a machine shared with other work slows both alike; the figure to read is the
+    // median of the per-pair ratios.
+    if args.iter().any(|a| a == "w1-ratio") {
+        w1_ratio();
+    }
+    // For callgrind: one warm-up and one measured round of one side only (instruction
+    // counts per task = the difference between a 2-round and a 1-round run / W1_TASKS).
+    for (arg, ours) in [("w1-once-ours", true), ("w1-once-peer", false)] {
+        if args.iter().any(|a| a == arg) {
+            let rounds: usize = std::env::var("W1_ONCE_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            if ours {
+                let pool = ThreadPoolExecutor::new(2).unwrap();
+                for _ in 0..rounds {
+                    w1_ours(&pool);
+                }
+            } else {
+                let peer = Peer::make(2, 2);
+                for _ in 0..rounds {
+                    w1_peer(&peer);
+                }
+            }
+        }
     }
     // For profiling: only cfutures' side of W1.
     if args.iter().any(|a| a == "w1-cfutures") {
