@@ -162,7 +162,7 @@ mod shared;
 use std::fmt;
 use std::sync::Arc;
 
-use cfutures_core::{Executor, Future, Promise, Submit, SubmitError, Task};
+use cfutures_core::{Executor, Future, Submit, SubmitError, Task};
 
 pub use builder::{default_max_workers, BuildError, Builder, InitResult};
 use job::{RawJob, TaskJob};
@@ -238,8 +238,7 @@ impl ThreadPoolExecutor {
         T: Task + Send + 'static,
         T::Output: Send + Sync + 'static,
     {
-        let promise = Promise::new();
-        let future = promise.future();
+        let (promise, future) = cfutures_core::pending();
         match self.shared.submit(RawJob::new(TaskJob { promise, task })) {
             Ok(()) => Ok(future),
             Err(Refused::Shutdown) => Err(SubmitError::Shutdown),

@@ -464,14 +464,18 @@ impl Shared {
                 job.run(&mut || {
                     // Become idle *before* the outcome is visible: a caller that submits
                     // again as soon as it has the result reuses this thread (Python's
-                    // `test_idle_thread_reuse`, deterministically).
-                    if self.queue.is_empty() {
+                    // `test_idle_thread_reuse`, deterministically). Only a pool that can
+                    // grow looks at who is idle (see `needs_thread`): a full one skips it.
+                    if self.queue.is_empty() && self.can_grow() {
                         self.become_idle(deposited, spinning);
                     }
                 });
                 continue;
             }
             slot.set(IDLE);
+            if !*spinning && self.spin_for_work() {
+                continue;
+            }
             self.become_idle(deposited, spinning);
             if self.closing_and_drained() {
                 *spinning = false;
@@ -499,6 +503,34 @@ impl Shared {
             // On return we are counted as spinning again (by our waker, or by ourselves).
             self.sleep(slot);
         }
+    }
+
+    /// A full pool's worker that ran out of work spins briefly *without* counting itself
+    /// idle; true if a task arrived meanwhile.
+    ///
+    /// Counting costs three read-modify-writes on lines every worker writes (the spinning
+    /// count up and down, an idle token) per idle moment, and when submits come about as
+    /// fast as the workers take them — a burst of tiny tasks — that is once per task. A
+    /// full pool (no thread can start) needs neither count to make a submit's decision:
+    /// it starts no thread whatever `idle` says, and the only other reader, `notify_one`,
+    /// at worst wakes a sleeper this spinner would have made unnecessary (the sleep
+    /// protocol's safety rests on the park path, not on this count). So such a worker
+    /// first spins for as long as [`Backoff`]'s spin phase, uncounted, and becomes idle
+    /// (counted, as before) only if nothing came. A pool that can grow counts at once:
+    /// there a submit reads `idle` to decide whether to start a thread.
+    fn spin_for_work(&self) -> bool {
+        if !blocking::may_spin() || self.can_grow() {
+            return false;
+        }
+        for step in 0..=Backoff::SPIN_STEPS {
+            for _ in 0..(1u32 << step) {
+                std::hint::spin_loop();
+            }
+            if !self.queue.is_empty() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Adds this worker's idle token (once per idle period) and counts it as spinning (the
