@@ -18,7 +18,7 @@
 //!
 //! | feature | crate | what |
 //! |---|---|---|
-//! | (always) | [`cfutures-core`](cfutures_core) | `Future`, `Promise`, errors, the `Executor` / `Submit` / `Task` traits, `InlineExecutor`, `async`/`await` |
+//! | (always) | [`cfutures-core`](cfutures_core) | `Future`, `Promise`, errors, the `Executor` / `Submit` / `Task` traits, `InlineExecutor`, `async`/`await`, executor [`events`] and [`Stats`] |
 //! | `thread-pool` (default) | [`cfutures-thread-pool`](thread_pool) | [`ThreadPoolExecutor`] |
 //! | `combinators` (default) | [`cfutures-combinators`](combinators) | [`wait`], [`as_completed`], [`map`], [`ExecutorExt`] |
 //! | `process-pool` | [`cfutures-process-pool`](process_pool) | `ProcessPoolExecutor` (Unix; serde + postcard) |

@@ -38,6 +38,8 @@
 //!   and the detection of wait cycles ([`Error::Deadlock`]; name tasks with [`named`]).
 //! * [`panics`]: a task's panic becomes a [`TaskError::Panic`] with its message and
 //!   location; whether the panic hook prints it.
+//! * [`events`]: what an executor did, as a stream ([`EventBus`], [`Events`], [`Event`]) and
+//!   as a snapshot ([`StatsRecorder`], [`Stats`]) — the pools' `events()` and `stats()`.
 //! * [`diag`]: what cfutures reports when there is no caller to tell (through `log` with the
 //!   `log` feature, else on stderr).
 //!
@@ -115,6 +117,7 @@ pub mod blocking;
 mod deadlock;
 pub mod diag;
 mod error;
+pub mod events;
 mod executor;
 mod future;
 pub mod panics;
@@ -128,6 +131,7 @@ pub use error::{
     panic_message, Broken, Deadlock, Error, InvalidArgument, InvalidState, SubmitError, TaskError,
     TaskOutput, WaitLink, WorkerDeath, WorkerExit,
 };
+pub use events::{Event, EventBus, Events, Stats, StatsRecorder, TaskOutcome, WorkerId};
 pub use executor::{Executor, InlineExecutor, Submit};
 pub use future::{pending, Future, Promise, State};
 pub use task::{
