@@ -1209,10 +1209,37 @@ impl<T> Promise<T> {
     /// outcome becomes visible: a pool can update its own bookkeeping there (count the
     /// worker idle) before a thread woken by the result acts on it.
     pub fn run_then<K: Task<Output = T>>(self, task: K, before_publish: impl FnOnce()) -> bool {
+        struct Then<F>(Option<F>);
+        impl<F: FnOnce()> RunHooks for Then<F> {
+            #[inline]
+            fn before_publish(&mut self, _failure: Option<&TaskError>) {
+                if let Some(f) = self.0.take() {
+                    f();
+                }
+            }
+        }
+        self.run_with(task, &mut Then(Some(before_publish)))
+    }
+
+    /// The identity of this promise's future ([`Future::id`]), without making a handle.
+    pub fn id(&self) -> FutureId {
+        self.inner.id()
+    }
+
+    /// [`run`](Self::run), telling `hooks` when the task starts (its future is RUNNING) and,
+    /// once it has run, how it ended, before its outcome becomes visible: for an executor's
+    /// events and statistics. Nothing is called for a cancelled future (the task is dropped
+    /// unrun and `false` returned).
+    pub fn run_with<K, H>(self, task: K, hooks: &mut H) -> bool
+    where
+        K: Task<Output = T>,
+        H: RunHooks + ?Sized,
+    {
         if !self.set_running_or_notify_cancel() {
             crate::discard_task(task);
             return false;
         }
+        hooks.started();
         // While the task runs, this thread counts as running the future, for deadlock
         // detection (a thread-local write: see `crate::deadlock`).
         let mut frame = Frame::new(self.inner.id());
@@ -1221,7 +1248,7 @@ impl<T> Promise<T> {
         let out = crate::panics::catch(|| task.run()).and_then(|r| r);
         // Done-callbacks run below, in this thread: they are not the task.
         running.release();
-        before_publish();
+        hooks.before_publish(out.as_ref().err());
         // Publishing runs no user code unguarded (callbacks and waiters are caught one by
         // one) but for one thing: when every handle is gone, the promise drops the last
         // reference, and with it the value, whose `Drop` may panic. Catch that too, so that
@@ -1270,6 +1297,20 @@ impl<T> fmt::Debug for Promise<T> {
         f.debug_struct("Promise")
             .field("future", as_future(&self.inner))
             .finish()
+    }
+}
+
+/// What [`Promise::run_with`] tells an executor about a run (for its events and
+/// statistics). Both methods run on the thread that runs the task, and have empty defaults.
+pub trait RunHooks {
+    /// The future is now RUNNING and the task is about to run.
+    #[inline]
+    fn started(&mut self) {}
+    /// The task has run; `failure` is its error if it failed (it panicked, or returned an
+    /// error). Called before the outcome becomes visible to the future's waiters.
+    #[inline]
+    fn before_publish(&mut self, failure: Option<&TaskError>) {
+        let _ = failure;
     }
 }
 
