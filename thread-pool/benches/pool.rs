@@ -8,6 +8,7 @@
 //! cargo bench -p cfutures-thread-pool -- w1-cfutures   # only our side of W1 (profiling)
 //! cargo bench -p cfutures-thread-pool -- w1-floor   # W1's futures alone, no pool
 //! cargo bench -p cfutures-thread-pool -- w1-ratio   # W1 vs the hand-written queue, interleaved rounds
+//! cargo bench -p cfutures-thread-pool -- w1-sub     # the same, plus W1 with an events subscriber
 //! W1_ONCE_ROUNDS=2 valgrind --tool=callgrind <bench binary> w1-once-ours   # (or w1-once-peer)
 //! ```
 //!
@@ -140,6 +141,31 @@ fn w1_ours(pool: &ThreadPoolExecutor) -> f64 {
     t.as_secs_f64() * 1e6 / W1_TASKS as f64
 }
 
+/// W1 with a subscriber to the pool's events, drained by a thread of its own (what a live
+/// view of the pool costs); the subscription ends with the round.
+fn w1_ours_subscribed(pool: &ThreadPoolExecutor) -> (f64, u64) {
+    let events = pool.events();
+    let drain = thread::spawn(move || {
+        let mut finished = 0;
+        let mut seen = 0u64;
+        while finished < W1_TASKS {
+            match events.recv_timeout(Duration::from_secs(2)) {
+                Ok(e) => {
+                    seen += 1;
+                    if e.outcome().is_some() {
+                        finished += 1;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (seen, events.dropped())
+    });
+    let t = w1_ours(pool);
+    let (_seen, dropped) = drain.join().unwrap();
+    (t, dropped)
+}
+
 fn w1_peer(peer: &Peer) -> f64 {
     let start = Instant::now();
     let (tx, rx) = unbounded();
@@ -170,8 +196,9 @@ fn w1() {
 }
 
 /// W1, cfutures and the hand-written crossbeam queue in interleaved rounds: the medians,
-/// ranges and the median of the per-pair ratios (`W1_RATIO_ROUNDS`, default 31).
-fn w1_ratio() {
+/// ranges and the median of the per-pair ratios (`W1_RATIO_ROUNDS`, default 31); with
+/// `with_subscriber`, a round of W1 with an events subscriber after each pair.
+fn w1_ratio(with_subscriber: bool) {
     let rounds: usize = std::env::var("W1_RATIO_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -181,12 +208,19 @@ fn w1_ratio() {
     w1_ours(&pool);
     w1_peer(&peer);
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sub, mut sub_ratios, mut dropped) = (Vec::new(), Vec::new(), 0);
     for _ in 0..rounds {
         let o = w1_ours(&pool);
         let p = w1_peer(&peer);
         ours.push(o);
         theirs.push(p);
         ratios.push(o / p);
+        if with_subscriber {
+            let (w, d) = w1_ours_subscribed(&pool);
+            sub.push(w);
+            sub_ratios.push(w / o);
+            dropped += d;
+        }
     }
     let range = |v: &mut Vec<f64>| {
         let m = median(v);
@@ -199,6 +233,16 @@ fn w1_ratio() {
     println!("  cfutures ThreadPoolExecutor  {om:.3} [{olo:.3}, {ohi:.3}]");
     println!("  hand-written crossbeam       {pm:.3} [{plo:.3}, {phi:.3}]");
     println!("  cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
+    if with_subscriber {
+        let (sm, slo, shi) = range(&mut sub);
+        let (qm, qlo, qhi) = range(&mut sub_ratios);
+        println!(
+            "  cfutures with a subscriber {sm:.3} [{slo:.3}, {shi:.3}] ({dropped} events dropped)"
+        );
+        println!(
+            "  with / without a subscriber: median of pair ratios {qm:.3} [{qlo:.3}, {qhi:.3}]"
+        );
+    }
 }
 
 // ----- W2: one task submitted and waited for, 10k times --------------------------------
@@ -416,7 +460,12 @@ fn main() {
     // that a machine shared with other work slows both alike; the figure to read is the
     // median of the per-pair ratios.
     if args.iter().any(|a| a == "w1-ratio") {
-        w1_ratio();
+        w1_ratio(false);
+    }
+    // The same, and W1 with a subscriber to the pool's events (drained by its own thread)
+    // after each pair.
+    if args.iter().any(|a| a == "w1-sub") {
+        w1_ratio(true);
     }
     // For callgrind: one warm-up and one measured round of one side only (instruction
     // counts per task = the difference between a 2-round and a 1-round run / W1_TASKS).
