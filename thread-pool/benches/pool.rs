@@ -195,6 +195,33 @@ fn w1() {
     }
 }
 
+/// CPU time all of this process's threads have run, in ns (Linux: the sum of
+/// `/proc/self/task/*/schedstat`); `None` elsewhere. On a machine shared with other work
+/// this moves less than wall time: time spent waiting for a CPU is not in it.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = t.ok()?.path().join("schedstat");
+        // A thread that exited between the listing and the read: skip it.
+        if let Ok(s) = std::fs::read_to_string(path) {
+            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// Runs `f` (a W1 round returning µs/task of wall time) and gives that and the CPU µs per
+/// task all threads spent meanwhile (NaN where unknown).
+fn with_cpu(f: impl FnOnce() -> f64) -> (f64, f64) {
+    let before = process_cpu_ns();
+    let wall = f();
+    let cpu = match (before, process_cpu_ns()) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e3 / W1_TASKS as f64,
+        _ => f64::NAN,
+    };
+    (wall, cpu)
+}
+
 /// W1, cfutures and the hand-written crossbeam queue in interleaved rounds: the medians,
 /// ranges and the median of the per-pair ratios (`W1_RATIO_ROUNDS`, default 31); with
 /// `with_subscriber`, a round of W1 with an events subscriber after each pair.
@@ -209,12 +236,16 @@ fn w1_ratio(with_subscriber: bool) {
     w1_peer(&peer);
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut sub, mut sub_ratios, mut dropped) = (Vec::new(), Vec::new(), 0);
+    let (mut ours_cpu, mut theirs_cpu, mut cpu_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let o = w1_ours(&pool);
-        let p = w1_peer(&peer);
+        let (o, oc) = with_cpu(|| w1_ours(&pool));
+        let (p, pc) = with_cpu(|| w1_peer(&peer));
         ours.push(o);
         theirs.push(p);
         ratios.push(o / p);
+        ours_cpu.push(oc);
+        theirs_cpu.push(pc);
+        cpu_ratios.push(oc / pc);
         if with_subscriber {
             let (w, d) = w1_ours_subscribed(&pool);
             sub.push(w);
@@ -233,6 +264,11 @@ fn w1_ratio(with_subscriber: bool) {
     println!("  cfutures ThreadPoolExecutor  {om:.3} [{olo:.3}, {ohi:.3}]");
     println!("  hand-written crossbeam       {pm:.3} [{plo:.3}, {phi:.3}]");
     println!("  cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
+    let (om, olo, ohi) = range(&mut ours_cpu);
+    let (pm, plo, phi) = range(&mut theirs_cpu);
+    let (rm, rlo, rhi) = range(&mut cpu_ratios);
+    println!("  CPU µs/task (all threads): cfutures {om:.3} [{olo:.3}, {ohi:.3}], hand-written {pm:.3} [{plo:.3}, {phi:.3}]");
+    println!("  CPU cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
     if with_subscriber {
         let (sm, slo, shi) = range(&mut sub);
         let (qm, qlo, qhi) = range(&mut sub_ratios);
