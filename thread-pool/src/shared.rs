@@ -19,6 +19,13 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
+//! * `events`, `stats`, `run_times`, `drained_*` — `events()` and `stats()`. The submit path
+//!   and each task run read `events` once (one relaxed load while nobody subscribes). Task
+//!   counts live in each worker's [`Slot`], written by that worker alone (a load and a
+//!   store: [`bump`]); an exiting worker moves them to `registry.gone` under the registry
+//!   lock. Run times: every task while someone subscribes, else one in [`SAMPLE_EVERY`].
+//!   `Shutdown` ends the stream once the pool is closed and every worker has exited
+//!   ([`Shared::finish_events`]).
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
 //!   thread that exits while the pool lives (a retiring compensating thread, a replaced
 //!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
