@@ -35,7 +35,8 @@
 //! sent with a non-blocking `try_send` under the bus's list lock.
 //!
 //! Statistics are always kept (a snapshot needs no subscription): a handful of relaxed
-//! atomic increments per task, and one for the run-time histogram.
+//! atomic increments per task (five or six for a task that ran: submitted, started, its
+//! outcome, its worker's count, and two for the run-time histogram).
 //!
 //! # Memory ordering
 //!
@@ -148,7 +149,10 @@ impl fmt::Display for TaskOutcome {
 /// receives them: one `Submitted`; then `Started` each time it starts on a worker (again after
 /// a `Retried`, or after the executor took it back from a stalled worker before it ran); then
 /// exactly one `Finished`. A task cancelled or failed while queued has a `Finished` without a
-/// `Started`. `Shutdown` is the last event of an executor; the stream ends after it.
+/// `Started`. `Shutdown` is the last event of an executor; the stream ends after it. (One
+/// exception: a process pool's `map` chunk whose worker died under it, with a retry policy,
+/// runs again item by item, each item a task of its own under the chunk's id, with its own
+/// `Started` and `Finished`.)
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {

@@ -276,7 +276,7 @@ impl Io {
         for (slot, outcome, fin) in self.done.0.drain(..) {
             // Its `Finished` (and its counts) before its future completes: whoever waits on
             // the future and then reads its events finds it.
-            obs.finished(slot.future_id(), &outcome, payloads, fin);
+            obs.finished(&*slot, &outcome, payloads, fin);
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, payloads)))
             {
                 wire::drop_payload(p);
@@ -383,7 +383,7 @@ impl Io {
         crate::state::emit(reports);
         let obs = self.shared.obs.clone();
         for (slot, outcome, fin) in done.0 {
-            obs.finished(slot.future_id(), &outcome, &[], fin);
+            obs.finished(&*slot, &outcome, &[], fin);
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, &[]))) {
                 wire::drop_payload(p);
             }

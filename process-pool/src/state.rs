@@ -13,6 +13,9 @@
 //!   child processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows
 //!   the spawning *thread*, fires only when the pool is gone).
 //! * Futures are completed, and user callbacks run, outside the lock.
+//! * Events (`pool.events()`) are sent where their change is made, under the lock (a send
+//!   never blocks), except each task's `Finished`, which the I/O thread sends just before it
+//!   completes the future; counts (`pool.stats()`) are relaxed atomics (see [`Obs`]).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -154,13 +157,13 @@ pub(crate) struct Obs {
 impl Obs {
     /// A task ended for good: counts it, and tells subscribers (the outcome is read from
     /// `outcome`, an error frame decoded only when someone listens).
-    pub(crate) fn finished(&self, task: FutureId, outcome: &Outcome, payloads: &[u8], fin: Fin) {
+    pub(crate) fn finished(&self, slot: &dyn Slot, outcome: &Outcome, payloads: &[u8], fin: Fin) {
         let active = self.bus.is_active();
         let kind = outcome_kind(outcome, payloads, active);
         self.stats.finished(None, kind, fin.started, fin.run);
         if active {
             self.bus
-                .send(Event::finished(task, fin.worker, kind, fin.run));
+                .send(Event::finished(slot.future_id(), fin.worker, kind, fin.run));
         }
     }
 
