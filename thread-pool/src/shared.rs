@@ -123,9 +123,7 @@ pub(crate) struct Slot {
 /// line shared with another writer on the per-task path.
 #[derive(Default)]
 struct TaskCounts {
-    /// Tasks that started (their futures moved to RUNNING) on this worker.
-    started: AtomicU64,
-    /// Of those, the ones that ended with a value...
+    /// Tasks that ran on this worker and ended with a value...
     succeeded: AtomicU64,
     /// ... and with a failure (a panic, an error the task returned).
     failed: AtomicU64,
@@ -143,7 +141,6 @@ fn bump(c: &AtomicU64) {
 /// The task counts of the workers that have exited, and the last ones' own counts.
 #[derive(Default)]
 struct GoneCounts {
-    started: u64,
     succeeded: u64,
     failed: u64,
     cancelled: u64,
@@ -937,12 +934,11 @@ impl Shared {
     /// samples.
     pub(crate) fn stats(&self) -> Stats {
         let mut s = self.stats.snapshot();
-        let (mut started, mut succeeded, mut failed, mut cancelled);
+        let (mut running, mut succeeded, mut failed, mut cancelled);
         {
             let r = lock(&self.registry);
             let g = &r.gone;
-            (started, succeeded, failed, cancelled) =
-                (g.started, g.succeeded, g.failed, g.cancelled);
+            (running, succeeded, failed, cancelled) = (0, g.succeeded, g.failed, g.cancelled);
             let mut own = |id: WorkerId, fin: u64, fail: u64| {
                 if let Some(w) = s.workers.iter_mut().find(|w| w.id == id) {
                     w.finished = fin;
@@ -956,13 +952,11 @@ impl Shared {
                 let c = &slot.counts;
                 // Relaxed: statistics (see `bump`).
                 let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-                let (st, ok, bad, can) = (
-                    ld(&c.started),
-                    ld(&c.succeeded),
-                    ld(&c.failed),
-                    ld(&c.cancelled),
-                );
-                started += st;
+                let (ok, bad, can) = (ld(&c.succeeded), ld(&c.failed), ld(&c.cancelled));
+                // Running: what the slot says (as `running_tasks`), not a count per task.
+                if matches!(slot.state.load(Ordering::Relaxed), RUNNING | BLOCKED) {
+                    running += 1;
+                }
                 succeeded += ok;
                 failed += bad;
                 cancelled += can;
@@ -977,11 +971,12 @@ impl Shared {
         s.failed = failed + drained_failed;
         s.cancelled = cancelled + drained_cancelled;
         s.done = s.succeeded + s.failed + s.cancelled;
-        s.running = started.saturating_sub(succeeded + failed);
+        s.running = running;
         s.queued = queued;
-        // Every accepted task is queued, or was taken by a worker (started, or found
-        // cancelled), or drained by a shutdown or a breaking pool.
-        s.submitted = started + cancelled + drained_cancelled + drained_failed + queued;
+        // Every accepted task is queued, or was taken by a worker (it ran or runs, or was
+        // found cancelled), or drained by a shutdown or a breaking pool.
+        s.submitted =
+            succeeded + failed + running + cancelled + drained_cancelled + drained_failed + queued;
         s.run_times = self.run_times.snapshot().run_times;
         s
     }
@@ -1027,7 +1022,7 @@ impl BlockingHook for Hook {
 /// `Started` and `Finished` events, and becoming idle before the outcome is visible.
 ///
 /// [`Promise::run_with`]: cfutures_core::Promise::run_with
-struct WorkerHooks<'a> {
+pub(crate) struct WorkerHooks<'a> {
     shared: &'a Shared,
     slot: &'a Slot,
     /// The task's future, if someone listened when the worker took it.
@@ -1038,10 +1033,32 @@ struct WorkerHooks<'a> {
     spinning: &'a mut bool,
 }
 
+/// Runs `f` with the hooks of a worker of a pool of its own (for `job`'s unit tests).
+#[cfg(test)]
+pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
+    let shared = Shared::new(1, "test".into(), None);
+    let slot = Slot {
+        state: AtomicU8::new(RUNNING),
+        notified: AtomicBool::new(false),
+        thread: thread::current(),
+        id: 0,
+        counts: CachePadded::new(TaskCounts::default()),
+    };
+    let (mut deposited, mut spinning) = (false, false);
+    f(&mut WorkerHooks {
+        shared: &shared,
+        slot: &slot,
+        task: None,
+        timed: false,
+        start: None,
+        deposited: &mut deposited,
+        spinning: &mut spinning,
+    })
+}
+
 impl RunHooks for WorkerHooks<'_> {
     #[inline]
     fn started(&mut self) {
-        bump(&self.slot.counts.started);
         if let Some(id) = self.task {
             self.shared
                 .events
@@ -1147,7 +1164,6 @@ fn worker_main(shared: Arc<Shared>, id: WorkerId) {
         // Relaxed: written by this thread only.
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let g = &mut r.gone;
-        g.started += ld(&c.started);
         g.succeeded += ld(&c.succeeded);
         g.failed += ld(&c.failed);
         g.cancelled += ld(&c.cancelled);
