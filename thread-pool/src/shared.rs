@@ -123,7 +123,9 @@ pub(crate) struct Slot {
 /// line shared with another writer on the per-task path.
 #[derive(Default)]
 struct TaskCounts {
-    /// Tasks that ran on this worker and ended with a value...
+    /// Tasks that started on this worker (their futures moved to RUNNING).
+    started: AtomicU64,
+    /// Of those, the ones that ended with a value...
     succeeded: AtomicU64,
     /// ... and with a failure (a panic, an error the task returned).
     failed: AtomicU64,
@@ -131,11 +133,15 @@ struct TaskCounts {
     cancelled: AtomicU64,
 }
 
-/// Adds one to a counter that only the calling thread writes. Relaxed: the counts order
-/// nothing; a reader sees some recent value (a snapshot is not one instant's state).
+/// Adds one to a counter that only the calling thread writes: a load and a store.
+///
+/// Release (a plain store on x86 and, like the load, no read-modify-write anywhere): a
+/// reader that loads a task's end count with Acquire then sees its start counted too, so
+/// `started − ended` (the tasks running) never goes negative and `submitted` never counts
+/// a task twice. The load is Relaxed: only this thread writes the counter.
 #[inline]
 fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
 /// The task counts of the workers that have exited, and the last ones' own counts.
@@ -954,13 +960,11 @@ impl Shared {
             }
             for slot in &r.slots {
                 let c = &slot.counts;
-                // Relaxed: statistics (see `bump`).
-                let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                // Acquire, ends before starts: pairs with `bump` (a task's end seen means
+                // its start is seen).
+                let ld = |a: &AtomicU64| a.load(Ordering::Acquire);
                 let (ok, bad, can) = (ld(&c.succeeded), ld(&c.failed), ld(&c.cancelled));
-                // Running: what the slot says (as `running_tasks`), not a count per task.
-                if matches!(slot.state.load(Ordering::Relaxed), RUNNING | BLOCKED) {
-                    running += 1;
-                }
+                running += ld(&c.started).saturating_sub(ok + bad);
                 succeeded += ok;
                 failed += bad;
                 cancelled += can;
@@ -1063,6 +1067,7 @@ pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
 impl RunHooks for WorkerHooks<'_> {
     #[inline]
     fn started(&mut self) {
+        bump(&self.slot.counts.started);
         if let Some(id) = self.task {
             self.shared
                 .events
