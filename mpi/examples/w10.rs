@@ -47,6 +47,8 @@ mod bench {
     use cfutures_mpi::MpiPoolExecutor;
 
     const RAW_ARG: &str = "--w10-raw-child";
+    /// Ends a raw child's ping-pong loop (an empty message: serve the executor once).
+    const QUIT: u8 = 0xFF;
     const WAIT: Duration = Duration::from_secs(60);
     /// Round trips are timed in this many blocks; the median block is the figure.
     const BLOCKS: u32 = 5;
@@ -110,7 +112,7 @@ mod bench {
         let (universe, threading) =
             mpi::initialize_with_threading(mpi::Threading::Multiple).expect("MPI initializes");
         assert_eq!(threading, mpi::Threading::Multiple);
-        let (raw, rt_same) = raw_pingpong(&universe, sizes.trips);
+        let (raw, (rt_same, same_ratio)) = raw_pingpong(&universe, sizes.trips);
         // The crate's own baseline: the same exchange through its MPI layer (a polling
         // receive, `MPI_Iprobe`), one echo peer.
         let raw_crate = median(
@@ -167,9 +169,8 @@ mod bench {
             ratio(py.rt, rt)
         );
         println!(
-            "| round trip over the ping-pong's own communicator (`cfutures_mpi::comm`) | {rt_same:.1} µs = {:.2}× that ping-pong ({}) | ≤ 2× | — | — |",
-            rt_same / raw,
-            ok(rt_same / raw, 2.0)
+            "| round trip over the ping-pong's own communicator (`cfutures_mpi::comm`, between its blocks) | {rt_same:.1} µs = {same_ratio:.2}× that ping-pong (median of {BLOCKS} round ratios) ({}) | ≤ 2× | — | — |",
+            ok(same_ratio, 2.0)
         );
         println!(
             "| map `x*2`, {} items, chunksize 1000 | {map:.1} ms ({}) | ≤ 60 ms | {} | {} |",
@@ -252,13 +253,16 @@ mod bench {
         let p = merged.process_at_rank(0);
         loop {
             let (msg, _) = p.receive_vec::<u8>();
-            if msg.is_empty() {
-                break;
+            match msg.as_slice() {
+                // Serve the executor that the parent runs over this same communicator,
+                // then back to the ping-pong.
+                [] => {
+                    cfutures_mpi::comm(&merged, 0, |_| ());
+                }
+                [QUIT] => break,
+                _ => p.send(&msg[..]),
             }
-            p.send(&msg[..]);
         }
-        // Then serve the executor that the parent runs over this same communicator.
-        cfutures_mpi::comm(&merged, 0, |_| ());
         drop(merged);
         disconnect(parent);
         drop(universe);
@@ -279,7 +283,7 @@ mod bench {
     /// the executor over that same communicator (`cfutures_mpi::comm`, the children serve):
     /// its round trip, one task at a time. Returns (ping-pong, executor round trip), in µs,
     /// median blocks.
-    fn raw_pingpong(universe: &mpi::environment::Universe, trips: u32) -> (f64, f64) {
+    fn raw_pingpong(universe: &mpi::environment::Universe, trips: u32) -> (f64, (f64, f64)) {
         let world = universe.world();
         let mut exe = Command::new(std::env::current_exe().unwrap());
         exe.arg(RAW_ARG);
@@ -296,10 +300,14 @@ mod bench {
                 let _ = c.receive_vec::<u8>();
             }
         }
-        // Blocks alternating between the children; the median block (a shared, loaded
-        // machine makes single runs swing by 10x).
+        // Rounds: a block of ping-pongs with each child, then the executor over the same
+        // communicator for a block of round trips (the children serve it), and again. Each
+        // round gives a ratio measured seconds apart; the median ratio is the figure (a
+        // shared, loaded machine makes single blocks swing by 10x).
         let block = (trips / BLOCKS).max(1);
         let mut per = [Vec::new(), Vec::new()];
+        let mut exec = Vec::new();
+        let mut ratios = Vec::new();
         for _ in 0..BLOCKS {
             for (r, v) in per.iter_mut().enumerate() {
                 let c = merged.process_at_rank(r as i32 + 1);
@@ -310,9 +318,36 @@ mod bench {
                 }
                 v.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(block));
             }
+            for r in 1..=2 {
+                merged.process_at_rank(r).send(&[0u8; 0][..]);
+            }
+            let e = cfutures_mpi::comm(&merged, 0, |pool| {
+                for i in 0..20 {
+                    pool.submit_fn(square, i)
+                        .unwrap()
+                        .result_timeout(WAIT)
+                        .unwrap();
+                }
+                let t = Instant::now();
+                for i in 0..u64::from(block) {
+                    assert_eq!(
+                        *pool
+                            .submit_fn(square, i)
+                            .unwrap()
+                            .result_timeout(WAIT)
+                            .unwrap(),
+                        i * i
+                    );
+                }
+                t.elapsed().as_secs_f64() * 1e6 / f64::from(block)
+            })
+            .expect("rank 0 runs the executor");
+            let raw_round = (per[0].last().unwrap() + per[1].last().unwrap()) / 2.0;
+            exec.push(e);
+            ratios.push(e / raw_round);
         }
         for r in 1..=2 {
-            merged.process_at_rank(r).send(&[0u8; 0][..]);
+            merged.process_at_rank(r).send(&[QUIT][..]);
         }
         let all: Vec<f64> = per.iter().flatten().copied().collect();
         println!(
@@ -321,16 +356,10 @@ mod bench {
             per[0],
             per[1]
         );
-        let same = cfutures_mpi::comm(&merged, 0, |pool| {
-            for i in 0..100 {
-                pool.submit_fn(square, i)
-                    .unwrap()
-                    .result_timeout(WAIT)
-                    .unwrap();
-            }
-            round_trip(pool, trips, "comm over the ping-pong's communicator")
-        })
-        .expect("rank 0 runs the executor");
+        println!(
+            "round trip (comm over the ping-pong's communicator, between its blocks): {exec:.1?} µs, ratios {ratios:.2?}"
+        );
+        let same = (median(exec), median(ratios));
         drop(merged);
         disconnect(child);
         (median(all), same)
