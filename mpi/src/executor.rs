@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::raw::{
-    self, Comm, Sending, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO,
+    self, Comm, Sending, CTL_CONFIG, CTL_KILL, TAG_BYE, TAG_CTL, TAG_FRAME, TAG_INFO,
 };
 use crate::worker::{Backoff, WORKER_ARG};
 
@@ -1166,18 +1166,30 @@ impl Driver {
                 }
             }
         }
-        // The EXIT frames are tiny (sent eagerly); wait for them no longer than the
-        // liveness deadline.
+        // Each live worker answers EXIT with BYE, its last message (its heartbeat thread
+        // has stopped): after that nothing of it can still arrive on this communicator (a
+        // late message on a freed communicator can crash the next one MPI makes with the
+        // same context id). Waited for no longer than the liveness deadline; everything else
+        // that arrives meanwhile (heartbeats) is drained.
         let deadline = Instant::now() + self.shared.config.lost_after;
+        let mut waiting: Vec<c_int> = self
+            .workers
+            .iter()
+            .filter(|w| !w.lost)
+            .map(|w| w.rank)
+            .collect();
         let mut b = Backoff::new();
-        while !self.sends.is_empty() && Instant::now() < deadline {
+        while (!self.sends.is_empty() || !waiting.is_empty()) && Instant::now() < deadline {
             self.sends.retain_mut(|(_, s)| !s.test());
-            // Heartbeats may still arrive: drain them.
             while let Some((src, tag, n)) = self.comm.iprobe(raw::ANY, raw::ANY) {
                 let _ = self.comm.recv_within(src, tag, n, &mut self.buf, deadline);
+                if tag == TAG_BYE {
+                    waiting.retain(|&r| r != src);
+                }
             }
             b.pause();
         }
+        trace!("teardown: {} worker(s) did not say bye", waiting.len());
         for (_, s) in self.sends.drain(..) {
             s.abandon();
         }
@@ -1186,7 +1198,6 @@ impl Driver {
             // other side, forever if one was lost (or dies now). The workers free theirs.
             self.comm.free();
         }
-        let _ = TAG_BEAT;
         self.shared.bus.close_with(Some(Event::shutdown()));
     }
 }

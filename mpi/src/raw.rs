@@ -23,6 +23,9 @@ pub(crate) const TAG_CTL: c_int = 3;
 /// Worker → executor, once after its hello: `pid`, then the host name.
 pub(crate) const TAG_INFO: c_int = 4;
 
+/// Worker → executor: its last message, after EXIT (empty).
+pub(crate) const TAG_BYE: c_int = 5;
+
 /// `MPI_ANY_SOURCE` and `MPI_ANY_TAG` (both -1 in Open MPI and MPICH; checked in tests).
 pub(crate) const ANY: c_int = -1;
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use cfutures_remote::handshake;
 use cfutures_remote::serve::{self, ServeEnd, Transport};
 
-use crate::raw::{self, Comm, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_CTL, TAG_FRAME, TAG_INFO};
+use crate::raw::{
+    self, Comm, CTL_CONFIG, CTL_KILL, TAG_BEAT, TAG_BYE, TAG_CTL, TAG_FRAME, TAG_INFO,
+};
 
 /// The first argument of a spawned worker (`MPI_Comm_spawn`'s argv).
 pub(crate) const WORKER_ARG: &str = "--cfutures-mpi-worker";
@@ -294,6 +296,9 @@ pub(crate) fn serve_comm(comm: Comm, master: c_int) -> ServeEnd {
     stop.store(true, Ordering::Relaxed);
     beats.thread().unpark();
     let _ = beats.join();
+    // The last message: nothing of this worker arrives after it (see the executor's
+    // teardown).
+    let _ = comm.send(&[], master, TAG_BYE);
     end
 }
 
