@@ -475,13 +475,11 @@ mod bench {
     /// of the whole process (exit and MPI_Finalize included) is printed beside it.
     fn start_child() -> Option<f64> {
         let t = Instant::now();
-        let out = Command::new("timeout")
-            .args(["-k", "10", "60"])
+        let mut c = Command::new("timeout");
+        c.args(["-k", "10", "60"])
             .arg(std::env::current_exe().unwrap())
-            .arg("--start")
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
+            .arg("--start");
+        let out = run(c).ok()?;
         let wall = t.elapsed().as_secs_f64() * 1e3;
         let s = String::from_utf8_lossy(&out.stdout);
         let v = s
@@ -494,6 +492,57 @@ mod bench {
             out.status
         );
         v
+    }
+
+    // ---- child processes: output in files, leftovers killed ----
+
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    /// Runs `c` (already under `timeout`) with its output in files, not pipes: a process MPI
+    /// leaves behind (a singleton's `orted`, a worker of an mpi4py executor that cannot shut
+    /// down) must not hold the benchmark up by keeping a pipe open. Every process of the run
+    /// (marked by an environment variable that they all inherit) is killed once it returned.
+    fn run(mut c: Command) -> std::io::Result<std::process::Output> {
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mark = format!("{}-{n}", std::process::id());
+        let dir = std::env::temp_dir();
+        let (out_p, err_p) = (
+            dir.join(format!("cfutures-w10-{mark}.out")),
+            dir.join(format!("cfutures-w10-{mark}.err")),
+        );
+        c.env("CFUTURES_W10_RUN", &mark)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_p)?)
+            .stderr(std::fs::File::create(&err_p)?);
+        let status = c.status();
+        kill_marked(&mark);
+        let out = status.map(|status| std::process::Output {
+            status,
+            stdout: std::fs::read(&out_p).unwrap_or_default(),
+            stderr: std::fs::read(&err_p).unwrap_or_default(),
+        });
+        let _ = std::fs::remove_file(&out_p);
+        let _ = std::fs::remove_file(&err_p);
+        out
+    }
+
+    /// SIGKILLs the processes whose environment has `CFUTURES_W10_RUN=<mark>`.
+    fn kill_marked(mark: &str) {
+        let needle = format!("CFUTURES_W10_RUN={mark}");
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
     }
 
     // ---- the Python half ----
@@ -513,12 +562,11 @@ mod bench {
     }
 
     fn py_run(args: &[&str], secs: u32) -> (Option<String>, String) {
-        let out = Command::new("timeout")
-            .args(["-k", "5", &secs.to_string(), "python3"])
+        let mut c = Command::new("timeout");
+        c.args(["-k", "5", &secs.to_string(), "python3"])
             .arg(script())
-            .args(args)
-            .stdin(Stdio::null())
-            .output();
+            .args(args);
+        let out = run(c);
         match out {
             Ok(o) => {
                 let s = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -553,11 +601,10 @@ mod bench {
             kill: "—".into(),
             ..Py::default()
         };
-        let probe = Command::new("timeout")
-            .args(["-k", "5", "60", "python3", "-c"])
-            .arg("from mpi4py import MPI; print(MPI.Get_library_version().splitlines()[0])")
-            .stdin(Stdio::null())
-            .output();
+        let mut c = Command::new("timeout");
+        c.args(["-k", "5", "60", "python3", "-c"])
+            .arg("from mpi4py import MPI; print(MPI.Get_library_version().splitlines()[0])");
+        let probe = run(c);
         match probe {
             Ok(o) if o.status.success() => {
                 println!(
