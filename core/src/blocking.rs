@@ -144,6 +144,11 @@ impl Backoff {
     #[cfg(loom)]
     const YIELD_LIMIT: u32 = 0;
 
+    /// How many spin steps (of 2^step `spin_loop` hints each, 0 to `SPIN_STEPS`) a backoff
+    /// makes before it yields, when spinning can help; for callers that spin the same way
+    /// without a `Backoff`.
+    pub const SPIN_STEPS: u32 = Self::SPIN_LIMIT;
+
     /// A fresh backoff.
     pub fn new() -> Self {
         Backoff { step: 0 }

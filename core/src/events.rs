@@ -35,7 +35,8 @@
 //! sent with a non-blocking `try_send` under the bus's list lock.
 //!
 //! Statistics are always kept (a snapshot needs no subscription): a handful of relaxed
-//! atomic increments per task, and one for the run-time histogram.
+//! atomic increments per task (five or six for a task that ran: submitted, started, its
+//! outcome, its worker's count, and two for the run-time histogram).
 //!
 //! # Memory ordering
 //!
@@ -55,9 +56,11 @@
 //! # Back-pressure: none
 //!
 //! Each subscriber has a bounded buffer ([`DEFAULT_CAPACITY`] events, or
-//! [`EventBus::subscribe_with_capacity`]). A subscriber that does not keep up loses the
-//! events that do not fit, and [`Events::dropped`] counts them: the pool never waits for a
-//! slow observer. Dropping the [`Events`] unsubscribes.
+//! [`EventBus::subscribe_with_capacity`]; it grows as events come, so a large bound costs
+//! memory only when the subscriber falls that far behind). A subscriber that does not keep
+//! up loses the events that do not fit, and [`Events::dropped`] counts them: the pool never
+//! waits for a slow observer. The final event ([`EventBus::close_with`], an executor's
+//! `Shutdown`) is never lost. Dropping the [`Events`] unsubscribes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -149,7 +152,10 @@ impl fmt::Display for TaskOutcome {
 /// receives them: one `Submitted`; then `Started` each time it starts on a worker (again after
 /// a `Retried`, or after the executor took it back from a stalled worker before it ran); then
 /// exactly one `Finished`. A task cancelled or failed while queued has a `Finished` without a
-/// `Started`. `Shutdown` is the last event of an executor; the stream ends after it.
+/// `Started`. `Shutdown` is the last event of an executor; the stream ends after it. (One
+/// exception: a process pool's `map` chunk whose worker died under it, with a retry policy,
+/// runs again item by item, each item a task of its own under the chunk's id, with its own
+/// `Started` and `Finished`.)
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -176,7 +182,10 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// A task ended, for good (a retried attempt is a [`Event::Retried`] instead).
+    /// A task ended, for good (a retried attempt is a [`Event::Retried`] instead). A future
+    /// cancelled with [`Future::cancel`](crate::Future::cancel) while queued is done at once,
+    /// but its `Finished` comes when the executor notices (as `wait` counts it: Python's
+    /// `CANCELLED_AND_NOTIFIED`).
     #[non_exhaustive]
     Finished {
         /// The task.
@@ -221,7 +230,8 @@ pub enum Event {
     Retried {
         /// The task.
         task: FutureId,
-        /// The attempts it has made so far.
+        /// The failed attempts counted against it so far (0 when its worker died for another
+        /// task's sake: the pool killed it for a cancel or a time limit just as that task ended).
         attempt: u32,
         /// When.
         at: Instant,
@@ -414,7 +424,12 @@ pub const DEFAULT_CAPACITY: usize = 16 * 1024;
 /// One subscriber, as the bus holds it.
 struct Subscriber {
     id: u64,
+    /// An unbounded channel held to `cap` events by the bus (a bounded crossbeam channel
+    /// would allocate and touch its whole buffer, ~1 MB at the default capacity, when it is
+    /// made; this one grows in blocks of 31 as events come). Sends happen under the bus's
+    /// lock, and the receiver only takes away, so the length check cannot be overtaken.
     tx: Sender<Event>,
+    cap: usize,
     shared: Arc<SubShared>,
 }
 
@@ -422,8 +437,6 @@ struct Subscriber {
 #[derive(Default)]
 struct SubShared {
     dropped: AtomicU64,
-    /// The final event, when it did not fit in the buffer (see `close_with`).
-    last: Mutex<Option<Event>>,
 }
 
 #[derive(Default)]
@@ -474,11 +487,13 @@ impl EventBus {
         self.subscribe_with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// Subscribes, with a buffer of `capacity` events (at least 1).
+    /// Subscribes, with a buffer of `capacity` events (at least 1). The buffer grows as
+    /// events come (in blocks of 31), up to `capacity`: a large capacity costs memory only
+    /// when the subscriber falls that far behind.
     ///
     /// On a bus already [closed](Self::close), the stream is empty and ended.
     pub fn subscribe_with_capacity(&self, capacity: usize) -> Events {
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(SubShared::default());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subs = self.inner.subs();
@@ -486,6 +501,7 @@ impl EventBus {
             subs.push(Subscriber {
                 id,
                 tx,
+                cap: capacity.max(1),
                 shared: shared.clone(),
             });
             // Under the lock, so that the count and the list agree. Relaxed: see the module
@@ -536,8 +552,8 @@ impl EventBus {
     }
 
     /// As [`close`](Self::close), after sending `last` to every subscriber (the executor's
-    /// [`Event::Shutdown`]). The final event is never lost: if a subscriber's buffer is
-    /// full, it waits beside the buffer and is read after it.
+    /// [`Event::Shutdown`]). The final event is never lost: a subscriber whose buffer is
+    /// full gets it anyway (one past its capacity).
     pub fn close_with(&self, last: Option<Event>) {
         let mut subs = self.inner.subs();
         if self.inner.closed.swap(true, Ordering::Relaxed) {
@@ -565,6 +581,10 @@ impl EventBus {
 
 /// Sends to one subscriber; true if it is gone.
 fn deliver(s: &Subscriber, e: Event) -> bool {
+    if s.tx.len() >= s.cap {
+        s.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
     match s.tx.try_send(e) {
         Ok(()) => false,
         Err(TrySendError::Full(_)) => {
@@ -575,12 +595,10 @@ fn deliver(s: &Subscriber, e: Event) -> bool {
     }
 }
 
-/// Sends the final event to one subscriber: if its buffer is full, the event waits beside
-/// the buffer and is read after it (never blocking the executor, never lost).
+/// Sends the final event to one subscriber, full or not (one past its capacity at most:
+/// never blocking the executor, never lost).
 fn force(s: &Subscriber, e: Event) {
-    if let Err(TrySendError::Full(e)) = s.tx.try_send(e) {
-        *s.shared.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
+    let _ = s.tx.try_send(e);
 }
 
 /// A subscription: the events of one executor, in the order it emitted them.
@@ -639,16 +657,7 @@ impl std::error::Error for RecvError {}
 impl Events {
     /// The next event, waiting for it; `None` once the stream ended.
     pub fn recv(&self) -> Option<Event> {
-        self.rx.recv().ok().or_else(|| self.take_last())
-    }
-
-    /// The final event that did not fit in the buffer, once the buffer is read.
-    fn take_last(&self) -> Option<Event> {
-        self.shared
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.rx.recv().ok()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -661,19 +670,13 @@ impl Events {
         match self.rx.recv_timeout(timeout) {
             Ok(e) => Ok(e),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvError::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                self.take_last().ok_or(RecvError::Closed)
-            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(RecvError::Closed),
         }
     }
 
     /// The next event if one is buffered, without waiting.
     pub fn try_recv(&self) -> Option<Event> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(e),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => self.take_last(),
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Every event buffered now, without waiting.
@@ -728,6 +731,7 @@ const BUCKETS: usize = SUBS + (64 - SUB_BITS as usize) * SUBS;
 struct Histogram {
     buckets: Box<[AtomicU64]>,
     sum_ns: AtomicU64,
+    min_ns: AtomicU64,
     max_ns: AtomicU64,
 }
 
@@ -736,6 +740,7 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             sum_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
         }
     }
@@ -768,9 +773,12 @@ impl Histogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        // A new maximum is rare: read first, write only then.
+        // A new extreme is rare: read first, write only then.
         if ns > self.max_ns.load(Ordering::Relaxed) {
             self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.fetch_min(ns, Ordering::Relaxed);
         }
     }
 
@@ -782,6 +790,7 @@ impl Histogram {
             .collect();
         let count: u64 = counts.iter().sum();
         let max = Duration::from_nanos(self.max_ns.load(Ordering::Relaxed));
+        let min = Duration::from_nanos(self.min_ns.load(Ordering::Relaxed)).min(max);
         let sum = self.sum_ns.load(Ordering::Relaxed);
         let pct = |q: f64| -> Option<Duration> {
             if count == 0 {
@@ -795,7 +804,9 @@ impl Histogram {
                 if seen >= rank {
                     let (lo, hi) = bucket_range(b);
                     let mid = lo + (hi - lo) / 2;
-                    return Some(Duration::from_nanos(mid).min(max));
+                    // Within the exact extremes: one task's (or equal tasks') percentiles
+                    // are its run time.
+                    return Some(Duration::from_nanos(mid).clamp(min, max));
                 }
             }
             Some(max)
@@ -811,8 +822,8 @@ impl Histogram {
     }
 }
 
-/// Run-time percentiles (from a histogram: each within ~6% of the exact value; `max` is
-/// exact). `None` until a task with a known run time finished.
+/// Run-time percentiles (from a histogram: each within ~6% of the exact value, and within
+/// the exact minimum and maximum; `max` is exact). `None` until a task with a known run time finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunTimes {

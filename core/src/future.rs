@@ -3,8 +3,9 @@
 //! # Who touches what
 //!
 //! * `state` — everyone, only through the named transitions in [`crate::state`].
-//! * `value` — written once, by the one thread whose `transition_to_completing` succeeded,
-//!   before `transition_to_finished`; read by anyone who has seen `FINISHED`; taken out only
+//! * `value` — written once, by the one thread whose `transition_to_completing` succeeded
+//!   (or, on the run path, the one that moved the future to RUNNING: nobody else can move a
+//!   running future), before the transition to FINISHED; read by anyone who has seen `FINISHED`; taken out only
 //!   through `&mut` (sole owner: [`Future::into_result`], or drop).
 //! * `listeners` — under its mutex; see the memory-ordering notes in [`crate::state`].
 //! * `handles` — the number of live [`Future`] handles (not counting the promise), so that
@@ -284,7 +285,8 @@ pub(crate) struct Inner<T> {
 }
 
 // SAFETY: `value` is the only field that is not already `Sync`. It is written once, by the
-// single thread that won `transition_to_completing` (1), and published by the `Release`
+// single thread that won `transition_to_completing`, or on the run path the thread that
+// won `transition_to_running` and holds the promise (1), and published by the `Release`
 // store of FINISHED; it is read only after an `Acquire` load saw FINISHED (2), and never
 // written again except through `&mut Inner` (3). So shared access only ever hands out `&T`
 // to many threads (needs `T: Sync`) after moving a `T` in from another thread (needs
@@ -294,10 +296,11 @@ unsafe impl<T: Send + Sync> Sync for Inner<T> {}
 unsafe impl<T: Send> Send for Inner<T> {}
 
 impl<T> Inner<T> {
-    fn new() -> Self {
+    /// A pending state with `handles` future handles already counted.
+    fn new(handles: u32) -> Self {
         Inner {
             state: StateCell::new(),
-            handles: AtomicU32::new(0),
+            handles: AtomicU32::new(handles),
             inline_generation: AtomicU16::new(0),
             value: UnsafeCell::new(None),
             listeners: Mutex::new(Registry::new()),
@@ -483,6 +486,24 @@ impl<T> Inner<T> {
         };
         if !callbacks.is_empty() {
             run_callbacks(as_future(this), callbacks);
+        }
+    }
+
+    /// RUNNING → FINISHED with `outcome`, for the thread that moved the future to RUNNING
+    /// (`Promise::run_then`): it is the only one that can move it on (a running future
+    /// cannot be cancelled, and the promise is its own), so it writes the value and
+    /// publishes it in one atomic step, without claiming COMPLETING first.
+    fn complete_running(this: &Shared<T>, outcome: Result<T, Error>) {
+        // SAFETY: the caller moved the state to RUNNING and holds the promise, so no other
+        // thread can move it on or write the value (rule 1 of the `Sync` argument, with
+        // RUNNING as the claim); no reader reads the value before FINISHED, which the
+        // transition below stores with Release.
+        this.value
+            .with_mut(|p| unsafe { *p = Some(outcome.map_err(Box::new)) });
+        if this.state.transition_running_to_finished() {
+            let d = this.drain(Take::All);
+            let c = this.completion();
+            Inner::tell(this, d, c);
         }
     }
 
@@ -763,6 +784,11 @@ impl<T> Future<T> {
 
     /// [`result`](Self::result) with a deadline (`None`: none).
     pub fn result_deadline(&self, deadline: Option<Instant>) -> Result<&T, Error> {
+        // Already finished (the usual case when collecting results): one Acquire load, no
+        // wait machinery.
+        if let Some(Ok(v)) = self.inner.outcome() {
+            return Ok(v);
+        }
         self.wait_checked(deadline)?;
         self.done_outcome()
     }
@@ -1063,7 +1089,7 @@ impl<T> Promise<T> {
     /// A new promise with a pending future; get handles with [`future`](Self::future).
     pub fn new() -> Self {
         Promise {
-            inner: sync::Arc::new(Inner::new()),
+            inner: sync::Arc::new(Inner::new(0)),
         }
     }
 
@@ -1183,10 +1209,37 @@ impl<T> Promise<T> {
     /// outcome becomes visible: a pool can update its own bookkeeping there (count the
     /// worker idle) before a thread woken by the result acts on it.
     pub fn run_then<K: Task<Output = T>>(self, task: K, before_publish: impl FnOnce()) -> bool {
+        struct Then<F>(Option<F>);
+        impl<F: FnOnce()> RunHooks for Then<F> {
+            #[inline]
+            fn before_publish(&mut self, _failure: Option<&TaskError>) {
+                if let Some(f) = self.0.take() {
+                    f();
+                }
+            }
+        }
+        self.run_with(task, &mut Then(Some(before_publish)))
+    }
+
+    /// The identity of this promise's future ([`Future::id`]), without making a handle.
+    pub fn id(&self) -> FutureId {
+        self.inner.id()
+    }
+
+    /// [`run`](Self::run), telling `hooks` when the task starts (its future is RUNNING) and,
+    /// once it has run, how it ended, before its outcome becomes visible: for an executor's
+    /// events and statistics. Nothing is called for a cancelled future (the task is dropped
+    /// unrun and `false` returned).
+    pub fn run_with<K, H>(self, task: K, hooks: &mut H) -> bool
+    where
+        K: Task<Output = T>,
+        H: RunHooks + ?Sized,
+    {
         if !self.set_running_or_notify_cancel() {
             crate::discard_task(task);
             return false;
         }
+        hooks.started();
         // While the task runs, this thread counts as running the future, for deadlock
         // detection (a thread-local write: see `crate::deadlock`).
         let mut frame = Frame::new(self.inner.id());
@@ -1195,14 +1248,17 @@ impl<T> Promise<T> {
         let out = crate::panics::catch(|| task.run()).and_then(|r| r);
         // Done-callbacks run below, in this thread: they are not the task.
         running.release();
-        before_publish();
+        hooks.before_publish(out.as_ref().err());
         // Publishing runs no user code unguarded (callbacks and waiters are caught one by
         // one) but for one thing: when every handle is gone, the promise drops the last
         // reference, and with it the value, whose `Drop` may panic. Catch that too, so that
         // no task can unwind into the executor's thread.
         let published = panic::catch_unwind(AssertUnwindSafe(move || {
-            // Cannot fail: the future is RUNNING, and a running future cannot be cancelled.
-            let _ = self.set_outcome(out);
+            // We moved the future to RUNNING above, and a running future cannot be
+            // cancelled: only we can finish it (one atomic step, no claim).
+            Inner::complete_running(&self.inner, out.map_err(Error::Failed));
+            // The promise's drop sees FINISHED and does nothing more.
+            drop(self);
         }));
         if let Err(payload) = published {
             log_caught_panic(
@@ -1244,11 +1300,29 @@ impl<T> fmt::Debug for Promise<T> {
     }
 }
 
+/// What [`Promise::run_with`] tells an executor about a run (for its events and
+/// statistics). Both methods run on the thread that runs the task, and have empty defaults.
+pub trait RunHooks {
+    /// The future is now RUNNING and the task is about to run.
+    #[inline]
+    fn started(&mut self) {}
+    /// The task has run; `failure` is its error if it failed (it panicked, or returned an
+    /// error). Called before the outcome becomes visible to the future's waiters.
+    #[inline]
+    fn before_publish(&mut self, failure: Option<&TaskError>) {
+        let _ = failure;
+    }
+}
+
 /// A new promise and a handle to its future (Python: `Future()` plus the executor's side).
 pub fn pending<T>() -> (Promise<T>, Future<T>) {
-    let p = Promise::new();
-    let f = p.future();
-    (p, f)
+    // The handle is counted at creation: one atomic increment less than
+    // `Promise::new().future()` on every submit.
+    let inner = sync::Arc::new(Inner::new(1));
+    let f = Future {
+        inner: inner.clone(),
+    };
+    (Promise { inner }, f)
 }
 
 #[cfg(all(test, not(loom)))]

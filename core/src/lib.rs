@@ -133,7 +133,7 @@ pub use error::{
 };
 pub use events::{Event, EventBus, Events, Stats, StatsRecorder, TaskOutcome, WorkerId};
 pub use executor::{Executor, InlineExecutor, Submit};
-pub use future::{pending, Future, Promise, State};
+pub use future::{pending, Future, Promise, RunHooks, State};
 pub use task::{
     discard_task, fallible, named, run_chunk, ChunkIter, ChunkOutput, Fallible, MapChunk, Named,
     PanicToError, Task,

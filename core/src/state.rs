@@ -10,8 +10,9 @@
 //!
 //! # Memory ordering
 //!
-//! * The value is written by the thread that moved the state to [`COMPLETING`], before it
-//!   stores [`FINISHED`] with `Release`; readers load the state with `Acquire` and read the
+//! * The value is written by the thread that moved the state to [`COMPLETING`] (or, on
+//!   the run path, by the thread that moved it to [`RUNNING`]: nobody else can move a
+//!   running future), before it stores [`FINISHED`] with `Release`; readers load the state with `Acquire` and read the
 //!   value only after seeing `FINISHED`. That pairing is what makes the value visible.
 //! * The listener bit is set with a compare-exchange (`AcqRel`) *while holding the listener
 //!   lock*, and only if the state is not yet terminal. Every transition is also an `AcqRel`
@@ -119,6 +120,30 @@ impl StateCell {
     #[inline]
     pub(crate) fn transition_to_completing(&self) -> Transition {
         self.transition(&[PENDING, RUNNING], COMPLETING)
+    }
+
+    /// RUNNING → FINISHED in one step, after the value is written: for the thread that
+    /// runs the task (it moved the state to RUNNING itself, and from RUNNING only the
+    /// promise's holder moves it: a running future cannot be cancelled), so no other
+    /// thread can be writing the value and the claim step (COMPLETING) is not needed.
+    /// Returns whether the listener bit was set.
+    ///
+    /// One `fetch_or`, not a compare-exchange loop: `RUNNING | (FINISHED ^ RUNNING)` is
+    /// `FINISHED`, and the only concurrent change of the word while RUNNING is a registrar
+    /// setting the listener bit, which `fetch_or` keeps. `AcqRel` as every transition:
+    /// Release publishes the value, Acquire orders us after listener registrations (see the
+    /// module doc).
+    #[inline]
+    pub(crate) fn transition_running_to_finished(&self) -> bool {
+        const _: () = assert!(RUNNING | (FINISHED ^ RUNNING) == FINISHED);
+        const _: () = assert!(RUNNING & (FINISHED ^ RUNNING) == 0);
+        let prev = self.0.fetch_or(FINISHED ^ RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(
+            prev & STATE_MASK,
+            RUNNING,
+            "only the running thread finishes"
+        );
+        prev & LISTENERS != 0
     }
 
     /// COMPLETING → FINISHED, after the value is written.

@@ -7,6 +7,7 @@ pub mod custom;
 pub mod report;
 pub mod scenarios;
 pub mod site;
+pub mod timeline;
 pub mod tour;
 pub mod work;
 

@@ -12,7 +12,7 @@ pub type Run = fn(&mut Out) -> Result<(), BoxError>;
 /// One scenario of the tour.
 #[derive(Clone, Copy, Debug)]
 pub struct Section {
-    /// Its number (1–13, as in the README).
+    /// Its number (1–14, as in the README).
     pub number: u32,
     /// What it shows.
     pub title: &'static str,
@@ -108,6 +108,12 @@ pub fn sections() -> Vec<Section> {
             "Poison tasks: retried, quarantined, with their last words",
             "poison",
             Some(crate::scenarios::poison::run),
+        ),
+        s(
+            14,
+            "Watching a pool: a live per-worker table from pool.events(), and pool.stats()",
+            "watch",
+            Some(crate::scenarios::watch::run),
         ),
     ]
 }

@@ -156,3 +156,54 @@ fn big_data_gets_the_same_digests_every_way() {
     has(lines, "8 × 300 kB sha256, views of one SharedBytes");
     has(lines, "sending the 2 MB alone");
 }
+
+#[test]
+fn watch_draws_the_workers_from_the_events() {
+    let lines = run(scenarios::watch::run);
+    has(&lines, "snapshot at ");
+    has(&lines, "final table (from the events):");
+    has(&lines, "✝ died (signal 6");
+    has(&lines, "none lost (0 dropped); shut down: true");
+    has(
+        &lines,
+        "stats: 40 submitted, 38 succeeded, 2 failed, 1 retried, 1 worker deaths",
+    );
+}
+
+#[test]
+fn timeline_svg_has_a_lane_per_worker_a_bar_per_task_and_the_deaths() {
+    use cfutures_core::events::{Event, TaskOutcome};
+    use cfutures_core::WorkerExit;
+    use std::time::Duration;
+    let (_p1, a) = cfutures_core::pending::<()>();
+    let (_p2, b) = cfutures_core::pending::<()>();
+    let events = vec![
+        Event::worker_started(1, Some(100)),
+        Event::worker_started(2, Some(200)),
+        Event::submitted(a.id(), None),
+        Event::submitted(b.id(), None),
+        Event::started(a.id(), 1, Some(100)),
+        Event::started(b.id(), 2, Some(200)),
+        Event::worker_died(2, Some(200), Some(WorkerExit::Signal(6)), Some(b.id())),
+        Event::finished(
+            a.id(),
+            Some(1),
+            TaskOutcome::Ok,
+            Some(Duration::from_nanos(1)),
+        ),
+        Event::finished(b.id(), Some(2), TaskOutcome::Lost, None),
+        Event::shutdown(),
+    ];
+    let (lanes, bars, _) = cfutures_examples::timeline::layout(&events);
+    assert_eq!(lanes.len(), 2);
+    let outcomes: Vec<TaskOutcome> = bars.iter().map(|b| b.outcome).collect();
+    assert_eq!(outcomes, [TaskOutcome::Lost, TaskOutcome::Ok]);
+    let svg = cfutures_examples::timeline::svg(&events, "test <run>");
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("test &lt;run&gt;"));
+    assert!(svg.contains("worker #2 (pid 200)"));
+    assert!(svg.contains("died: signal 6 (SIGABRT)"));
+    assert!(svg.contains("task 0 on worker #1: ok"));
+    assert!(svg.contains("task 1 on worker #2: lost"));
+}

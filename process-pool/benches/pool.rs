@@ -4,6 +4,8 @@
 //! `cargo bench -p cfutures-process-pool` (set `CFPP_BENCH_NO_PYTHON=1` to skip Python).
 //!
 //! * W5 throughput: 10,000 tiny tasks (`x + 1`) on 2 workers, per task.
+//! * W5 with-subscriber: W5 alternated with and without a `pool.events()` subscriber that
+//!   reads every event on a thread of its own (the cost of being watched).
 //! * W5 round trip: one tiny task at a time, vs a raw pipe ping-pong between two processes.
 //! * W3: `map` of `x * 2` over 1,000,000 items with `chunksize = 1000` (cfutures-combinators'
 //!   `map` over the pool).
@@ -120,6 +122,43 @@ fn w5_throughput(pool: &ProcessPoolExecutor, n: u64) -> Duration {
     t0.elapsed() / n as u32
 }
 
+/// W5 with a subscriber that reads every event on a thread of its own (`pool.events()`),
+/// alternated with W5 without one, on the same pool: the medians (without, with), and the
+/// events the last subscribed run read and lost.
+fn w5_subscribed(
+    pool: &ProcessPoolExecutor,
+    n: u64,
+    runs: usize,
+) -> (Duration, Duration, u64, u64) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut plain = Vec::new();
+    let mut with = Vec::new();
+    let (mut read, mut lost) = (0, 0);
+    for _ in 0..runs {
+        plain.push(w5_throughput(pool, n));
+        let events = pool.events();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let reader = std::thread::spawn(move || {
+            let mut k = 0u64;
+            loop {
+                match events.recv_timeout(Duration::from_millis(5)) {
+                    Ok(e) => k += std::hint::black_box(e).task().is_some() as u64,
+                    Err(_) if stop2.load(Ordering::Acquire) => return (k, events.dropped()),
+                    Err(_) => {}
+                }
+            }
+        });
+        with.push(w5_throughput(pool, n));
+        stop.store(true, Ordering::Release);
+        (read, lost) = reader.join().unwrap();
+    }
+    plain.sort();
+    with.sort();
+    (plain[runs / 2], with[runs / 2], read, lost)
+}
+
 fn w5_round_trip(pool: &ProcessPoolExecutor, n: u64) -> Duration {
     let t0 = Instant::now();
     for i in 0..n {
@@ -182,6 +221,17 @@ fn w6_cpu(pool: &ProcessPoolExecutor, n: u64) -> (Duration, Duration, Duration, 
 }
 
 /// User + system CPU time of this process (its threads; not its children).
+/// This process's CPU time (every thread), precise (`CLOCK_PROCESS_CPUTIME_ID`).
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn cpu_self() -> Duration {
     // SAFETY: `ru` is a valid out-pointer for getrusage.
     let ru = unsafe {
@@ -673,6 +723,20 @@ fn main() {
             match only.as_str() {
                 "w3" => println!("w3 {:?}", w3_map(&pool)),
                 "w5" => println!("w5 {:?}", w5_throughput(&pool, 10_000)),
+                "w5cpu" => {
+                    // The parent's CPU time (its threads: submitter and I/O), not the workers'.
+                    let c0 = process_cpu();
+                    let t = w5_throughput(&pool, 10_000);
+                    let c = process_cpu() - c0;
+                    println!("w5cpu {t:?} parent-cpu-per-task {:?}", c / 10_000);
+                }
+                "w5sub" => {
+                    let (a, b, read, lost) = w5_subscribed(&pool, 10_000, 1);
+                    println!(
+                        "w5 {a:?} with-subscriber {b:?} ratio {:.3} (events read {read}, lost {lost})",
+                        b.as_secs_f64() / a.as_secs_f64()
+                    );
+                }
                 "w6" => {
                     // As in the full run, W6 follows W3's tiny tasks.
                     w3_map(&pool);
@@ -695,6 +759,7 @@ fn main() {
     let pool = ProcessPoolExecutor::new(2).unwrap();
     w5_throughput(&pool, 1000); // warm up: both workers started
     let thr = median(5, || w5_throughput(&pool, 10_000 / scale));
+    let (sub_plain, sub_with, sub_read, sub_lost) = w5_subscribed(&pool, 10_000 / scale, 5);
     let rt = median(5, || w5_round_trip(&pool, 5_000 / scale));
     let w3 = median(5, || w3_map(&pool));
     // Calibrate W6 so that one task takes ~50 ms here.
@@ -714,6 +779,13 @@ fn main() {
     println!(
         "  W5 throughput, 10k x+1:           {:>9.2} µs / task (target ≤ 5)",
         us(thr)
+    );
+    println!(
+        "  W5 with-subscriber (alternated):  {:>9.2} µs / task vs {:.2} without = {:.3}× \
+         ({sub_read} task events read, {sub_lost} lost)",
+        us(sub_with),
+        us(sub_plain),
+        sub_with.as_secs_f64() / sub_plain.as_secs_f64()
     );
     println!(
         "  W5 round trip, one at a time:     {:>9.2} µs / task = {:.2}× ping-pong (target ≤ 2×)",

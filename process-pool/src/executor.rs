@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use cfutures_core::events::{Event, EventBus, Events, Stats, TaskOutcome};
 use cfutures_core::{Broken, Executor, Future, Submit, SubmitError};
 use rustix::process::Signal;
 use serde::de::DeserializeOwned;
@@ -19,7 +20,7 @@ use crate::io::Io;
 use crate::options::{Resolved, TaskOptions, WithOptions};
 use crate::retry::{Attempts, RetryPolicy};
 use crate::segments::{ArgSink, Bulk};
-use crate::state::{Config, Shared, State};
+use crate::state::{Config, Obs, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill};
 use cfutures_remote::job::{self, Encoded, IntoJob, Outcome};
@@ -302,8 +303,11 @@ impl Builder {
             .unwrap_or(crate::segments::DEFAULT_THRESHOLD);
         let (wake_r, wake_w) = sys::wake_pipe()?;
         crate::fork::watch();
+        let obs = Arc::new(Obs::default());
         let shared = Arc::new(Shared {
+            obs: obs.clone(),
             state: Mutex::new(State {
+                obs,
                 queue: VecDeque::new(),
                 workers: Vec::new(),
                 next_id: 1,
@@ -579,7 +583,14 @@ impl ProcessPoolExecutor {
         if st.shutdown {
             return Err(SubmitError::Shutdown);
         }
+        let obs = &shared.obs;
+        obs.stats.submitted();
+        obs.bus.emit(|| Event::submitted(slot.future_id(), None));
         if let Some(e) = error {
+            obs.stats
+                .finished(None, TaskOutcome::of_error(&e), false, None);
+            obs.bus
+                .emit(|| Event::finished(slot.future_id(), None, TaskOutcome::of_error(&e), None));
             drop(st);
             // Python: an argument that cannot be pickled fails its future; the pool is fine.
             slot.start();
@@ -599,6 +610,7 @@ impl ProcessPoolExecutor {
             seq: 0,
             bulk,
             retry: retry.map(Attempts::new),
+            on: None,
         });
         let mut discard = Vec::new();
         // A submitting thread hands a job straight to an idle worker (a lone task reaches
@@ -664,6 +676,7 @@ impl ProcessPoolExecutor {
         // Requeued (its worker died, or it was taken back), not yet resent: finish it here.
         if let Some(i) = st.queue.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.queue.remove(i).expect("index is valid");
+            st.obs.dropped(&job, TaskOutcome::Cancelled);
             drop(st);
             job.slot.finish(Outcome::Cancelled, &[]);
             return true;
@@ -671,6 +684,7 @@ impl ProcessPoolExecutor {
         // Waiting to be retried.
         if let Some(i) = st.delayed.iter().position(|j| j.slot.future_id() == fid) {
             let job = st.delayed.swap_remove(i);
+            st.obs.dropped(&job, TaskOutcome::Cancelled);
             drop(st);
             job.slot.finish(Outcome::Cancelled, &[]);
             return true;
@@ -680,6 +694,8 @@ impl ProcessPoolExecutor {
                 // Not started yet (its worker has not claimed it): take it back, no kill.
                 if let Some(job) = w.take_one(i) {
                     w.ping_if_behind();
+                    w.head_started();
+                    w.obs.dropped(&job, TaskOutcome::Cancelled);
                     drop(st);
                     job.slot.finish(Outcome::Cancelled, &[]);
                     // Room was made in a window: queued work may go there now.
@@ -724,6 +740,87 @@ impl ProcessPoolExecutor {
         }
         drop(st);
         self.shared.wake();
+    }
+
+    /// Subscribes to the pool's events: every task's `Submitted`, `Started` (with the worker
+    /// and its pid), `Finished` (outcome, run time as the worker measured it); every
+    /// worker's start and death (pid, exit code or signal, the task it held); retries,
+    /// quarantines, the pool breaking, and `Shutdown` last (the stream then ends). Python's
+    /// pools tell none of this.
+    ///
+    /// The stream buffers [`DEFAULT_CAPACITY`](cfutures_core::events::DEFAULT_CAPACITY)
+    /// events; a subscriber that falls behind loses the newest and
+    /// [`Events::dropped`] counts them (the pool never waits for it). With nobody
+    /// subscribed, the pool pays one relaxed atomic load per would-be event. Events are sent
+    /// where the pool's state changes, under its lock, to every subscriber in turn: each
+    /// subscriber adds a (non-blocking) send to every change. See [`cfutures_core::events`].
+    ///
+    /// ```
+    /// use cfutures_core::events::{Event, TaskOutcome};
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(2).unwrap();
+    /// let events = pool.events();
+    /// let f = pool.submit_fn(square, 7).unwrap();
+    /// assert_eq!(*f.result().unwrap(), 49);
+    /// drop(pool); // shuts down: the stream ends with `Shutdown`
+    ///
+    /// let all: Vec<Event> = events.collect();
+    /// let fin = all.iter().find(|e| e.task() == Some(f.id()) && e.outcome().is_some()).unwrap();
+    /// assert_eq!(fin.outcome(), Some(TaskOutcome::Ok));
+    /// assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
+    /// ```
+    pub fn events(&self) -> Events {
+        self.events_with_capacity(cfutures_core::events::DEFAULT_CAPACITY)
+    }
+
+    /// As [`events`](Self::events), with a buffer of `capacity` events (it grows as events
+    /// come, up to `capacity`).
+    pub fn events_with_capacity(&self, capacity: usize) -> Events {
+        if self.check_process().is_err() {
+            // A copy of the pool in a forked child: its I/O thread is the parent's, and
+            // nothing here would ever end the stream. An ended one, as after a shutdown.
+            let bus = EventBus::new();
+            bus.close();
+            return bus.subscribe();
+        }
+        self.shared.obs.bus.subscribe_with_capacity(capacity)
+    }
+
+    /// A snapshot of the pool's counts: tasks submitted, queued, running, done (succeeded,
+    /// failed, cancelled), retried and quarantined; workers started and died, each worker's
+    /// counts; run-time percentiles. Kept whether anyone subscribed or not (a few relaxed
+    /// atomic increments per task).
+    ///
+    /// A task is what was submitted: a `map` chunk counts once (not once per item), except
+    /// a chunk whose worker died under it with a retry policy, which runs again item by item
+    /// and then counts once per item. A future cancelled with
+    /// [`Future::cancel`](cfutures_core::Future::cancel) while queued counts as queued until
+    /// the pool notices (as `wait` counts it done only then). In a forked child of the
+    /// process that made the pool: the parent's counts as they were at the fork.
+    ///
+    /// ```
+    /// use cfutures_process_pool::ProcessPoolExecutor;
+    ///
+    /// fn double(x: u32) -> u32 {
+    ///     x * 2
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::new(2).unwrap();
+    /// let fs: Vec<_> = (0..10).map(|i| pool.submit_fn(double, i).unwrap()).collect();
+    /// for f in &fs {
+    ///     f.result().unwrap();
+    /// }
+    /// let s = pool.stats();
+    /// assert_eq!((s.submitted, s.succeeded), (10, 10));
+    /// assert!(s.run_times.p50.is_some());
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.shared.obs.stats.snapshot()
     }
 
     /// The process ids of the live workers.
@@ -771,6 +868,9 @@ impl ProcessPoolExecutor {
             let (keep, cancel): (VecDeque<Job>, VecDeque<Job>) =
                 st.queue.drain(..).partition(|j| j.started);
             st.queue = keep;
+            for j in &cancel {
+                st.obs.dropped(j, TaskOutcome::Cancelled);
+            }
             cancel.into()
         } else {
             Vec::new()

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfutures_core::diag::Level;
+use cfutures_core::events::{Event, TaskOutcome};
 use cfutures_core::{panic_message, Broken, TaskError, TaskOutput, WorkerDeath, WorkerExit};
 use cfutures_remote::handshake;
 use cfutures_remote::job::{Outcome, Received, ReceivedPayload, SharedPayload};
@@ -49,7 +50,7 @@ use crate::executor::WorkerDeathPolicy;
 use crate::output::{self, Capture};
 use crate::retry::{self, Verdict};
 use crate::segments::{self, FdQueue, MapCache, Release};
-use crate::state::{Config, Done, Shared, State};
+use crate::state::{Config, Done, Fin, Shared, State};
 use crate::sys;
 use crate::window::{Job, Kill, Worker, RECLAIM_AFTER};
 use crate::worker;
@@ -172,6 +173,8 @@ pub(crate) struct Io {
 /// A result taken under the lock, settled outside it (see [`Io::settle`]).
 struct After {
     job: Job,
+    /// Its worker and run time, for its `Finished`.
+    fin: Fin,
     /// The result frame: a value (`true`) or an error.
     ok: bool,
     outcome: Outcome,
@@ -186,7 +189,7 @@ impl Io {
             procs: Vec::new(),
             next_key: 1,
             payloads: Vec::new(),
-            done: Vec::new(),
+            done: Done::default(),
             starts: Starts::default(),
             next_exit_check: Instant::now(),
             random: RandomState::new(),
@@ -225,9 +228,12 @@ impl Io {
                 // or requeued after a death: started already) fails; the rest was
                 // cancelled by the shutdown.
                 let b = Broken::new(FORCED);
+                let obs = st.obs.clone();
                 for job in st.queue.drain(..) {
                     if job.started || job.slot.start() {
-                        self.done.push((job.slot, Outcome::Broken(b.clone())));
+                        self.done.job(job, Outcome::Broken(b.clone()));
+                    } else {
+                        obs.dropped(&job, TaskOutcome::Cancelled);
                     }
                 }
             }
@@ -253,6 +259,8 @@ impl Io {
             self.complete();
             discard.clear();
             if exit {
+                // Every task is done, every worker reaped: the last event; streams end.
+                self.shared.obs.bus.close_with(Some(Event::shutdown()));
                 return;
             }
             // 3. Wait for something to happen.
@@ -264,7 +272,11 @@ impl Io {
     /// is caught: it must not take this thread down.
     fn complete(&mut self) {
         let payloads = &self.payloads;
-        for (slot, outcome) in self.done.drain(..) {
+        let obs = &self.shared.obs;
+        for (slot, outcome, fin) in self.done.0.drain(..) {
+            // Its `Finished` (and its counts) before its future completes: whoever waits on
+            // the future and then reads its events finds it.
+            obs.finished(&*slot, &outcome, payloads, fin);
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, payloads)))
             {
                 wire::drop_payload(p);
@@ -287,6 +299,7 @@ impl Io {
             for a in std::mem::take(&mut self.after) {
                 let After {
                     mut job,
+                    fin,
                     ok,
                     outcome,
                     output,
@@ -295,7 +308,7 @@ impl Io {
                     if let Some(o) = &output {
                         self.forward.extend_from_slice(o.bytes());
                     }
-                    self.done.push((job.slot, outcome));
+                    self.done.with(job.slot, outcome, fin);
                     continue;
                 }
                 let e = match &outcome {
@@ -316,7 +329,7 @@ impl Io {
                             Some(o) => e.with_output(o),
                             None => e,
                         };
-                        self.done.push((job.slot, Outcome::Failed(e)));
+                        self.done.with(job.slot, Outcome::Failed(e), fin);
                     }
                     v => again.push((job, v, output)),
                 }
@@ -326,7 +339,7 @@ impl Io {
                 let mut st = shared.lock();
                 for (job, v, output) in again {
                     if let Some(b) = &st.broken {
-                        self.done.push((job.slot, Outcome::Broken(b.clone())));
+                        self.done.job(job, Outcome::Broken(b.clone()));
                     } else {
                         retry::apply(&mut st, job, v, output, &mut self.forward, &mut self.done);
                     }
@@ -350,15 +363,17 @@ impl Io {
         st.inject_panic = None;
         // Completions gathered before the panic: their outcomes may refer to a state the
         // panic left half-done, so they fail like the rest.
-        let mut done: Done = std::mem::take(&mut self.done)
-            .into_iter()
-            .map(|(slot, _)| (slot, Outcome::Broken(b.clone())))
-            .chain(
-                std::mem::take(&mut self.after)
-                    .into_iter()
-                    .map(|a| (a.job.slot, Outcome::Broken(b.clone()))),
-            )
-            .collect();
+        let mut done = Done(
+            std::mem::take(&mut self.done.0)
+                .into_iter()
+                .map(|(slot, _, fin)| (slot, Outcome::Broken(b.clone()), fin))
+                .chain(
+                    std::mem::take(&mut self.after)
+                        .into_iter()
+                        .map(|a| (a.job.slot, Outcome::Broken(b.clone()), a.fin)),
+                )
+                .collect(),
+        );
         st.broken = None;
         st.break_pool(b.clone(), &mut done);
         st.broken = Some(b);
@@ -366,7 +381,9 @@ impl Io {
         let reports = std::mem::take(&mut st.reports);
         drop(st);
         crate::state::emit(reports);
-        for (slot, outcome) in done {
+        let obs = self.shared.obs.clone();
+        for (slot, outcome, fin) in done.0 {
+            obs.finished(&*slot, &outcome, &[], fin);
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| slot.finish(outcome, &[]))) {
                 wire::drop_payload(p);
             }
@@ -387,6 +404,7 @@ impl Io {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.procs.clear();
+        obs.bus.close_with(Some(Event::shutdown()));
     }
 
     /// Finds the worker of `key`.
@@ -558,15 +576,28 @@ impl Io {
                         };
                         let output = p.capture.as_mut().map(|c| c.take(h.id, &mut self.forward));
                         let judge = !ok && job.retry.as_ref().is_some_and(|a| a.judges_errors());
+                        // The attempt ended on this worker (an error counts as a failure
+                        // whatever it was: the counts do not tell a panic from an error).
+                        w.counters.finished(if ok {
+                            TaskOutcome::Ok
+                        } else {
+                            TaskOutcome::Err
+                        });
+                        let fin = Fin {
+                            worker: Some(key),
+                            run: Some(Duration::from_nanos(h.run_ns)),
+                            started: job.on.is_some(),
+                        };
                         if output.is_some() || judge {
                             self.after.push(After {
                                 job,
+                                fin,
                                 ok,
                                 outcome,
                                 output,
                             });
                         } else {
-                            self.done.push((job.slot, outcome));
+                            self.done.with(job.slot, outcome, fin);
                         }
                     }
                 }
@@ -677,9 +708,27 @@ impl Io {
     ) {
         let pid = w.pid as u32;
         let (claimed, back, confused) = take_all(&mut w);
+        // A worker retired (by `max_tasks_per_child`, or let go at shutdown) stops; any
+        // other end is a death, told with the task it held.
+        let retired = !w.open && claimed.is_none() && back.is_empty() && w.kill.is_none();
+        let died = !(retired && exit == WorkerExit::Code(0) && w.hello);
+        st.obs.stats.worker_stopped(&w.counters, died);
+        if died {
+            if claimed.is_some() {
+                w.counters.finished(match w.kill {
+                    Some(Kill::Cancel(_)) => TaskOutcome::Cancelled,
+                    Some(Kill::TimeLimit(..)) => TaskOutcome::TimedOut,
+                    _ => TaskOutcome::Lost,
+                });
+            }
+            let held = claimed.as_ref().map(|j| j.slot.future_id());
+            st.obs
+                .bus
+                .emit(|| Event::worker_died(w.key, Some(pid), Some(exit), held));
+        }
         for job in confused {
             let e = TaskError::WorkerDied { pid, exit };
-            self.done.push((job.slot, Outcome::Failed(e)));
+            self.done.job(job, Outcome::Failed(e));
         }
         // The claimed task's output goes with its failure; without one, it is no one's.
         let (output, forward) = match (&claimed, output) {
@@ -699,7 +748,7 @@ impl Io {
                 self.forward.extend_from_slice(o.bytes());
             }
             for job in claimed.into_iter().chain(back) {
-                done.push((job.slot, Outcome::Broken(b.clone())));
+                done.job(job, Outcome::Broken(b.clone()));
             }
             return;
         }
@@ -708,12 +757,11 @@ impl Io {
         if matches!(w.kill, Some(Kill::Forced)) || st.forced {
             let b = Broken::with_cause(FORCED, attach(TaskError::WorkerDied { pid, exit }));
             for job in claimed.into_iter().chain(back) {
-                done.push((job.slot, Outcome::Broken(b.clone())));
+                done.job(job, Outcome::Broken(b.clone()));
             }
             return;
         }
-        let retired = !w.open && claimed.is_none() && back.is_empty() && w.kill.is_none();
-        if retired && exit == WorkerExit::Code(0) && w.hello {
+        if !died {
             return;
         }
         if !w.hello || !w.init_done {
@@ -751,13 +799,13 @@ impl Io {
                     ),
                 );
                 let e = attach(TaskError::TimeLimit { limit });
-                done.push((j.slot, Outcome::Failed(e)));
+                done.job(j, Outcome::Failed(e));
             }
             (Some(Kill::Cancel(id)), Some(j)) if j.id == id => {
                 if let Some(o) = &output {
                     self.forward.extend_from_slice(o.bytes());
                 }
-                done.push((j.slot, Outcome::Cancelled));
+                done.job(j, Outcome::Cancelled);
             }
             // The targeted task finished just before the kill landed (its result was
             // already on its way): the worker died under the next task, which is told so
@@ -766,7 +814,7 @@ impl Io {
                 match retry::on_collateral(&j, now) {
                     Verdict::Fail => {
                         let e = attach(TaskError::WorkerDied { pid, exit });
-                        done.push((j.slot, Outcome::Failed(e)));
+                        done.job(j, Outcome::Failed(e));
                     }
                     v => retry::apply(st, j, v, output, &mut self.forward, done),
                 }
@@ -784,7 +832,7 @@ impl Io {
                      the task write to, or close, the pool's descriptors? The worker was \
                      replaced"
                 ));
-                done.push((j.slot, Outcome::Failed(attach(e))));
+                done.job(j, Outcome::Failed(attach(e)));
             }
             (Some(Kill::Forced), Some(_)) => unreachable!("handled above"),
             (None, Some(mut j)) => {
@@ -811,9 +859,9 @@ impl Io {
                          future was running or pending",
                         attach(TaskError::WorkerDied { pid, exit }),
                     );
-                    done.push((j.slot, Outcome::Broken(b.clone())));
+                    done.job(j, Outcome::Broken(b.clone()));
                     for job in back {
-                        done.push((job.slot, Outcome::Broken(b.clone())));
+                        done.job(job, Outcome::Broken(b.clone()));
                     }
                     st.break_pool(b, &mut self.done);
                     return;
@@ -825,7 +873,7 @@ impl Io {
                     ),
                 );
                 let e = attach(TaskError::WorkerDied { pid, exit });
-                done.push((j.slot, Outcome::Failed(e)));
+                done.job(j, Outcome::Failed(e));
             }
         }
         requeue(st, &mut self.done, back);
@@ -1018,7 +1066,13 @@ impl Io {
         if let Some(init) = &cfg.init {
             preamble.extend_from_slice(init);
         }
-        Ok(Worker::new(key, child, cmd_w, ctl, claims, preamble))
+        let obs = self.shared.obs.clone();
+        let counters = obs.stats.worker_started(key, Some(pid as u32));
+        obs.bus
+            .emit(|| Event::worker_started(key, Some(pid as u32)));
+        Ok(Worker::new(
+            key, child, cmd_w, ctl, claims, preamble, obs, counters,
+        ))
     }
 
     /// Closes idle workers at shutdown, notes who needs `POLLOUT`; true when the pool is
@@ -1207,9 +1261,13 @@ impl Io {
 /// Jobs a worker had not started (taken back, or left by its death): back to the front of
 /// the queue, in order, or cancelled if `cancel` was waiting for them to reach a head.
 fn requeue(st: &mut State, done: &mut Done, back: Vec<Job>) {
-    for job in back.into_iter().rev() {
+    for mut job in back.into_iter().rev() {
+        if job.on.take().is_some() {
+            // It was the head, not started by its worker: it starts again elsewhere.
+            st.obs.stats.requeued(false);
+        }
         if job.cancel {
-            done.push((job.slot, Outcome::Cancelled));
+            done.job(job, Outcome::Cancelled);
         } else {
             st.queue.push_front(job);
         }

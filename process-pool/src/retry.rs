@@ -42,6 +42,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cfutures_core::events::Event;
 use cfutures_core::{Broken, InvalidArgument, TaskError, TaskOutput, WorkerDeath};
 use cfutures_remote::job::{self, Outcome, Parts};
 
@@ -303,20 +304,36 @@ pub(crate) fn apply(
     forward: &mut Vec<u8>,
     done: &mut Done,
 ) {
+    // The attempt is over: the task waits again (retried), or ends (quarantined).
+    let started = job.on.is_some();
+    let obs = st.obs.clone();
+    let task = job.slot.future_id();
     match verdict {
         Verdict::Fail => unreachable!("the caller fails it"),
         Verdict::Retry(at) => {
             if let Some(o) = output {
                 forward.extend_from_slice(o.bytes());
             }
+            let mut attempt = 1;
             if let Some(a) = job.retry.as_deref_mut() {
                 a.not_before = Some(at);
+                attempt = a.failures;
             }
+            retried(&obs, started);
+            obs.bus.emit(|| Event::retried(task, attempt));
+            job.on = None;
             st.delayed.push(job);
         }
         Verdict::Split(parts, at) => {
             if let Some(o) = output {
                 forward.extend_from_slice(o.bytes());
+            }
+            retried(&obs, started);
+            obs.bus.emit(|| Event::retried(task, 1));
+            // Each item is a task of its own now (with the chunk's future id): counted as
+            // such, so that the counts of tasks queued and done add up.
+            for _ in 1..parts.len() {
+                obs.stats.submitted();
             }
             let policy = job.retry.as_ref().map(|a| a.policy.clone());
             for (mut frame, slot) in parts {
@@ -338,17 +355,30 @@ pub(crate) fn apply(
                     // Split only from a chunk whose items are in its frame.
                     bulk: None,
                     retry: attempts,
+                    on: None,
                 });
             }
             // `job.slot` is empty now: dropping it completes nothing.
         }
         Verdict::Quarantine(e) => {
+            let deaths = e.deaths().map_or(0, |d| d.len() as u32);
+            obs.bus.emit(|| Event::quarantined(task, deaths));
             let e = match output {
                 Some(o) => e.with_output(o),
                 None => e,
             };
-            done.push((job.slot, Outcome::Failed(e)));
+            // Its `Finished` (quarantined) follows, on the worker it died on last.
+            done.job(job, Outcome::Failed(e));
         }
+    }
+}
+
+/// Counts a retry: of a task that had started (it goes back to wait), or not.
+fn retried(obs: &crate::state::Obs, started: bool) {
+    if started {
+        obs.stats.requeued(true);
+    } else {
+        obs.stats.retried();
     }
 }
 
@@ -364,7 +394,7 @@ pub(crate) fn promote(st: &mut State, now: Instant, done: &mut Done) {
              the task waited to be retried",
         );
         for job in st.delayed.drain(..) {
-            done.push((job.slot, Outcome::Broken(b.clone())));
+            done.job(job, Outcome::Broken(b.clone()));
         }
         return;
     }

@@ -13,6 +13,9 @@
 //!   child processes (it spawns and reaps them all, so that `PR_SET_PDEATHSIG`, which follows
 //!   the spawning *thread*, fires only when the pool is gone).
 //! * Futures are completed, and user callbacks run, outside the lock.
+//! * Events (`pool.events()`) are sent where their change is made, under the lock (a send
+//!   never blocks), except each task's `Finished`, which the I/O thread sends just before it
+//!   completes the future; counts (`pool.stats()`) are relaxed atomics (see [`Obs`]).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -22,7 +25,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cfutures_core::diag::{report, Level};
-use cfutures_core::{Broken, FutureId};
+use cfutures_core::events::{Event, EventBus, StatsRecorder, TaskOutcome};
+use cfutures_core::{Broken, FutureId, TaskError};
 
 use crate::executor::WorkerDeathPolicy;
 use crate::retry::RetryPolicy;
@@ -57,6 +61,8 @@ pub(crate) struct Config {
 
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
+    /// Events and statistics (also in `State::obs`, for code that has only the state).
+    pub(crate) obs: std::sync::Arc<Obs>,
     pub(crate) wake_w: OwnedFd,
     pub(crate) wake_pending: AtomicBool,
     pub(crate) config: Config,
@@ -79,6 +85,7 @@ impl Shared {
 }
 
 pub(crate) struct State {
+    pub(crate) obs: std::sync::Arc<Obs>,
     pub(crate) queue: VecDeque<Job>,
     pub(crate) workers: Vec<Worker>,
     pub(crate) next_id: u64,
@@ -98,8 +105,103 @@ pub(crate) struct State {
     pub(crate) delayed: Vec<Job>,
 }
 
-/// Completions gathered under the lock, run after it is released.
-pub(crate) type Done = Vec<(Box<dyn Slot>, Outcome)>;
+/// Completions gathered under the lock, run after it is released (`Io::complete`), each
+/// with what its `Finished` event and its counts need.
+#[derive(Default)]
+pub(crate) struct Done(pub(crate) Vec<(Box<dyn Slot>, Outcome, Fin)>);
+
+impl Done {
+    /// A job ends with `outcome`; it ran on the worker it started on, if it started.
+    pub(crate) fn job(&mut self, job: Job, outcome: Outcome) {
+        let fin = Fin {
+            worker: job.on,
+            run: None,
+            started: job.on.is_some(),
+        };
+        self.0.push((job.slot, outcome, fin));
+    }
+
+    /// A slot ends with `outcome`, as `fin` says.
+    pub(crate) fn with(&mut self, slot: Box<dyn Slot>, outcome: Outcome, fin: Fin) {
+        self.0.push((slot, outcome, fin));
+    }
+}
+
+/// What a task's `Finished` event and its counts need besides its outcome.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fin {
+    /// The worker (key) it ran on last.
+    pub(crate) worker: Option<u64>,
+    /// How long it ran, as its worker measured it.
+    pub(crate) run: Option<Duration>,
+    /// It had started (a `Started` with no `Finished` or requeue since).
+    pub(crate) started: bool,
+}
+
+/// The pool's events and statistics (see `cfutures_core::events`).
+///
+/// Events are sent with the pool's lock held, where the state change they report is made:
+/// sending never blocks (a `try_send` into each subscriber's bounded buffer), and it keeps
+/// the order subscribers see the order of the pool's changes (two threads emitting after
+/// the lock is released could deliver a task's `Finished` before its `Submitted`). The
+/// `Finished` events alone are sent by the I/O thread just before it completes their
+/// futures, outside the lock: that thread is the only one to complete futures of tasks that
+/// started, so they still follow every earlier event of their task. With nobody
+/// subscribed, each site costs one relaxed load (`EventBus::is_active`).
+#[derive(Default)]
+pub(crate) struct Obs {
+    pub(crate) bus: EventBus,
+    pub(crate) stats: StatsRecorder,
+}
+
+impl Obs {
+    /// A task ended for good: counts it, and tells subscribers (the outcome is read from
+    /// `outcome`, an error frame decoded only when someone listens).
+    pub(crate) fn finished(&self, slot: &dyn Slot, outcome: &Outcome, payloads: &[u8], fin: Fin) {
+        let active = self.bus.is_active();
+        let kind = outcome_kind(outcome, payloads, active);
+        self.stats.finished(None, kind, fin.started, fin.run);
+        if active {
+            self.bus
+                .send(Event::finished(slot.future_id(), fin.worker, kind, fin.run));
+        }
+    }
+
+    /// A job that had not started ends (cancelled, or the pool broke) where no `Done`
+    /// carries it.
+    pub(crate) fn dropped(&self, job: &Job, kind: TaskOutcome) {
+        self.stats.finished(None, kind, job.on.is_some(), None);
+        self.bus
+            .emit(|| Event::finished(job.slot.future_id(), job.on, kind, None));
+    }
+}
+
+/// What `outcome` stands for. An error frame is decoded only with `exact` (to tell a panic
+/// from an error); without, it counts as an error (the counts do not tell them apart).
+pub(crate) fn outcome_kind(outcome: &Outcome, payloads: &[u8], exact: bool) -> TaskOutcome {
+    use cfutures_remote::job::ReceivedPayload;
+    use cfutures_remote::wire;
+    match outcome {
+        Outcome::Frame(true, _) | Outcome::Received(true, _) => TaskOutcome::Ok,
+        Outcome::Frame(false, _) | Outcome::Received(false, _) if !exact => TaskOutcome::Err,
+        Outcome::Frame(false, at) => payloads
+            .get(at.clone())
+            .and_then(|p| wire::decode::<TaskError>(p).ok())
+            .map_or(TaskOutcome::Err, |e| TaskOutcome::of_error(&e)),
+        Outcome::Received(false, rec) => match &rec.payload {
+            ReceivedPayload::InBand(at) => payloads
+                .get(at.clone())
+                .and_then(|p| wire::decode::<TaskError>(p).ok()),
+            ReceivedPayload::Shared(sp) => wire::decode::<TaskError>(&sp.to_vec()).ok(),
+            _ => None,
+        }
+        .map_or(TaskOutcome::Err, |e| TaskOutcome::of_error(&e)),
+        Outcome::Failed(e) => TaskOutcome::of_error(e),
+        Outcome::Broken(_) => TaskOutcome::Broken,
+        Outcome::Cancelled => TaskOutcome::Cancelled,
+        _ => TaskOutcome::Err,
+    }
+}
 
 impl State {
     /// Sends queued jobs to workers with room; cancelled ones are set aside (to be dropped
@@ -123,6 +225,7 @@ impl State {
             let mut job = self.queue.pop_front().expect("not empty");
             if !job.started {
                 if job.slot.is_cancelled() || !job.slot.start() {
+                    self.obs.dropped(&job, TaskOutcome::Cancelled);
                     discard.push(job);
                     continue;
                 }
@@ -165,20 +268,23 @@ impl State {
             return;
         }
         self.note(Level::Error, b.to_string());
+        self.obs.bus.emit(|| Event::broken(b.to_string()));
         self.broken = Some(b.clone());
         self.shutdown = true;
         // Python: every pending future, queued or running, fails with its own error.
         for job in self.queue.drain(..) {
             if job.started || job.slot.start() {
-                done.push((job.slot, Outcome::Broken(b.clone())));
+                done.job(job, Outcome::Broken(b.clone()));
+            } else {
+                self.obs.dropped(&job, TaskOutcome::Cancelled);
             }
         }
         for job in self.delayed.drain(..) {
-            done.push((job.slot, Outcome::Broken(b.clone())));
+            done.job(job, Outcome::Broken(b.clone()));
         }
         for w in &mut self.workers {
             for job in w.window.drain(..) {
-                done.push((job.slot, Outcome::Broken(b.clone())));
+                done.job(job, Outcome::Broken(b.clone()));
             }
             w.kill.get_or_insert(Kill::Forced);
             w.abandon();

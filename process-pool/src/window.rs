@@ -25,12 +25,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cfutures_core::events::{Event, WorkerCounters};
 use cfutures_remote::job::Slot;
 use cfutures_remote::wire;
 
 use crate::claims::{ClaimPage, SLOTS};
 use crate::retry::Attempts;
 use crate::segments::Bulk;
+use crate::state::Obs;
 use crate::sys;
 
 /// One task on its way to a worker.
@@ -52,6 +54,9 @@ pub(crate) struct Job {
     pub(crate) bulk: Option<Box<Bulk>>,
     /// Its retry policy and what happened to it so far (`None`: a death fails it).
     pub(crate) retry: Option<Box<Attempts>>,
+    /// The worker (key) it started on: set when it became the head of that worker's window
+    /// (its `Started` event), cleared when it goes back to wait.
+    pub(crate) on: Option<u64>,
 }
 
 impl Job {
@@ -124,9 +129,13 @@ pub(crate) struct Worker {
     /// The `head_since` of the head whose window was last taken back (once per head).
     pub(crate) reclaimed: Option<Instant>,
     pub(crate) kill: Option<Kill>,
+    /// The pool's events and counts, and this worker's counts.
+    pub(crate) obs: Arc<Obs>,
+    pub(crate) counters: Arc<WorkerCounters>,
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         key: u64,
         child: Arc<sys::Child>,
@@ -134,8 +143,12 @@ impl Worker {
         ctl: Arc<OwnedFd>,
         claims: Arc<ClaimPage>,
         preamble: Vec<u8>,
+        obs: Arc<Obs>,
+        counters: Arc<WorkerCounters>,
     ) -> Self {
         Worker {
+            obs,
+            counters,
             key,
             pid: child.pid,
             child,
@@ -196,7 +209,8 @@ impl Worker {
 
     /// Adds `job` to the window (it is written by the next [`flush`](Self::flush)).
     pub(crate) fn send(&mut self, mut job: Job) {
-        if self.window.is_empty() {
+        let head = self.window.is_empty();
+        if head {
             self.head_since = Instant::now();
         }
         job.seq = self.next_seq;
@@ -209,6 +223,26 @@ impl Worker {
         self.claims.publish(job.seq);
         self.window.push_back(job);
         self.dispatched += 1;
+        if head {
+            self.head_started();
+        }
+    }
+
+    /// The head (if any) starts now, from the pool's point of view (its time limit counts
+    /// from here): counted, and its `Started` event sent, once per stay at the head.
+    pub(crate) fn head_started(&mut self) {
+        let Some(h) = self.window.front_mut() else {
+            return;
+        };
+        if h.on.is_some() {
+            return;
+        }
+        h.on = Some(self.key);
+        self.obs.stats.started();
+        let (key, pid) = (self.key, self.pid as u32);
+        self.obs
+            .bus
+            .emit(|| Event::started(h.slot.future_id(), key, Some(pid)));
     }
 
     /// True while something waits to be written.
@@ -305,6 +339,7 @@ impl Worker {
             Some(e) => (e * 7 + run_ns) / 8,
         });
         self.head_since = Instant::now();
+        self.head_started();
         Some(job)
     }
 
@@ -334,6 +369,8 @@ impl Worker {
         self.dispatched = self.dispatched.saturating_sub(1);
         let job = self.window.remove(i).expect("index in the window");
         if i == 0 {
+            // (The new head starts when the caller is done taking jobs back:
+            // `head_started`.)
             self.head_since = Instant::now();
         }
         Some(job)
@@ -358,6 +395,7 @@ impl Worker {
         if head_taken && self.window.is_empty() && self.ping() {
             self.stalled = true;
         }
+        self.head_started();
         self.ping_if_behind();
         back
     }

@@ -7,6 +7,10 @@
 //! taskset -c 0 cargo bench -p cfutures-thread-pool -- w2   # W2 pinned to one CPU
 //! cargo bench -p cfutures-thread-pool -- w1-cfutures   # only our side of W1 (profiling)
 //! cargo bench -p cfutures-thread-pool -- w1-floor   # W1's futures alone, no pool
+//! cargo bench -p cfutures-thread-pool -- w1-ratio   # W1 vs the hand-written queue, interleaved rounds
+//! cargo bench -p cfutures-thread-pool -- w1-sub     # the same, plus W1 with an events subscriber
+//! cargo bench -p cfutures-thread-pool -- w1-submit  # W1's submits alone (workers held), both sides
+//! W1_ONCE_ROUNDS=2 valgrind --tool=callgrind <bench binary> w1-once-ours   # (or w1-once-peer)
 //! ```
 //!
 //! Ratios are `peer / cfutures` for times (above 1: cfutures is faster).
@@ -138,6 +142,31 @@ fn w1_ours(pool: &ThreadPoolExecutor) -> f64 {
     t.as_secs_f64() * 1e6 / W1_TASKS as f64
 }
 
+/// W1 with a subscriber to the pool's events, drained by a thread of its own (what a live
+/// view of the pool costs); the subscription ends with the round.
+fn w1_ours_subscribed(pool: &ThreadPoolExecutor) -> (f64, u64) {
+    let events = pool.events();
+    let drain = thread::spawn(move || {
+        let mut finished = 0;
+        let mut seen = 0u64;
+        while finished < W1_TASKS {
+            match events.recv_timeout(Duration::from_secs(2)) {
+                Ok(e) => {
+                    seen += 1;
+                    if e.outcome().is_some() {
+                        finished += 1;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (seen, events.dropped())
+    });
+    let t = w1_ours(pool);
+    let (_seen, dropped) = drain.join().unwrap();
+    (t, dropped)
+}
+
 fn w1_peer(peer: &Peer) -> f64 {
     let start = Instant::now();
     let (tx, rx) = unbounded();
@@ -165,6 +194,159 @@ fn w1() {
         let v = median(&mut (0..W1_ROUNDS).map(|_| w1_peer(&peer)).collect::<Vec<_>>());
         row(peer.name(), v, "µs", ours);
     }
+}
+
+/// CPU time all of this process's threads have run, in ns (Linux: the sum of
+/// `/proc/self/task/*/schedstat`); `None` elsewhere. On a machine shared with other work
+/// this moves less than wall time: time spent waiting for a CPU is not in it.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = t.ok()?.path().join("schedstat");
+        // A thread that exited between the listing and the read: skip it.
+        if let Ok(s) = std::fs::read_to_string(path) {
+            total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// Runs `f` (a W1 round returning µs/task of wall time) and gives that and the CPU µs per
+/// task all threads spent meanwhile (NaN where unknown).
+fn with_cpu(f: impl FnOnce() -> f64) -> (f64, f64) {
+    let before = process_cpu_ns();
+    let wall = f();
+    let cpu = match (before, process_cpu_ns()) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e3 / W1_TASKS as f64,
+        _ => f64::NAN,
+    };
+    (wall, cpu)
+}
+
+/// W1, cfutures and the hand-written crossbeam queue in interleaved rounds: the medians,
+/// ranges and the median of the per-pair ratios (`W1_RATIO_ROUNDS`, default 31); with
+/// `with_subscriber`, a round of W1 with an events subscriber after each pair.
+fn w1_ratio(with_subscriber: bool) {
+    let rounds: usize = std::env::var("W1_RATIO_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(31);
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let peer = Peer::make(2, 2);
+    w1_ours(&pool);
+    w1_peer(&peer);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sub, mut sub_ratios, mut dropped) = (Vec::new(), Vec::new(), 0);
+    let (mut ours_cpu, mut theirs_cpu, mut cpu_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (o, oc) = with_cpu(|| w1_ours(&pool));
+        let (p, pc) = with_cpu(|| w1_peer(&peer));
+        ours.push(o);
+        theirs.push(p);
+        ratios.push(o / p);
+        ours_cpu.push(oc);
+        theirs_cpu.push(pc);
+        cpu_ratios.push(oc / pc);
+        if with_subscriber {
+            let (w, d) = w1_ours_subscribed(&pool);
+            sub.push(w);
+            sub_ratios.push(w / o);
+            dropped += d;
+        }
+    }
+    let range = |v: &mut Vec<f64>| {
+        let m = median(v);
+        (m, v[0], v[v.len() - 1])
+    };
+    let (om, olo, ohi) = range(&mut ours);
+    let (pm, plo, phi) = range(&mut theirs);
+    let (rm, rlo, rhi) = range(&mut ratios);
+    println!("W1 ratio, {rounds} interleaved rounds (µs/task: median [min, max])");
+    println!("  cfutures ThreadPoolExecutor  {om:.3} [{olo:.3}, {ohi:.3}]");
+    println!("  hand-written crossbeam       {pm:.3} [{plo:.3}, {phi:.3}]");
+    println!("  cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
+    let (om, olo, ohi) = range(&mut ours_cpu);
+    let (pm, plo, phi) = range(&mut theirs_cpu);
+    let (rm, rlo, rhi) = range(&mut cpu_ratios);
+    println!("  CPU µs/task (all threads): cfutures {om:.3} [{olo:.3}, {ohi:.3}], hand-written {pm:.3} [{plo:.3}, {phi:.3}]");
+    println!("  CPU cfutures / hand-written: median of pair ratios {rm:.3} [{rlo:.3}, {rhi:.3}]");
+    if with_subscriber {
+        let (sm, slo, shi) = range(&mut sub);
+        let (qm, qlo, qhi) = range(&mut sub_ratios);
+        println!(
+            "  cfutures with a subscriber {sm:.3} [{slo:.3}, {shi:.3}] ({dropped} events dropped)"
+        );
+        println!(
+            "  with / without a subscriber: median of pair ratios {qm:.3} [{qlo:.3}, {qhi:.3}]"
+        );
+    }
+}
+
+fn w1_submit_only() {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let (release, held) = unbounded::<()>();
+        let (ready, is_ready) = unbounded::<()>();
+        let holders: Vec<_> = (0..2)
+            .map(|_| {
+                let (held, ready) = (held.clone(), ready.clone());
+                pool.submit(move || {
+                    ready.send(()).unwrap();
+                    let _ = held.recv();
+                })
+                .unwrap()
+            })
+            .collect();
+        is_ready.recv().unwrap();
+        is_ready.recv().unwrap();
+        let start = Instant::now();
+        let fs: Vec<_> = (0..W1_TASKS)
+            .map(|i| pool.submit(move || black_box(i)).unwrap())
+            .collect();
+        ours.push(start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64);
+        drop(release);
+        for f in holders.iter() {
+            f.result().unwrap();
+        }
+        for f in &fs {
+            f.result().unwrap();
+        }
+
+        let peer = CrossbeamPool::new(2);
+        let (release, held) = unbounded::<()>();
+        for _ in 0..2 {
+            let (held, ready) = (held.clone(), ready.clone());
+            peer.execute(move || {
+                ready.send(()).unwrap();
+                let _ = held.recv();
+            });
+        }
+        is_ready.recv().unwrap();
+        is_ready.recv().unwrap();
+        let (tx, rx) = unbounded();
+        let start = Instant::now();
+        for i in 0..W1_TASKS {
+            let tx = tx.clone();
+            peer.execute(move || {
+                let _ = tx.send(black_box(i));
+            });
+        }
+        theirs.push(start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64);
+        drop(release);
+        for _ in 0..W1_TASKS {
+            rx.recv().unwrap();
+        }
+    }
+    println!(
+        "W1's submits alone, workers held (µs/task, median of 5 [min, max]): cfutures {:.3} [{:.3}, {:.3}], hand-written {:.3} [{:.3}, {:.3}]",
+        median(&mut ours),
+        ours[0],
+        ours[4],
+        median(&mut theirs),
+        theirs[0],
+        theirs[4]
+    );
 }
 
 // ----- W2: one task submitted and waited for, 10k times --------------------------------
@@ -377,6 +559,44 @@ fn main() {
             "W1 floor through Promise::run: {run:.3} µs/task (ratio to the floor {:.2})",
             run / set
         );
+    }
+    // W1 against the hand-written queue, rounds interleaved (ours, peer, ours, ...), so
+    // that a machine shared with other work slows both alike; the figure to read is the
+    // median of the per-pair ratios.
+    if args.iter().any(|a| a == "w1-ratio") {
+        w1_ratio(false);
+    }
+    // The same, and W1 with a subscriber to the pool's events (drained by its own thread)
+    // after each pair.
+    if args.iter().any(|a| a == "w1-sub") {
+        w1_ratio(true);
+    }
+    // For callgrind: one warm-up and one measured round of one side only (instruction
+    // counts per task = the difference between a 2-round and a 1-round run / W1_TASKS).
+    for (arg, ours) in [("w1-once-ours", true), ("w1-once-peer", false)] {
+        if args.iter().any(|a| a == arg) {
+            let rounds: usize = std::env::var("W1_ONCE_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            if ours {
+                let pool = ThreadPoolExecutor::new(2).unwrap();
+                for _ in 0..rounds {
+                    w1_ours(&pool);
+                }
+            } else {
+                let peer = Peer::make(2, 2);
+                for _ in 0..rounds {
+                    w1_peer(&peer);
+                }
+            }
+        }
+    }
+    // W1's submitting half alone: every worker held by a task waiting on a channel, so
+    // nothing competes with the submitting thread; 100k submits, timed, then the workers
+    // are released and the results collected (untimed). Both sides, 5 rounds each.
+    if args.iter().any(|a| a == "w1-submit") {
+        w1_submit_only();
     }
     // For profiling: only cfutures' side of W1.
     if args.iter().any(|a| a == "w1-cfutures") {

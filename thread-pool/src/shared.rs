@@ -19,6 +19,13 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
+//! * `events`, `stats`, `run_times`, `drained_*` — `events()` and `stats()`. The submit path
+//!   and each task run read `events` once (one relaxed load while nobody subscribes). Task
+//!   counts live in each worker's [`Slot`], written by that worker alone (a load and a
+//!   store: [`bump`]); an exiting worker moves them to `registry.gone` under the registry
+//!   lock. Run times: every task while someone subscribes, else one in [`SAMPLE_EVERY`].
+//!   `Shutdown` ends the stream once the pool is closed and every worker has exited
+//!   ([`Shared::finish_events`]).
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
 //!   thread that exits while the pool lives (a retiring compensating thread, a replaced
 //!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
@@ -64,12 +71,16 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
+use std::time::Instant;
 
 use cfutures_core::blocking::{self, Backoff, BlockingHook};
-use cfutures_core::{Broken, TaskError};
+use cfutures_core::events::{
+    Event, EventBus, Stats, StatsRecorder, TaskOutcome, WorkerCounters, WorkerId,
+};
+use cfutures_core::{Broken, FutureId, RunHooks, TaskError};
 
 use crate::job::RawJob;
 use crossbeam_queue::SegQueue;
@@ -96,12 +107,61 @@ const IDLE: u8 = 1;
 const RUNNING: u8 = 2;
 const BLOCKED: u8 = 3;
 
-/// One worker thread's slot: its state and its wake-up flag.
+/// One worker thread's slot: its state, its wake-up flag, its number and its task counts.
 pub(crate) struct Slot {
     state: AtomicU8,
     notified: AtomicBool,
     thread: Thread,
+    /// The worker's number: its thread is named `<prefix>_<id>`; events name it so.
+    id: WorkerId,
+    /// Written by this worker only (see [`bump`]); on a line of their own.
+    counts: CachePadded<TaskCounts>,
 }
+
+/// One worker's task counts, for [`Shared::stats`]. Only the worker itself writes them, so
+/// an increment is a load and a store ([`bump`]): no read-modify-write instruction and no
+/// line shared with another writer on the per-task path.
+#[derive(Default)]
+struct TaskCounts {
+    /// Tasks that started on this worker (their futures moved to RUNNING).
+    started: AtomicU64,
+    /// Of those, the ones that ended with a value...
+    succeeded: AtomicU64,
+    /// ... and with a failure (a panic, an error the task returned).
+    failed: AtomicU64,
+    /// Tasks this worker dequeued cancelled (it noticed the cancellation; they never ran).
+    cancelled: AtomicU64,
+}
+
+/// Adds one to a counter that only the calling thread writes: a load and a store.
+///
+/// Release (a plain store on x86 and, like the load, no read-modify-write anywhere): a
+/// reader that loads a task's end count with Acquire then sees its start counted too, so
+/// `started − ended` (the tasks running) never goes negative and `submitted` never counts
+/// a task twice. The load is Relaxed: only this thread writes the counter.
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
+
+/// The task counts of the workers that have exited, and the last ones' own counts.
+#[derive(Default)]
+struct GoneCounts {
+    succeeded: u64,
+    failed: u64,
+    cancelled: u64,
+    /// `(worker, finished, failed)` of the most recent exited workers (at most
+    /// [`GONE_KEPT`], as the stats recorder keeps).
+    workers: std::collections::VecDeque<(WorkerId, u64, u64)>,
+}
+
+const GONE_KEPT: usize = 64;
+
+/// Without a subscriber, one task in this many (per worker) is timed for the run-time
+/// percentiles of [`Shared::stats`]: two clock reads cost about as much as a whole no-op
+/// task, so timing every one would be far from free. With a subscriber every task is timed
+/// (its `Finished` event carries its run time).
+const SAMPLE_EVERY: u32 = 32;
 
 impl Slot {
     fn set(&self, state: u8) {
@@ -116,6 +176,8 @@ struct Registry {
     handles: Vec<JoinHandle<()>>,
     /// Threads waiting for the pool to finish (woken whenever a worker exits).
     exit_waiters: Vec<Thread>,
+    /// What the exited workers counted.
+    gone: GoneCounts,
 }
 
 /// Counts of what the pool is doing; see the introspection methods.
@@ -150,6 +212,16 @@ pub(crate) struct Shared {
     initializer: Option<Initializer>,
     broken: OnceLock<Broken>,
     registry: Mutex<Registry>,
+    /// `events()`: emitting costs one relaxed load while nobody subscribes.
+    events: EventBus,
+    /// Workers started and stopped (and the deaths); the task counts live in the slots.
+    stats: StatsRecorder,
+    /// Only its run-time histogram is used: the timed tasks (see [`SAMPLE_EVERY`]).
+    run_times: StatsRecorder,
+    /// Tasks cancelled by `shutdown(cancel_futures)` and failed by a breaking pool while
+    /// queued (slow paths).
+    drained_cancelled: AtomicU64,
+    drained_failed: AtomicU64,
 }
 
 thread_local! {
@@ -191,13 +263,18 @@ impl Shared {
             initializer,
             broken: OnceLock::new(),
             registry: Mutex::new(Registry::default()),
+            events: EventBus::new(),
+            stats: StatsRecorder::new(),
+            run_times: StatsRecorder::new(),
+            drained_cancelled: AtomicU64::new(0),
+            drained_failed: AtomicU64::new(0),
         })
     }
 
     // ----- submit ---------------------------------------------------------------------
 
-    /// Queues `job` and makes sure a worker will run it.
-    pub(crate) fn submit(self: &Arc<Self>, job: RawJob) -> Result<(), Refused> {
+    /// Queues `job` (of the future `task`) and makes sure a worker will run it.
+    pub(crate) fn submit(self: &Arc<Self>, job: RawJob, task: FutureId) -> Result<(), Refused> {
         // SeqCst: orders this submit against `close` (which sets a flag, then waits for the
         // count to drain): either we see the flag, or `close` waits for us.
         let prev = self.state.fetch_add(1, Ordering::SeqCst);
@@ -205,6 +282,8 @@ impl Shared {
             self.state.fetch_sub(1, Ordering::Release);
             return Err(self.refusal(prev));
         }
+        // Before the push: no worker can report the task started before it is submitted.
+        self.events.emit(|| Event::submitted(task, None));
         self.queue.push(job);
         // SeqCst fence: the submit side of the sleep protocol (module doc), and of
         // compensation and retirement: after it we read the counters a worker changes
@@ -313,7 +392,7 @@ impl Shared {
         let shared = self.clone();
         let spawned = thread::Builder::new()
             .name(format!("{}_{}", self.prefix, n))
-            .spawn(move || worker_main(shared));
+            .spawn(move || worker_main(shared, n as WorkerId));
         match spawned {
             Ok(handle) => {
                 lock(&self.registry).handles.push(handle);
@@ -446,6 +525,8 @@ impl Shared {
             deposited,
             spinning,
         } = idle;
+        // Counts the tasks this worker ran, to time one in `SAMPLE_EVERY`.
+        let mut sample: u32 = 0;
         loop {
             #[cfg(test)]
             test::maybe_unwind(self);
@@ -461,17 +542,32 @@ impl Shared {
                 }
                 *deposited = false;
                 slot.set(RUNNING);
-                job.run(&mut || {
-                    // Become idle *before* the outcome is visible: a caller that submits
-                    // again as soon as it has the result reuses this thread (Python's
-                    // `test_idle_thread_reuse`, deterministically).
-                    if self.queue.is_empty() {
-                        self.become_idle(deposited, spinning);
+                // One relaxed load decides the task's events; its id only if someone listens.
+                let task = self.events.is_active().then(|| job.id());
+                sample = sample.wrapping_add(1);
+                let mut hooks = WorkerHooks {
+                    shared: self,
+                    slot,
+                    task,
+                    timed: task.is_some() || sample % SAMPLE_EVERY == 0,
+                    start: None,
+                    deposited,
+                    spinning,
+                };
+                if !job.run(&mut hooks) {
+                    // Cancelled while queued: noticed now, never ran.
+                    bump(&slot.counts.cancelled);
+                    if let Some(id) = task {
+                        self.events
+                            .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
                     }
-                });
+                }
                 continue;
             }
             slot.set(IDLE);
+            if !*spinning && self.spin_for_work() {
+                continue;
+            }
             self.become_idle(deposited, spinning);
             if self.closing_and_drained() {
                 *spinning = false;
@@ -499,6 +595,38 @@ impl Shared {
             // On return we are counted as spinning again (by our waker, or by ourselves).
             self.sleep(slot);
         }
+    }
+
+    /// A full pool's worker that ran out of work spins briefly *without* counting itself
+    /// idle; true if a task arrived meanwhile.
+    ///
+    /// Counting costs three read-modify-writes on lines every worker writes (the spinning
+    /// count up and down, an idle token) per idle moment, and when submits come about as
+    /// fast as the workers take them — a burst of tiny tasks — that is once per task. A
+    /// full pool (no thread can start) in which no worker is parked needs neither count:
+    /// a submit starts no thread whatever `idle` says, and wakes nobody when nobody sleeps
+    /// (`notify_one` reads `sleeping` first). So such a worker first spins for as long as
+    /// [`Backoff`]'s spin phase, uncounted, and becomes idle (counted, as before) only if
+    /// nothing came. It counts at once in a pool that can grow (a submit reads `idle` to
+    /// decide whether to start a thread) and when another worker is parked: uncounted, it
+    /// would let each submit make a wake-up system call for a task it takes itself (W2's
+    /// p90 went from ~0.7 to ~10 µs that way). A worker that parks during the spin can
+    /// cause one such needless wake-up; the sleep protocol's safety rests on the park
+    /// path, not on this count.
+    fn spin_for_work(&self) -> bool {
+        // Relaxed: a hint (see below); the sleep protocol does not rest on it.
+        if !blocking::may_spin() || self.can_grow() || self.sleeping.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        for step in 0..=Backoff::SPIN_STEPS {
+            for _ in 0..(1u32 << step) {
+                std::hint::spin_loop();
+            }
+            if !self.queue.is_empty() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Adds this worker's idle token (once per idle period) and counts it as spinning (the
@@ -573,6 +701,7 @@ impl Shared {
             }
             // `live` is already decremented: tell shutdown waiters (see `thread_gone`).
             self.notify_exit_waiters();
+            self.finish_events();
             return true;
         }
     }
@@ -637,11 +766,30 @@ impl Shared {
         let _ = self.broken.set(Broken::with_cause(message, cause));
         if self.close(BROKEN) {
             let broken = self.broken.get().expect("set above");
+            self.events.emit(|| Event::broken(broken.to_string()));
             while let Some(job) = self.queue.pop() {
+                let task = self.events.is_active().then(|| job.id());
                 job.fail(broken.clone());
+                // Relaxed: a statistic.
+                self.drained_failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = task {
+                    self.events
+                        .send(Event::finished(id, None, TaskOutcome::Broken, None));
+                }
             }
         }
         self.wake_all();
+        self.finish_events();
+    }
+
+    /// Ends the event stream with `Shutdown` once the pool is closed and every worker has
+    /// exited (no event can follow then: no task is queued, none can be submitted, no
+    /// thread runs one). Called wherever one of those becomes true; the first call that
+    /// sees all three closes the stream (closing is idempotent).
+    fn finish_events(&self) {
+        if self.is_closed() && self.live.load(Ordering::SeqCst) == 0 && self.queue.is_empty() {
+            self.events.close_with(Some(Event::shutdown()));
+        }
     }
 
     /// Python's `shutdown(wait, cancel_futures)`; see [`crate::ThreadPoolExecutor::shutdown`].
@@ -649,12 +797,21 @@ impl Shared {
         self.close(SHUTDOWN);
         if cancel_futures {
             while let Some(job) = self.queue.pop() {
+                let task = self.events.is_active().then(|| job.id());
                 job.cancel();
+                // Relaxed: a statistic.
+                self.drained_cancelled.fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = task {
+                    self.events
+                        .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
+                }
             }
         }
         self.wake_all();
+        self.finish_events();
         if wait {
             self.wait_for_workers();
+            self.finish_events();
         }
     }
 
@@ -747,6 +904,7 @@ impl Shared {
     fn thread_gone(&self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
         self.notify_exit_waiters();
+        self.finish_events();
     }
 
     // ----- introspection --------------------------------------------------------------
@@ -770,6 +928,65 @@ impl Shared {
 
     pub(crate) fn queued_tasks(&self) -> usize {
         self.queue.len()
+    }
+
+    pub(crate) fn events(&self) -> cfutures_core::events::Events {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The snapshot of [`crate::ThreadPoolExecutor::stats`]: the workers' own counts (live
+    /// ones from their slots, exited ones from `gone`, under the registry lock so that a
+    /// worker that exits is counted once), the queue, the drained tasks, the run-time
+    /// samples.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.stats.snapshot();
+        let (mut running, mut succeeded, mut failed, mut cancelled);
+        {
+            let r = lock(&self.registry);
+            let g = &r.gone;
+            (running, succeeded, failed, cancelled) = (0, g.succeeded, g.failed, g.cancelled);
+            let mut own = |id: WorkerId, fin: u64, fail: u64| {
+                if let Some(w) = s.workers.iter_mut().find(|w| w.id == id) {
+                    w.finished = fin;
+                    w.failed = fail;
+                }
+            };
+            for &(id, fin, fail) in &g.workers {
+                own(id, fin, fail);
+            }
+            for slot in &r.slots {
+                let c = &slot.counts;
+                // Acquire, ends before starts: pairs with `bump` (a task's end seen means
+                // its start is seen).
+                let ld = |a: &AtomicU64| a.load(Ordering::Acquire);
+                let (ok, bad, can) = (ld(&c.succeeded), ld(&c.failed), ld(&c.cancelled));
+                running += ld(&c.started).saturating_sub(ok + bad);
+                succeeded += ok;
+                failed += bad;
+                cancelled += can;
+                own(slot.id, ok + bad, bad);
+            }
+        }
+        // Relaxed: statistics.
+        let drained_failed = self.drained_failed.load(Ordering::Relaxed);
+        let drained_cancelled = self.drained_cancelled.load(Ordering::Relaxed);
+        let queued = self.queue.len() as u64;
+        s.succeeded = succeeded;
+        s.failed = failed + drained_failed;
+        s.cancelled = cancelled + drained_cancelled;
+        s.done = s.succeeded + s.failed + s.cancelled;
+        s.running = running;
+        s.queued = queued;
+        // Every accepted task is queued, or was taken by a worker (it ran or runs, or was
+        // found cancelled), or drained by a shutdown or a breaking pool.
+        s.submitted =
+            succeeded + failed + running + cancelled + drained_cancelled + drained_failed + queued;
+        s.run_times = self.run_times.snapshot().run_times;
+        s
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -808,6 +1025,93 @@ impl BlockingHook for Hook {
     }
 }
 
+/// What a worker does around each task it runs (see [`Promise::run_with`]): its counts, the
+/// run time (every task while someone subscribes, else one in [`SAMPLE_EVERY`]), the
+/// `Started` and `Finished` events, and becoming idle before the outcome is visible.
+///
+/// [`Promise::run_with`]: cfutures_core::Promise::run_with
+pub(crate) struct WorkerHooks<'a> {
+    shared: &'a Shared,
+    slot: &'a Slot,
+    /// The task's future, if someone listened when the worker took it.
+    task: Option<FutureId>,
+    timed: bool,
+    start: Option<Instant>,
+    deposited: &'a mut bool,
+    spinning: &'a mut bool,
+}
+
+/// Runs `f` with the hooks of a worker of a pool of its own (for `job`'s unit tests).
+#[cfg(test)]
+pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
+    let shared = Shared::new(1, "test".into(), None);
+    let slot = Slot {
+        state: AtomicU8::new(RUNNING),
+        notified: AtomicBool::new(false),
+        thread: thread::current(),
+        id: 0,
+        counts: CachePadded::new(TaskCounts::default()),
+    };
+    let (mut deposited, mut spinning) = (false, false);
+    f(&mut WorkerHooks {
+        shared: &shared,
+        slot: &slot,
+        task: None,
+        timed: false,
+        start: None,
+        deposited: &mut deposited,
+        spinning: &mut spinning,
+    })
+}
+
+impl RunHooks for WorkerHooks<'_> {
+    #[inline]
+    fn started(&mut self) {
+        bump(&self.slot.counts.started);
+        if let Some(id) = self.task {
+            self.shared
+                .events
+                .send(Event::started(id, self.slot.id, None));
+        }
+        if self.timed {
+            self.start = Some(Instant::now());
+        }
+    }
+
+    #[inline]
+    fn before_publish(&mut self, failure: Option<&TaskError>) {
+        let run_time = self.start.map(|t| t.elapsed());
+        let outcome = match failure {
+            None => {
+                bump(&self.slot.counts.succeeded);
+                TaskOutcome::Ok
+            }
+            Some(e) => {
+                bump(&self.slot.counts.failed);
+                TaskOutcome::of_error(e)
+            }
+        };
+        if run_time.is_some() {
+            self.shared
+                .run_times
+                .finished(None, outcome, true, run_time);
+        }
+        if let Some(id) = self.task {
+            self.shared
+                .events
+                .send(Event::finished(id, Some(self.slot.id), outcome, run_time));
+        }
+        // Become idle *before* the outcome is visible: a caller that submits again as soon
+        // as it has the result reuses this thread (Python's `test_idle_thread_reuse`,
+        // deterministically). Only a pool that can grow looks at who is idle (see
+        // `needs_thread`): a full one skips it.
+        let shared = self.shared;
+        if shared.queue.is_empty() && shared.can_grow() {
+            shared.become_idle(self.deposited, self.spinning);
+        }
+    }
+}
+
 /// What a worker holds of the idle bookkeeping; see [`Shared::run_worker`].
 #[derive(Default)]
 struct IdleState {
@@ -817,13 +1121,17 @@ struct IdleState {
     spinning: bool,
 }
 
-fn worker_main(shared: Arc<Shared>) {
+fn worker_main(shared: Arc<Shared>, id: WorkerId) {
     let slot = Arc::new(Slot {
         state: AtomicU8::new(STARTING),
         notified: AtomicBool::new(false),
         thread: thread::current(),
+        id,
+        counts: CachePadded::new(TaskCounts::default()),
     });
+    let counters: Arc<WorkerCounters> = shared.stats.worker_started(id, None);
     lock(&shared.registry).slots.push(slot.clone());
+    shared.events.emit(|| Event::worker_started(id, None));
     CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
     blocking::set_thread_hook(Some(Arc::new(Hook {
         shared: shared.clone(),
@@ -856,9 +1164,25 @@ fn worker_main(shared: Arc<Shared>) {
 
     blocking::set_thread_hook(None);
     CURRENT_POOL.with(|c| c.set(0));
-    lock(&shared.registry)
-        .slots
-        .retain(|s| !Arc::ptr_eq(s, &slot));
+    {
+        // The slot's counts move to `gone` in the same critical section that removes it,
+        // so a snapshot counts them exactly once.
+        let mut r = lock(&shared.registry);
+        r.slots.retain(|s| !Arc::ptr_eq(s, &slot));
+        let c = &slot.counts;
+        // Relaxed: written by this thread only.
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = &mut r.gone;
+        g.succeeded += ld(&c.succeeded);
+        g.failed += ld(&c.failed);
+        g.cancelled += ld(&c.cancelled);
+        if g.workers.len() == GONE_KEPT {
+            g.workers.pop_front();
+        }
+        g.workers
+            .push_back((id, ld(&c.succeeded) + ld(&c.failed), ld(&c.failed)));
+    }
+    shared.stats.worker_stopped(&counters, outcome.is_err());
     match outcome {
         Ok(true) => {} // retired: `live` already counts it gone
         Ok(false) => shared.thread_gone(),
@@ -872,6 +1196,9 @@ fn worker_main(shared: Arc<Shared>) {
                     cause.panic_message().unwrap_or_default()
                 ),
             );
+            shared
+                .events
+                .emit(|| Event::worker_died(id, None, None, None));
             shared.worker_lost(idle);
         }
     }

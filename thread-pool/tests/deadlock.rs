@@ -385,8 +385,13 @@ fn a_task_whose_map_items_wait_on_it() {
             let p = pool(2);
             let me: Arc<OnceLock<Future<String>>> = Arc::default();
             let (p2, me2) = (p.clone(), me.clone());
+            // a starts its map only once its own future is published (without this the
+            // item could run before the caller sets `me`).
+            let published = Gate::new();
+            let published2 = published.clone();
             let a = p
                 .submit(named("a", move || {
+                    published2.wait();
                     let f = move |_: u32| -> Result<(), String> {
                         let a = me2.get().expect("set before the item runs");
                         a.result().map(|_| ()).map_err(|e| e.to_string())
@@ -410,6 +415,7 @@ fn a_task_whose_map_items_wait_on_it() {
                 }))
                 .unwrap();
             me.set(a.clone()).unwrap();
+            published.open();
             let said = a.result_timeout(LIMIT).unwrap();
             assert!(said.contains("deadlock: future #"), "{said}");
         });

@@ -12,3 +12,4 @@ pub mod progress;
 pub mod status;
 pub mod trivial;
 pub mod waiting;
+pub mod watch;
