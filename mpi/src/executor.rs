@@ -589,7 +589,6 @@ struct Driver {
     workers: Vec<W>,
     sends: Vec<(usize, Sending)>,
     buf: Vec<u8>,
-    next_worker: usize,
 }
 
 impl Driver {
@@ -647,7 +646,6 @@ impl Driver {
                 .collect(),
             sends: Vec::new(),
             buf: Vec::with_capacity(4096),
-            next_worker: 0,
         };
         match d.handshake(start_timeout) {
             Ok(()) => {
@@ -858,7 +856,7 @@ impl Driver {
         let cap = self.shared.config.window;
         let n = self.workers.len();
         let mut sent = false;
-        let mut idle_rounds = 0;
+        let mut skip = vec![false; n];
         // Share the queue among the workers with room (the first one must not take it all).
         let with_room = self
             .workers
@@ -867,15 +865,21 @@ impl Driver {
             .count()
             .max(1);
         let share = st.queue.len().div_ceil(with_room).max(1);
-        while !st.queue.is_empty() && idle_rounds < n {
-            let i = self.next_worker % n;
-            self.next_worker = self.next_worker.wrapping_add(1);
-            let w = &self.workers[i];
-            let cap = w.cap.min(cap);
-            if w.lost || !w.ready || w.limited || w.window.len() >= cap {
-                idle_rounds += 1;
-                continue;
-            }
+        while !st.queue.is_empty() {
+            // The worker with room holding the fewest tasks, the lowest rank among equals:
+            // tasks submitted together spread over idle workers, and tasks submitted one at
+            // a time keep going to the same worker, which stays hot while the others sleep
+            // (round robin kept every worker spinning, and on a small machine the caller's
+            // thread then waited for a core).
+            let pick = (0..n)
+                .filter(|&i| {
+                    let w = &self.workers[i];
+                    !skip[i] && !w.lost && w.ready && !w.limited && w.window.len() < w.cap.min(cap)
+                })
+                .min_by_key(|&i| (self.workers[i].window.len(), i));
+            let Some(i) = pick else { break };
+            skip[i] = true;
+            let cap = self.workers[i].cap.min(cap);
             let mut batch: Vec<u8> = Vec::new();
             let mut flights = Vec::new();
             while self.workers[i].window.len() + flights.len() < cap && flights.len() < share {
@@ -916,10 +920,8 @@ impl Driver {
                 }
             }
             if flights.is_empty() {
-                idle_rounds += 1;
                 continue;
             }
-            idle_rounds = 0;
             let rank = self.workers[i].rank;
             match self.comm.isend(batch, rank, TAG_FRAME) {
                 Ok(s) => {

@@ -1,6 +1,6 @@
 //! cfutures-mpi: the same executor across machines, on MPI.
 //!
-//! [`MpiPoolExecutor`] runs the process pool's tasks ([`RemoteTask`], `submit_fn` of a fn
+//! `MpiPoolExecutor` runs the process pool's tasks ([`RemoteTask`], `submit_fn` of a fn
 //! item, `map` chunks) on MPI ranks, on as many machines as MPI knows. Same task model and
 //! same wire format as `cfutures-process-pool` (both come from `cfutures-remote`): MPI is a
 //! second transport. Every combinator (`map` with `chunksize`/`buffersize`, `wait`,
@@ -19,8 +19,8 @@
 //!   init) or under `mpirun -n 1`: the workers are `n` copies of the same program started
 //!   with `MPI_Comm_spawn`, placed by MPI on the hosts it knows. Make [`init`] the first line
 //!   of `main`: it turns a spawned copy into a worker.
-//! * **world**: `mpirun -n N ./prog`, with [`world`]: rank 0 runs the closure with the
-//!   executor, ranks 1..N-1 serve it. [`comm`] does the same over a communicator you have.
+//! * **world**: `mpirun -n N ./prog`, with `world`: rank 0 runs the closure with the
+//!   executor, ranks 1..N-1 serve it. `comm` does the same over a communicator you have.
 //!
 //! # Failures are errors, never hangs
 //!
@@ -115,7 +115,7 @@ pub fn __raw_pingpong(rounds: u32, bytes: usize) -> std::io::Result<std::time::D
     Ok(per)
 }
 
-/// Serves as a worker if this process was spawned as one by an [`MpiPoolExecutor`] (then
+/// Serves as a worker if this process was spawned as one by an `MpiPoolExecutor` (then
 /// never returns); returns at once otherwise. Make it the first line of `main` of every
 /// program that uses spawn mode.
 ///
