@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 mpi_start=$(date +%s)
 mstep() { printf '\n=== mpi: %s (%ss)\n' "$1" "$(( $(date +%s) - mpi_start ))"; }
 
-packages=(openmpi-bin libopenmpi-dev libclang1-14 libclang-common-14-dev)
+packages=(openmpi-bin libopenmpi-dev libclang1-14 libclang-common-14-dev iproute2)  # iproute2: the 3-host test
 
 installed() {
   command -v mpirun.openmpi >/dev/null && command -v mpicc.openmpi >/dev/null || return 1
