@@ -90,6 +90,9 @@ cargo test --release -p cfutures-mpi --features mpi --no-run
 # backstop for the whole run.
 timeout -k 10 420 cargo test --release -p cfutures-mpi --features mpi -- --nocapture
 
+mstep "the tour's CPU-bound section on MPI ranks"
+timeout -k 10 600 cargo run -q --release -p cfutures-examples --features mpi --bin tour 3
+
 if [ "${CFUTURES_MPI_BENCH:-1}" != 0 ]; then
   mstep "W10 benchmark (quick) beside mpi4py.futures"
   # mpi4py must run on the same Open MPI: MPICC pins it for a source build, and the binary
