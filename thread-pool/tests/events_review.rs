@@ -1,0 +1,362 @@
+//! Review of `events()` / `stats()` (issue 15 point 4), as a user would hit them.
+//!
+//! Tests named `defect_*` reproduce a defect (they fail until it is fixed); the others guard
+//! a property that matters. Every blocking wait is bounded ([`LIMIT`]); no sleep is used as
+//! synchronisation.
+
+mod util;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cfutures_core::events::{Event, Events, Stats, TaskOutcome};
+use cfutures_thread_pool::ThreadPoolExecutor;
+use util::{Gate, LIMIT};
+
+/// Reads the stream to its end, within [`LIMIT`].
+fn collect(events: &Events) -> Vec<Event> {
+    let deadline = Instant::now() + LIMIT;
+    let mut all = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(e) => all.push(e),
+            Err(e) if e.is_closed() => return all,
+            Err(_) => panic!(
+                "the stream did not end within {LIMIT:?} ({} events)",
+                all.len()
+            ),
+        }
+    }
+}
+
+fn finished_of(all: &[Event], task: cfutures_core::FutureId) -> Vec<&Event> {
+    all.iter()
+        .filter(|e| e.task() == Some(task) && e.outcome().is_some())
+        .collect()
+}
+
+/// `shutdown(cancel_futures = true)` pops each queued job, cancels its future (which runs
+/// its done-callbacks in the shutting-down thread), and only then sends its `Finished`.
+/// Meanwhile the last worker can see the queue empty, exit, and close the stream with
+/// `Shutdown`: the `Finished` sent after that is lost (the bus is closed), so the
+/// subscriber's stream ends without it. A done-callback makes the window deterministic: it
+/// lets the running task end and waits until the stream is closed.
+#[test]
+fn defect_cancelled_finished_lost_behind_shutdown() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let events = pool.events();
+    let watcher = pool.events();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let running = pool.submit(move || g.wait()).unwrap();
+    // Wait until the one worker runs the gate task (bounded).
+    let deadline = Instant::now() + LIMIT;
+    while !running.running() {
+        assert!(Instant::now() < deadline, "the gate task never started");
+        std::thread::yield_now();
+    }
+    let queued = pool.submit(|| 1).unwrap();
+    let saw_shutdown = Arc::new(AtomicBool::new(false));
+    let seen = saw_shutdown.clone();
+    queued.add_done_callback(move |_| {
+        // Runs in the thread that cancels it (the shutdown's), before its `Finished`.
+        gate.open();
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline {
+            match watcher.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Shutdown { .. }) => {
+                    seen.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Err(e) if e.is_closed() => return,
+                _ => {}
+            }
+        }
+    });
+    pool.shutdown(true, true);
+    assert!(queued.cancelled());
+    let all = collect(&events);
+    assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
+    assert_eq!(
+        finished_of(&all, queued.id()).len(),
+        1,
+        "the cancelled task has its Finished (Shutdown came first: {}): {all:#?}",
+        saw_shutdown.load(Ordering::SeqCst)
+    );
+}
+
+/// A progress display reads `stats()` from each future's done-callback. The thread pool's
+/// snapshot derives `submitted` as `succeeded + failed + running + …`, and while callbacks
+/// run the worker has already counted the task as succeeded but its slot still says
+/// RUNNING: the one task is counted twice (`submitted` 2, `running` 1, `done` 1).
+#[test]
+fn defect_stats_in_a_done_callback_count_the_task_twice() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let f = pool.submit(move || g.wait()).unwrap();
+    let (tx, rx) = mpsc::channel::<Stats>();
+    let p = Arc::new(Mutex::new(Some(tx)));
+    // The pool is shared with the callback through a channel of snapshots: the callback
+    // needs the pool, so it gets a clone of what `stats()` reads through a second handle.
+    let pool = Arc::new(pool);
+    let pool2 = pool.clone();
+    f.add_done_callback(move |_| {
+        if let Some(tx) = p.lock().unwrap().take() {
+            let _ = tx.send(pool2.stats());
+        }
+    });
+    gate.open();
+    let s = rx.recv_timeout(LIMIT).expect("the callback ran");
+    assert_eq!(
+        (s.submitted, s.done, s.running, s.queued),
+        (1, 1, 0, 0),
+        "one task, done, seen from its own done-callback: {s:#?}"
+    );
+    assert!(s.done + s.running + s.queued <= s.submitted);
+}
+
+/// With nobody subscribed, a worker times one task in 32, starting with its 32nd: a short
+/// run (here 8 tasks, each longer than a millisecond) has no run time at all in `stats()`,
+/// though the doc promises "run-time percentiles". Timing the first task of each worker
+/// (then one in 32) would give every run a sample.
+#[test]
+fn defect_stats_run_times_empty_for_a_short_unwatched_run() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let fs: Vec<_> = (0..8)
+        .map(|_| {
+            pool.submit(|| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(1) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in &fs {
+        f.result_timeout(LIMIT).unwrap();
+    }
+    pool.shutdown(true, false);
+    let s = pool.stats();
+    assert_eq!(s.succeeded, 8);
+    assert!(
+        s.run_times.count >= 1 && s.run_times.p50.is_some(),
+        "8 tasks of >1 ms ran and stats has no run time: {:?}",
+        s.run_times
+    );
+}
+
+/// Every subscribe allocates (and touches) its whole bounded buffer up front: 16384 slots of
+/// an `Event` (crossbeam's array channel). A dashboard that opens a subscription per view,
+/// or a library that subscribes per pool, pays ~1 MiB each before any event flows.
+#[test]
+fn defect_each_subscription_costs_a_megabyte_up_front() {
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let before = rss_kib();
+    let subs: Vec<Events> = (0..64).map(|_| pool.events()).collect();
+    let grown = rss_kib().saturating_sub(before);
+    drop(subs);
+    assert!(
+        grown < 16 * 1024,
+        "64 idle subscriptions took {grown} KiB of resident memory"
+    );
+}
+
+/// A subscriber that never reads never slows or blocks the pool: its buffer fills, the
+/// surplus is counted as dropped, and the final `Shutdown` still arrives (kept beside the
+/// full buffer).
+#[test]
+fn full_subscriber_never_blocks_and_still_gets_shutdown() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let events = pool.events();
+    // 3 events per task: 7000 tasks overflow the default 16384-event buffer.
+    let fs: Vec<_> = (0..7000u32)
+        .map(|i| pool.submit(move || i).unwrap())
+        .collect();
+    for f in &fs {
+        f.result_timeout(LIMIT).unwrap();
+    }
+    pool.shutdown(true, false);
+    assert!(events.dropped() > 0);
+    let all = collect(&events);
+    assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
+    assert!(all.len() as u64 + events.dropped() > 7000 * 3);
+}
+
+/// Dropping a subscription while tasks run unsubscribes it and nothing else: the pool goes
+/// on, the other subscriber sees every task.
+#[test]
+fn subscriber_dropped_mid_run() {
+    let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
+    let keep = pool.events();
+    let gone = Arc::new(Mutex::new(Some(pool.events())));
+    let fs: Vec<_> = (0..200u32)
+        .map(|i| {
+            let gone = gone.clone();
+            pool.submit(move || {
+                if i == 50 {
+                    drop(gone.lock().unwrap().take());
+                }
+                i
+            })
+            .unwrap()
+        })
+        .collect();
+    for f in &fs {
+        f.result_timeout(LIMIT).unwrap();
+    }
+    pool.shutdown(true, false);
+    let all = collect(&keep);
+    for f in &fs {
+        let fin = finished_of(&all, f.id());
+        assert_eq!(fin.len(), 1);
+        assert_eq!(fin[0].outcome(), Some(TaskOutcome::Ok));
+    }
+    assert_eq!(keep.dropped(), 0);
+}
+
+/// A pool dropped without `shutdown` ends its stream with `Shutdown`; a subscription made
+/// after the shutdown is ended at once (no iterator that blocks forever).
+#[test]
+fn drop_without_shutdown_ends_stream_and_late_subscriber_is_ended() {
+    let pool = ThreadPoolExecutor::new(2).unwrap();
+    let events = pool.events();
+    let f = pool.submit(|| 1).unwrap();
+    f.result_timeout(LIMIT).unwrap();
+    let late_pool = ThreadPoolExecutor::new(1).unwrap();
+    late_pool.shutdown(true, false);
+    let late = late_pool.events();
+    assert!(late.recv_timeout(LIMIT).unwrap_err().is_closed());
+    drop(pool);
+    let all = collect(&events);
+    assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
+    assert_eq!(finished_of(&all, f.id()).len(), 1);
+}
+
+/// `shutdown(cancel_futures)`: the counts agree with the futures (no task both queued and
+/// cancelled, none running, nothing negative), and each cancelled future has one
+/// `Finished(Cancelled)` without a `Started`.
+#[test]
+fn stats_agree_with_futures_after_shutdown_cancel_futures() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let events = pool.events();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let head = pool.submit(move || g.wait()).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !head.running() {
+        assert!(Instant::now() < deadline, "the gate task never started");
+        std::thread::yield_now();
+    }
+    let queued: Vec<_> = (0..20u32)
+        .map(|i| pool.submit(move || i).unwrap())
+        .collect();
+    // One cancelled by the user before the shutdown drains the rest.
+    assert!(queued[3].cancel());
+    let opener = std::thread::spawn(move || gate.open());
+    pool.shutdown(true, true);
+    opener.join().unwrap();
+    head.result_timeout(LIMIT).unwrap();
+    let cancelled = queued.iter().filter(|f| f.cancelled()).count() as u64;
+    let ran = queued.len() as u64 - cancelled;
+    let s = pool.stats();
+    assert_eq!(s.submitted, 21, "{s:#?}");
+    assert_eq!((s.queued, s.running), (0, 0), "{s:#?}");
+    assert_eq!(s.cancelled, cancelled, "{s:#?}");
+    assert_eq!(s.succeeded, 1 + ran, "{s:#?}");
+    assert_eq!(s.done, 21);
+    let all = collect(&events);
+    for f in queued.iter().filter(|f| f.cancelled()) {
+        let fin = finished_of(&all, f.id());
+        assert_eq!(fin.len(), 1, "{:?}", f.id());
+        assert_eq!(fin[0].outcome(), Some(TaskOutcome::Cancelled));
+        assert!(!all
+            .iter()
+            .any(|e| e.task() == Some(f.id()) && matches!(e, Event::Started { .. })));
+    }
+}
+
+/// For every task: Submitted, then Started, then Finished, in the subscriber's order, even
+/// with many submitting threads and nested submits (the submitter and the worker emit from
+/// different threads).
+#[test]
+fn per_task_order_with_concurrent_submitters() {
+    let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
+    let events = pool.events();
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                for i in 0..300u32 {
+                    let f = pool.submit(move || i).unwrap();
+                    ids.lock().unwrap().push(f.id());
+                    f.result_timeout(LIMIT).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    pool.shutdown(true, false);
+    let all = collect(&events);
+    assert_eq!(events.dropped(), 0);
+    let mut pos: std::collections::HashMap<_, (usize, usize, usize)> = Default::default();
+    for (i, e) in all.iter().enumerate() {
+        let Some(t) = e.task() else { continue };
+        let p = pos.entry(t).or_insert((usize::MAX, usize::MAX, usize::MAX));
+        match e {
+            Event::Submitted { .. } => p.0 = i,
+            Event::Started { .. } => p.1 = i,
+            Event::Finished { .. } => p.2 = i,
+            _ => {}
+        }
+    }
+    for id in ids.lock().unwrap().iter() {
+        let (s, r, f) = pos[id];
+        assert!(
+            s < r && r < f,
+            "{id:?}: submitted {s}, started {r}, finished {f}"
+        );
+    }
+}
+
+/// The bus promises "every event of an action that happens after `subscribe()` returned is
+/// delivered". A worker decides whether to report a task when it takes it (one load of
+/// `is_active`), so a task that was already running when a dashboard subscribed ends
+/// without a `Finished`, though it ended after the subscription.
+#[test]
+fn defect_task_running_at_subscribe_ends_without_finished() {
+    let pool = ThreadPoolExecutor::new(1).unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let f = pool.submit(move || g.wait()).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !f.running() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::yield_now();
+    }
+    let events = pool.events();
+    gate.open();
+    f.result_timeout(LIMIT).unwrap();
+    pool.shutdown(true, false);
+    let all = collect(&events);
+    assert_eq!(
+        finished_of(&all, f.id()).len(),
+        1,
+        "the task ended after subscribe() returned: {all:#?}"
+    );
+}
