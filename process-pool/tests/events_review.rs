@@ -266,3 +266,42 @@ fn task_running_at_subscribe_has_its_finished() {
     let all = collect(&events);
     assert_eq!(finished_of(&all, f.id()).len(), 1, "{all:#?}");
 }
+
+/// Workers retired by `max_tasks_per_child` stop, they do not die: no `WorkerDied`, no
+/// death counted, each replacement told by a `WorkerStarted`.
+#[test]
+fn retired_workers_are_not_deaths() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .worker_output(WorkerOutput::Null)
+        .build()
+        .unwrap();
+    let events = pool.events();
+    for i in 0..3 {
+        assert_eq!(
+            *pool
+                .submit_fn(add_one, i)
+                .unwrap()
+                .result_timeout(WAIT)
+                .unwrap(),
+            i + 1
+        );
+    }
+    pool.shutdown(true, false);
+    let all = collect(&events);
+    assert!(
+        !all.iter().any(|e| matches!(e, Event::WorkerDied { .. })),
+        "{all:#?}"
+    );
+    let s = pool.stats();
+    assert_eq!(s.worker_deaths, 0, "{s:#?}");
+    assert!(s.workers_started >= 3, "{s:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|e| matches!(e, Event::WorkerStarted { .. }))
+            .count() as u64,
+        s.workers_started
+    );
+    assert!(s.workers.iter().all(|w| !w.alive), "{s:#?}");
+}

@@ -360,3 +360,35 @@ fn defect_task_running_at_subscribe_ends_without_finished() {
         "the task ended after subscribe() returned: {all:#?}"
     );
 }
+
+/// Percentiles at the edges, through the recorder every executor uses: none for no task;
+/// for one task every percentile is that task's run time. Today they are the midpoint of
+/// its histogram bucket, clamped to the exact max only: one task of 1000 ns reports a
+/// median of 991 ns and a max of 1000 ns (tracking the exact min too, and clamping to it,
+/// makes one task — and all-equal run times — exact).
+#[test]
+fn defect_percentiles_of_a_single_task_are_not_its_run_time() {
+    use cfutures_core::events::StatsRecorder;
+    let rec = StatsRecorder::new();
+    let none = rec.snapshot().run_times;
+    assert_eq!(
+        (none.count, none.p50, none.max, none.mean),
+        (0, None, None, None)
+    );
+    rec.submitted();
+    rec.started();
+    rec.finished(
+        None,
+        TaskOutcome::Ok,
+        true,
+        Some(Duration::from_nanos(1000)),
+    );
+    let one = rec.snapshot().run_times;
+    assert_eq!(one.count, 1);
+    assert_eq!(one.max, Some(Duration::from_nanos(1000)));
+    assert_eq!(
+        (one.p50, one.p90, one.p99),
+        (one.max, one.max, one.max),
+        "one task: {one:?}"
+    );
+}
