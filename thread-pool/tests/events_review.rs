@@ -392,3 +392,48 @@ fn defect_percentiles_of_a_single_task_are_not_its_run_time() {
         "one task: {one:?}"
     );
 }
+
+fn no_database() {
+    panic!("no database")
+}
+
+/// A failing initializer breaks the pool: `Broken` first, then one `Finished(Broken)` per
+/// queued task (no `Started`), `Shutdown` last; the counts agree with the futures.
+#[test]
+fn broken_by_initializer_is_told_and_counted() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(no_database)
+        .quiet_panics(true)
+        .build()
+        .unwrap();
+    let events = pool.events();
+    let fs: Vec<_> = (0..5u32).map(|i| pool.submit(move || i).unwrap()).collect();
+    for f in &fs {
+        assert!(f.result_timeout(LIMIT).unwrap_err().is_broken());
+    }
+    pool.shutdown(true, false);
+    let all = collect(&events);
+    assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
+    let broken = all
+        .iter()
+        .position(|e| matches!(e, Event::Broken { .. }))
+        .expect("a Broken event");
+    for f in &fs {
+        let fin: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.task() == Some(f.id()) && e.outcome().is_some())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(fin.len(), 1, "{all:#?}");
+        assert!(fin[0] > broken);
+        assert_eq!(all[fin[0]].outcome(), Some(TaskOutcome::Broken));
+    }
+    let s = pool.stats();
+    assert_eq!(
+        (s.submitted, s.failed, s.queued, s.running, s.done),
+        (5, 5, 0, 0, 5),
+        "{s:#?}"
+    );
+}
