@@ -305,3 +305,52 @@ fn retired_workers_are_not_deaths() {
     );
     assert!(s.workers.iter().all(|w| !w.alive), "{s:#?}");
 }
+
+/// `pool.cancel` of a running task kills its worker: `WorkerDied` holding the task, then its
+/// `Finished(Cancelled)`; counted cancelled (not failed), nothing left running.
+#[test]
+fn cancel_of_a_running_task_is_told_in_order_and_counted() {
+    let pool = pool(1);
+    let events = pool.events();
+    let path = pid_file("events-review-cancel");
+    let f = pool
+        .submit_fn(report_then_spin, path.to_string_lossy().into_owned())
+        .unwrap();
+    // Running in its worker for sure (not only at the head of the worker's window).
+    wait_for_pid(&path);
+    assert!(pool.cancel(&f));
+    assert!(f.result_timeout(WAIT).unwrap_err().is_cancelled());
+    assert_eq!(
+        *pool
+            .submit_fn(add_one, 1)
+            .unwrap()
+            .result_timeout(WAIT)
+            .unwrap(),
+        2
+    );
+    pool.shutdown(true, false);
+    let s = pool.stats();
+    assert_eq!(
+        (
+            s.submitted,
+            s.cancelled,
+            s.failed,
+            s.succeeded,
+            s.running,
+            s.queued
+        ),
+        (2, 1, 0, 1, 0, 0),
+        "{s:#?}"
+    );
+    let all = collect(&events);
+    let fin = all
+        .iter()
+        .position(|e| e.task() == Some(f.id()) && e.outcome().is_some())
+        .unwrap();
+    assert_eq!(all[fin].outcome(), Some(TaskOutcome::Cancelled));
+    let died = all
+        .iter()
+        .position(|e| matches!(e, Event::WorkerDied { task: Some(t), .. } if *t == f.id()))
+        .unwrap_or_else(|| panic!("a WorkerDied holding the cancelled task: {all:#?}"));
+    assert!(died < fin, "{all:#?}");
+}
