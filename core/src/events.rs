@@ -227,7 +227,8 @@ pub enum Event {
     Retried {
         /// The task.
         task: FutureId,
-        /// The attempts it has made so far.
+        /// The failed attempts counted against it so far (0 when its worker died for another
+        /// task's sake: the pool killed it for a cancel or a time limit just as that task ended).
         attempt: u32,
         /// When.
         at: Instant,

@@ -1,6 +1,6 @@
 //! `events()` and `stats()`: the stream of a run matches a model of the run (proptest over
 //! random workloads with faults: values, errors, panics, workers killed by `abort` or by
-//! `SIGKILL` of themselves, cancellations), and retries, quarantines and a broken pool are
+//! `SIGKILL` of themselves, time limits, cancellations), and retries, quarantines and a broken pool are
 //! told. Every wait is bounded.
 
 mod util;
@@ -46,6 +46,8 @@ enum Op {
     Abort,
     SigKill,
     Cancel,
+    /// Runs past its time limit (its worker is killed).
+    TimeLimit,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -56,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Abort),
         1 => Just(Op::SigKill),
         1 => Just(Op::Cancel),
+        1 => Just(Op::TimeLimit),
     ]
 }
 
@@ -136,7 +139,10 @@ fn check_stream(all: &[Event], tasks: &[(FutureId, TaskOutcome)]) -> Result<(), 
                         .find(|(id, _)| id == t)
                         .expect("a task of this run");
                     prop_assert!(
-                        matches!(out, TaskOutcome::Lost | TaskOutcome::Cancelled),
+                        matches!(
+                            out,
+                            TaskOutcome::Lost | TaskOutcome::Cancelled | TaskOutcome::TimedOut
+                        ),
                         "{e:?}, the task ended {out:?}"
                     );
                     let fin = all
@@ -176,7 +182,11 @@ fn check_stream(all: &[Event], tasks: &[(FutureId, TaskOutcome)]) -> Result<(), 
             .any(|(i, e)| matches!(e, Event::Started { .. }) && *i < fi);
         if matches!(
             out,
-            TaskOutcome::Ok | TaskOutcome::Err | TaskOutcome::Panicked | TaskOutcome::Lost
+            TaskOutcome::Ok
+                | TaskOutcome::Err
+                | TaskOutcome::Panicked
+                | TaskOutcome::Lost
+                | TaskOutcome::TimedOut
         ) {
             prop_assert!(started, "{} ran: a Started before its Finished", id);
             let Event::Finished {
@@ -186,11 +196,15 @@ fn check_stream(all: &[Event], tasks: &[(FutureId, TaskOutcome)]) -> Result<(), 
                 unreachable!()
             };
             prop_assert!(worker.is_some());
-            if out != TaskOutcome::Lost {
+            // A result comes with the run time its worker measured.
+            if matches!(
+                out,
+                TaskOutcome::Ok | TaskOutcome::Err | TaskOutcome::Panicked
+            ) {
                 prop_assert!(run_time.is_some());
             }
         }
-        if out == TaskOutcome::Lost {
+        if matches!(out, TaskOutcome::Lost | TaskOutcome::TimedOut) {
             prop_assert!(
                 all[..fi]
                     .iter()
@@ -225,6 +239,10 @@ fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
                 pool.cancel(&f);
                 keep(f)
             }
+            Op::TimeLimit => keep(
+                pool.submit_fn_with_timeout(sleep_ms, 5_000, Duration::from_millis(20))
+                    .unwrap(),
+            ),
         };
         tasks.push((op, id, out));
     }
@@ -241,8 +259,8 @@ fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
     let stats = rx.recv_timeout(WAIT).expect("the pool shut down in time");
     let all = collect(&events);
     prop_assert_eq!(events.dropped(), 0);
-    // The model's expectations from the ops: a task that kills its worker is lost; the others
-    // end as they say, except that a `cancel` that kills a worker just as its task's result
+    // The model's expectations from the ops: a task that kills its worker is lost, one past
+    // its time limit timed out (its worker killed); the others end as they say, except that a `cancel` that kills a worker just as its task's result
     // was on its way takes the next task of that worker with it (lost, as without retries).
     let cancels = ops.iter().any(|o| matches!(o, Op::Cancel));
     for ((op, id, _), (_, out)) in tasks.iter().zip(&outcomes) {
@@ -251,6 +269,7 @@ fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
             Op::Error => TaskOutcome::Err,
             Op::Panic => TaskOutcome::Panicked,
             Op::Abort | Op::SigKill => TaskOutcome::Lost,
+            Op::TimeLimit => TaskOutcome::TimedOut,
             Op::Cancel => {
                 prop_assert!(matches!(
                     out,
@@ -430,6 +449,28 @@ fn a_broken_pool_says_so_then_shuts_down() {
         .unwrap();
     assert!(broken < fa);
     assert_eq!(all[fa].outcome(), Some(TaskOutcome::Broken));
+}
+
+#[test]
+fn a_subscriber_that_never_reads_loses_events_not_time() {
+    let pool = pool(2);
+    let stuck = pool.events_with_capacity(8);
+    let fs: Vec<_> = (0..200)
+        .map(|i| pool.submit_fn(value, i).unwrap())
+        .collect();
+    for f in &fs {
+        f.result_timeout(WAIT).unwrap();
+    }
+    assert!(stuck.dropped() > 0);
+    assert_eq!(stuck.drain().len(), 8);
+    assert_eq!(pool.stats().succeeded, 200);
+    bounded_drop(pool);
+    // The final event is never lost, even by a full buffer.
+    let rest = collect(&stuck);
+    assert!(
+        matches!(rest.last(), Some(Event::Shutdown { .. })),
+        "{rest:?}"
+    );
 }
 
 #[test]

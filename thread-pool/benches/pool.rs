@@ -9,6 +9,7 @@
 //! cargo bench -p cfutures-thread-pool -- w1-floor   # W1's futures alone, no pool
 //! cargo bench -p cfutures-thread-pool -- w1-ratio   # W1 vs the hand-written queue, interleaved rounds
 //! cargo bench -p cfutures-thread-pool -- w1-sub     # the same, plus W1 with an events subscriber
+//! cargo bench -p cfutures-thread-pool -- w1-submit  # W1's submits alone (workers held), both sides
 //! W1_ONCE_ROUNDS=2 valgrind --tool=callgrind <bench binary> w1-once-ours   # (or w1-once-peer)
 //! ```
 //!
@@ -281,6 +282,73 @@ fn w1_ratio(with_subscriber: bool) {
     }
 }
 
+fn w1_submit_only() {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let pool = ThreadPoolExecutor::new(2).unwrap();
+        let (release, held) = unbounded::<()>();
+        let (ready, is_ready) = unbounded::<()>();
+        let holders: Vec<_> = (0..2)
+            .map(|_| {
+                let (held, ready) = (held.clone(), ready.clone());
+                pool.submit(move || {
+                    ready.send(()).unwrap();
+                    let _ = held.recv();
+                })
+                .unwrap()
+            })
+            .collect();
+        is_ready.recv().unwrap();
+        is_ready.recv().unwrap();
+        let start = Instant::now();
+        let fs: Vec<_> = (0..W1_TASKS)
+            .map(|i| pool.submit(move || black_box(i)).unwrap())
+            .collect();
+        ours.push(start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64);
+        drop(release);
+        for f in holders.iter() {
+            f.result().unwrap();
+        }
+        for f in &fs {
+            f.result().unwrap();
+        }
+
+        let peer = CrossbeamPool::new(2);
+        let (release, held) = unbounded::<()>();
+        for _ in 0..2 {
+            let (held, ready) = (held.clone(), ready.clone());
+            peer.execute(move || {
+                ready.send(()).unwrap();
+                let _ = held.recv();
+            });
+        }
+        is_ready.recv().unwrap();
+        is_ready.recv().unwrap();
+        let (tx, rx) = unbounded();
+        let start = Instant::now();
+        for i in 0..W1_TASKS {
+            let tx = tx.clone();
+            peer.execute(move || {
+                let _ = tx.send(black_box(i));
+            });
+        }
+        theirs.push(start.elapsed().as_secs_f64() * 1e6 / W1_TASKS as f64);
+        drop(release);
+        for _ in 0..W1_TASKS {
+            rx.recv().unwrap();
+        }
+    }
+    println!(
+        "W1's submits alone, workers held (µs/task, median of 5 [min, max]): cfutures {:.3} [{:.3}, {:.3}], hand-written {:.3} [{:.3}, {:.3}]",
+        median(&mut ours),
+        ours[0],
+        ours[4],
+        median(&mut theirs),
+        theirs[0],
+        theirs[4]
+    );
+}
+
 // ----- W2: one task submitted and waited for, 10k times --------------------------------
 
 const W2_ITERS: usize = 10_000;
@@ -523,6 +591,12 @@ fn main() {
                 }
             }
         }
+    }
+    // W1's submitting half alone: every worker held by a task waiting on a channel, so
+    // nothing competes with the submitting thread; 100k submits, timed, then the workers
+    // are released and the results collected (untimed). Both sides, 5 rounds each.
+    if args.iter().any(|a| a == "w1-submit") {
+        w1_submit_only();
     }
     // For profiling: only cfutures' side of W1.
     if args.iter().any(|a| a == "w1-cfutures") {

@@ -597,15 +597,19 @@ impl Shared {
     /// Counting costs three read-modify-writes on lines every worker writes (the spinning
     /// count up and down, an idle token) per idle moment, and when submits come about as
     /// fast as the workers take them — a burst of tiny tasks — that is once per task. A
-    /// full pool (no thread can start) needs neither count to make a submit's decision:
-    /// it starts no thread whatever `idle` says, and the only other reader, `notify_one`,
-    /// at worst wakes a sleeper this spinner would have made unnecessary (the sleep
-    /// protocol's safety rests on the park path, not on this count). So such a worker
-    /// first spins for as long as [`Backoff`]'s spin phase, uncounted, and becomes idle
-    /// (counted, as before) only if nothing came. A pool that can grow counts at once:
-    /// there a submit reads `idle` to decide whether to start a thread.
+    /// full pool (no thread can start) in which no worker is parked needs neither count:
+    /// a submit starts no thread whatever `idle` says, and wakes nobody when nobody sleeps
+    /// (`notify_one` reads `sleeping` first). So such a worker first spins for as long as
+    /// [`Backoff`]'s spin phase, uncounted, and becomes idle (counted, as before) only if
+    /// nothing came. It counts at once in a pool that can grow (a submit reads `idle` to
+    /// decide whether to start a thread) and when another worker is parked: uncounted, it
+    /// would let each submit make a wake-up system call for a task it takes itself (W2's
+    /// p90 went from ~0.7 to ~10 µs that way). A worker that parks during the spin can
+    /// cause one such needless wake-up; the sleep protocol's safety rests on the park
+    /// path, not on this count.
     fn spin_for_work(&self) -> bool {
-        if !blocking::may_spin() || self.can_grow() {
+        // Relaxed: a hint (see below); the sleep protocol does not rest on it.
+        if !blocking::may_spin() || self.can_grow() || self.sleeping.load(Ordering::Relaxed) > 0 {
             return false;
         }
         for step in 0..=Backoff::SPIN_STEPS {
