@@ -216,6 +216,10 @@ pub(crate) struct Shared {
     /// queued (slow paths).
     drained_cancelled: AtomicU64,
     drained_failed: AtomicU64,
+    /// Drains in progress (`shutdown(cancel_futures)`, a breaking pool): the stream's
+    /// `Shutdown` waits for them, so that the `Finished` of each task they drain comes
+    /// before it (see [`Shared::finish_events`]).
+    draining: AtomicUsize,
 }
 
 thread_local! {
@@ -262,6 +266,7 @@ impl Shared {
             run_times: StatsRecorder::new(),
             drained_cancelled: AtomicU64::new(0),
             drained_failed: AtomicU64::new(0),
+            draining: AtomicUsize::new(0),
         })
     }
 
@@ -761,27 +766,57 @@ impl Shared {
         if self.close(BROKEN) {
             let broken = self.broken.get().expect("set above");
             self.events.emit(|| Event::broken(broken.to_string()));
-            while let Some(job) = self.queue.pop() {
-                let task = self.events.is_active().then(|| job.id());
-                job.fail(broken.clone());
-                // Relaxed: a statistic.
-                self.drained_failed.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = task {
-                    self.events
-                        .send(Event::finished(id, None, TaskOutcome::Broken, None));
-                }
-            }
+            self.drain(
+                |job| {
+                    // Relaxed: a statistic.
+                    self.drained_failed.fetch_add(1, Ordering::Relaxed);
+                    job.fail(broken.clone());
+                },
+                TaskOutcome::Broken,
+            );
         }
         self.wake_all();
         self.finish_events();
     }
 
-    /// Ends the event stream with `Shutdown` once the pool is closed and every worker has
-    /// exited (no event can follow then: no task is queued, none can be submitted, no
-    /// thread runs one). Called wherever one of those becomes true; the first call that
-    /// sees all three closes the stream (closing is idempotent).
+    /// Empties the queue of a closed pool, ending each task with `end` (which completes its
+    /// future: done-callbacks run here) after its `Finished` with `outcome` is sent.
+    ///
+    /// The `Finished` goes first, as a worker's does (before the outcome is visible), and
+    /// `draining` counts this drain so that the stream's `Shutdown` cannot come between a
+    /// pop and that `Finished` (a worker that sees the queue empty may exit meanwhile; it is
+    /// then this thread's `finish_events`, after the drain, that ends the stream).
+    fn drain(&self, mut end: impl FnMut(RawJob), outcome: TaskOutcome) {
+        // SeqCst, before the first pop: a worker's `finish_events` that finds the queue
+        // empty (a SeqCst load of the queue's head, after our SeqCst pop in the single total
+        // order) then loads `draining` later in that order, so it sees this increment (or
+        // the decrement below, when every `Finished` is already sent).
+        self.draining.fetch_add(1, Ordering::SeqCst);
+        while let Some(job) = self.queue.pop() {
+            if self.events.is_active() {
+                self.events
+                    .send(Event::finished(job.id(), None, outcome, None));
+            }
+            end(job);
+        }
+        // SeqCst: a worker's `finish_events` that saw the increment above left the stream
+        // open; it decremented `live` before loading `draining`, so our `finish_events`
+        // (after this, in the same total order) sees `live` at 0 and ends the stream.
+        self.draining.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Ends the event stream with `Shutdown` once the pool is closed, every worker has
+    /// exited, and no drain is in flight (no event can follow then: no task is queued, none
+    /// can be submitted, no thread runs one or still has a drained one to report). Called
+    /// wherever one of those becomes true; the first call that sees them all closes the
+    /// stream (closing is idempotent).
     fn finish_events(&self) {
-        if self.is_closed() && self.live.load(Ordering::SeqCst) == 0 && self.queue.is_empty() {
+        // SeqCst loads: see `drain`.
+        if self.is_closed()
+            && self.live.load(Ordering::SeqCst) == 0
+            && self.queue.is_empty()
+            && self.draining.load(Ordering::SeqCst) == 0
+        {
             self.events.close_with(Some(Event::shutdown()));
         }
     }
@@ -790,16 +825,14 @@ impl Shared {
     pub(crate) fn shutdown(self: &Arc<Self>, wait: bool, cancel_futures: bool) {
         self.close(SHUTDOWN);
         if cancel_futures {
-            while let Some(job) = self.queue.pop() {
-                let task = self.events.is_active().then(|| job.id());
-                job.cancel();
-                // Relaxed: a statistic.
-                self.drained_cancelled.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = task {
-                    self.events
-                        .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
-                }
-            }
+            self.drain(
+                |job| {
+                    // Relaxed: a statistic.
+                    self.drained_cancelled.fetch_add(1, Ordering::Relaxed);
+                    job.cancel();
+                },
+                TaskOutcome::Cancelled,
+            );
         }
         self.wake_all();
         self.finish_events();
