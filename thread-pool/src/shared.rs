@@ -20,7 +20,8 @@
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
 //! * `events`, `stats`, `run_times`, `drained_*` — `events()` and `stats()`. The submit path
-//!   and each task run read `events` once (one relaxed load while nobody subscribes). Task
+//!   path reads `events` once, each task run twice, as it starts and as it ends (a relaxed
+//!   load each while nobody subscribes; the second is skipped when the first found one). Task
 //!   counts live in each worker's [`Slot`], written by that worker alone (a load and a
 //!   store: [`bump`]); an exiting worker moves them to `registry.gone` under the registry
 //!   lock. Run times: every task while someone subscribes, else one in [`SAMPLE_EVERY`].
@@ -541,14 +542,16 @@ impl Shared {
                 }
                 *deposited = false;
                 slot.set(RUNNING);
-                // One relaxed load decides the task's events; its id only if someone listens.
-                let task = self.events.is_active().then(|| job.id());
+                // One relaxed load decides the task's `Started` (and its `Finished`, unless
+                // someone subscribes while it runs: see `before_publish`).
+                let listened = self.events.is_active();
                 sample = sample.wrapping_add(1);
                 let mut hooks = WorkerHooks {
                     shared: self,
                     slot,
-                    task,
-                    timed: task.is_some() || sample % SAMPLE_EVERY == 0,
+                    task: None,
+                    listened,
+                    timed: listened || sample % SAMPLE_EVERY == 0,
                     start: None,
                     deposited,
                     spinning,
@@ -556,7 +559,7 @@ impl Shared {
                 if !job.run(&mut hooks) {
                     // Cancelled while queued: noticed now, never ran.
                     bump(&slot.counts.cancelled);
-                    if let Some(id) = task {
+                    if let (true, Some(id)) = (listened, hooks.task) {
                         self.events
                             .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
                     }
@@ -1062,8 +1065,10 @@ impl BlockingHook for Hook {
 pub(crate) struct WorkerHooks<'a> {
     shared: &'a Shared,
     slot: &'a Slot,
-    /// The task's future, if someone listened when the worker took it.
-    task: Option<FutureId>,
+    /// The task's future (set by the job as it runs).
+    pub(crate) task: Option<FutureId>,
+    /// Someone listened when the worker took the task: it reports `Started` and `Finished`.
+    listened: bool,
     timed: bool,
     start: Option<Instant>,
     deposited: &'a mut bool,
@@ -1086,6 +1091,7 @@ pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
         shared: &shared,
         slot: &slot,
         task: None,
+        listened: false,
         timed: false,
         start: None,
         deposited: &mut deposited,
@@ -1096,7 +1102,7 @@ pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
 impl RunHooks for WorkerHooks<'_> {
     #[inline]
     fn started(&mut self) {
-        if let Some(id) = self.task {
+        if let (true, Some(id)) = (self.listened, self.task) {
             self.shared
                 .events
                 .send(Event::started(id, self.slot.id, None));
@@ -1124,10 +1130,15 @@ impl RunHooks for WorkerHooks<'_> {
                 .run_times
                 .finished(None, outcome, true, run_time);
         }
-        if let Some(id) = self.task {
-            self.shared
-                .events
-                .send(Event::finished(id, Some(self.slot.id), outcome, run_time));
+        // Asked again if nobody listened when the task started (one more relaxed load, only
+        // then): a subscriber that came while the task ran gets its `Finished`, as the bus
+        // promises for every action after `subscribe()` returned (the `Started` came before).
+        if self.listened || self.shared.events.is_active() {
+            if let Some(id) = self.task {
+                self.shared
+                    .events
+                    .send(Event::finished(id, Some(self.slot.id), outcome, run_time));
+            }
         }
         // Become idle *before* the outcome is visible: a caller that submits again as soon
         // as it has the result reuses this thread (Python's `test_idle_thread_reuse`,

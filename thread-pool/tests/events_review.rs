@@ -345,11 +345,11 @@ fn per_task_order_with_concurrent_submitters() {
 }
 
 /// The bus promises "every event of an action that happens after `subscribe()` returned is
-/// delivered". A worker decides whether to report a task when it takes it (one load of
-/// `is_active`), so a task that was already running when a dashboard subscribed ends
-/// without a `Finished`, though it ended after the subscription.
+/// delivered". A worker decides whether to report a task's `Started` when it takes it (one
+/// load of `is_active`), and asks again as the task ends: a task that was already running
+/// when a dashboard subscribed has its `Finished` (it used to end without one).
 #[test]
-fn defect_task_running_at_subscribe_ends_without_finished() {
+fn task_running_at_subscribe_has_its_finished() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let gate = Gate::new();
     let g = gate.clone();
