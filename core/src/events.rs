@@ -55,10 +55,12 @@
 //!
 //! # Back-pressure: none
 //!
-//! Each subscriber has a bounded buffer ([`DEFAULT_CAPACITY`] events, or
-//! [`EventBus::subscribe_with_capacity`]). A subscriber that does not keep up loses the
+//! Each subscriber has a buffer of at most [`DEFAULT_CAPACITY`] events (or
+//! [`EventBus::subscribe_with_capacity`]), whose memory is taken as it fills: an idle
+//! subscription costs a few hundred bytes. A subscriber that does not keep up loses the
 //! events that do not fit, and [`Events::dropped`] counts them: the pool never waits for a
-//! slow observer. Dropping the [`Events`] unsubscribes.
+//! slow observer. The final [`Event::Shutdown`] always arrives. Dropping the [`Events`]
+//! unsubscribes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -421,7 +423,10 @@ pub const DEFAULT_CAPACITY: usize = 16 * 1024;
 /// One subscriber, as the bus holds it.
 struct Subscriber {
     id: u64,
+    /// An unbounded channel (it allocates as it fills, in small blocks), held to `cap`
+    /// events by `deliver`: a subscription costs nothing up front, whatever its capacity.
     tx: Sender<Event>,
+    cap: usize,
     shared: Arc<SubShared>,
 }
 
@@ -429,8 +434,6 @@ struct Subscriber {
 #[derive(Default)]
 struct SubShared {
     dropped: AtomicU64,
-    /// The final event, when it did not fit in the buffer (see `close_with`).
-    last: Mutex<Option<Event>>,
 }
 
 #[derive(Default)]
@@ -481,11 +484,15 @@ impl EventBus {
         self.subscribe_with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// Subscribes, with a buffer of `capacity` events (at least 1).
+    /// Subscribes, with a buffer of `capacity` events (at least 1). The buffer's memory is
+    /// taken as events arrive, not up front: a huge capacity (`usize::MAX`, "unbounded") is
+    /// fine, and costs only what the subscriber leaves unread.
     ///
     /// On a bus already [closed](Self::close), the stream is empty and ended.
     pub fn subscribe_with_capacity(&self, capacity: usize) -> Events {
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        // Unbounded, capped by `deliver`: a bounded channel would allocate (and touch) every
+        // slot now, ~1 MiB for the default capacity, and abort on a huge one.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(SubShared::default());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subs = self.inner.subs();
@@ -493,6 +500,7 @@ impl EventBus {
             subs.push(Subscriber {
                 id,
                 tx,
+                cap: capacity.max(1),
                 shared: shared.clone(),
             });
             // Under the lock, so that the count and the list agree. Relaxed: see the module
@@ -543,8 +551,8 @@ impl EventBus {
     }
 
     /// As [`close`](Self::close), after sending `last` to every subscriber (the executor's
-    /// [`Event::Shutdown`]). The final event is never lost: if a subscriber's buffer is
-    /// full, it waits beside the buffer and is read after it.
+    /// [`Event::Shutdown`]). The final event is never lost: it is delivered even to a
+    /// subscriber whose buffer is full (one event past its capacity).
     pub fn close_with(&self, last: Option<Event>) {
         let mut subs = self.inner.subs();
         if self.inner.closed.swap(true, Ordering::Relaxed) {
@@ -570,24 +578,24 @@ impl EventBus {
     }
 }
 
-/// Sends to one subscriber; true if it is gone.
+/// Sends to one subscriber, unless its buffer holds `cap` events already (then the event is
+/// lost and counted); true if the subscriber is gone.
+///
+/// Called under the bus's list lock, so no other sender adds to the channel between the
+/// length check and the send: the buffer never exceeds `cap` (the reader only shortens it).
 fn deliver(s: &Subscriber, e: Event) -> bool {
-    match s.tx.try_send(e) {
-        Ok(()) => false,
-        Err(TrySendError::Full(_)) => {
-            s.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            false
-        }
-        Err(TrySendError::Disconnected(_)) => true,
+    if s.tx.len() >= s.cap {
+        // (A subscriber that is gone is not here: dropping `Events` unsubscribes.)
+        s.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        return false;
     }
+    matches!(s.tx.try_send(e), Err(TrySendError::Disconnected(_)))
 }
 
-/// Sends the final event to one subscriber: if its buffer is full, the event waits beside
-/// the buffer and is read after it (never blocking the executor, never lost).
+/// Sends the final event to one subscriber, past its capacity if need be (never blocking
+/// the executor, never lost).
 fn force(s: &Subscriber, e: Event) {
-    if let Err(TrySendError::Full(e)) = s.tx.try_send(e) {
-        *s.shared.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
+    let _ = s.tx.try_send(e);
 }
 
 /// A subscription: the events of one executor, in the order it emitted them.
@@ -646,16 +654,7 @@ impl std::error::Error for RecvError {}
 impl Events {
     /// The next event, waiting for it; `None` once the stream ended.
     pub fn recv(&self) -> Option<Event> {
-        self.rx.recv().ok().or_else(|| self.take_last())
-    }
-
-    /// The final event that did not fit in the buffer, once the buffer is read.
-    fn take_last(&self) -> Option<Event> {
-        self.shared
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.rx.recv().ok()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -668,9 +667,7 @@ impl Events {
         match self.rx.recv_timeout(timeout) {
             Ok(e) => Ok(e),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvError::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                self.take_last().ok_or(RecvError::Closed)
-            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(RecvError::Closed),
         }
     }
 
@@ -679,7 +676,7 @@ impl Events {
         match self.rx.try_recv() {
             Ok(e) => Some(e),
             Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => self.take_last(),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => None,
         }
     }
 
