@@ -773,12 +773,25 @@ impl ProcessPoolExecutor {
     /// assert_eq!(fin.outcome(), Some(TaskOutcome::Ok));
     /// assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
     /// ```
+    ///
+    /// In a forked child (the pool belongs to the parent, see [`submit`](Self::submit)),
+    /// the stream is ended at once, as after a shutdown: no thread of the child would ever
+    /// end it.
     pub fn events(&self) -> Events {
-        self.shared.obs.bus.subscribe()
+        self.events_with_capacity(cfutures_core::events::DEFAULT_CAPACITY)
     }
 
-    /// As [`events`](Self::events), with a buffer of `capacity` events.
+    /// As [`events`](Self::events), with a buffer of `capacity` events (its memory is taken
+    /// as events arrive: a huge capacity is fine).
     pub fn events_with_capacity(&self, capacity: usize) -> Events {
+        if self.check_process().is_err() {
+            // The parent's bus: its I/O thread (the one that ends the stream) is not in this
+            // process, and a parent thread may have held the bus's lock at the fork. An ended
+            // stream of a bus of our own instead.
+            let ended = cfutures_core::events::EventBus::new();
+            ended.close();
+            return ended.subscribe();
+        }
         self.shared.obs.bus.subscribe_with_capacity(capacity)
     }
 
@@ -786,6 +799,10 @@ impl ProcessPoolExecutor {
     /// failed, cancelled), retried and quarantined; workers started and died, each worker's
     /// counts; run-time percentiles. Kept whether anyone subscribed or not (a few relaxed
     /// atomic increments per task).
+    ///
+    /// A `map` counts its chunks as tasks (each chunk is one task, unless its worker died and
+    /// it is retried item by item: then each item counts). In a forked child, the snapshot
+    /// is the parent's counts as they were at the fork.
     ///
     /// ```
     /// use cfutures_process_pool::ProcessPoolExecutor;

@@ -60,12 +60,12 @@ fn wait_running<T>(f: &cfutures_core::Future<T>) {
 }
 
 /// A pool copied into a forked child refuses work (`check_process`), and its `shutdown`
-/// returns at once there; but `events()` in the child subscribes to a bus no thread of the
-/// child will ever close (the I/O thread is the parent's): iterating it blocks forever.
-/// It should be an ended stream, as after a shutdown. (The child here waits 2 s and exits
-/// with 1 if no end came.)
+/// returns at once there; `events()` in the child must not subscribe to the parent's bus,
+/// which no thread of the child would ever close (it used to: iterating blocked forever).
+/// It is an ended stream, as after a shutdown. (The child here waits 2 s and exits with 1
+/// if no end came.)
 #[test]
-fn defect_events_in_a_forked_child_never_end() {
+fn events_in_a_forked_child_end_at_once() {
     let pool = pool(1);
     // The pool is alive and idle in the parent.
     assert_eq!(
