@@ -307,7 +307,8 @@ impl ThreadPoolExecutor {
         self.shared.live_threads()
     }
 
-    /// Worker threads waiting for work.
+    /// Worker threads waiting for work (a worker running the done-callbacks of the task it
+    /// just finished counts here too: the task is done, as the future says).
     pub fn idle_threads(&self) -> usize {
         self.shared.counts().idle
     }
@@ -317,12 +318,14 @@ impl ThreadPoolExecutor {
         self.shared.queued_tasks()
     }
 
-    /// Tasks running now (including those blocked on a future).
+    /// Tasks running now (including those blocked on a future; not a task whose done-callbacks
+    /// run: it is done).
     pub fn running_tasks(&self) -> usize {
         self.shared.counts().running
     }
 
-    /// Worker threads whose task is parked on a future (see "Nested waits" in the crate doc).
+    /// Worker threads parked on a future (see "Nested waits" in the crate doc): in a task, or
+    /// in a done-callback or an initializer.
     pub fn blocked_threads(&self) -> usize {
         self.shared.counts().blocked
     }

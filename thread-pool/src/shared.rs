@@ -106,7 +106,11 @@ const SPIN_MASK: usize = SLEEP_ONE - 1;
 const STARTING: u8 = 0;
 const IDLE: u8 = 1;
 const RUNNING: u8 = 2;
+/// Blocked inside a task.
 const BLOCKED: u8 = 3;
+/// Blocked outside a task: in a done-callback of the task it ran, or in its initializer
+/// (counted as blocked, not as running a task).
+const WAITING: u8 = 4;
 
 /// One worker thread's slot: its state, its wake-up flag, its number and its task counts.
 pub(crate) struct Slot {
@@ -728,15 +732,21 @@ impl Shared {
         }
     }
 
-    fn block(self: &Arc<Self>, slot: &Slot) {
-        slot.set(BLOCKED);
+    /// The worker of `slot` parks; returns the state to restore after (see `unblock`).
+    fn block(self: &Arc<Self>, slot: &Slot) -> u8 {
+        // Relaxed: only this worker writes its slot's state (and it is only read for counts).
+        let was = slot.state.load(Ordering::Relaxed);
+        slot.set(if was == RUNNING { BLOCKED } else { WAITING });
         self.blocked.fetch_add(1, Ordering::SeqCst);
         self.compensate();
+        was
     }
 
-    fn unblock(&self, slot: &Slot) {
+    /// The worker of `slot` woke up: back to the state `block` returned (a done-callback
+    /// that blocked resumes as idle, not as running a task).
+    fn unblock(&self, slot: &Slot, was: u8) {
         self.blocked.fetch_sub(1, Ordering::SeqCst);
-        slot.set(RUNNING);
+        slot.set(was);
     }
 
     // ----- breaking, shutting down ----------------------------------------------------
@@ -1032,6 +1042,7 @@ impl Shared {
                     c.running += 1;
                     c.blocked += 1
                 }
+                WAITING => c.blocked += 1,
                 _ => {}
             }
         }
@@ -1046,14 +1057,19 @@ mod test;
 struct Hook {
     shared: Arc<Shared>,
     slot: Arc<Slot>,
+    /// The slot's state before the park, restored after it (this worker's only).
+    resume: AtomicU8,
 }
 
 impl BlockingHook for Hook {
     fn before_park(&self) {
-        self.shared.block(&self.slot);
+        let was = self.shared.block(&self.slot);
+        // Relaxed: written and read by this worker's thread only.
+        self.resume.store(was, Ordering::Relaxed);
     }
     fn after_park(&self) {
-        self.shared.unblock(&self.slot);
+        self.shared
+            .unblock(&self.slot, self.resume.load(Ordering::Relaxed));
     }
 }
 
@@ -1114,6 +1130,10 @@ impl RunHooks for WorkerHooks<'_> {
 
     #[inline]
     fn before_publish(&mut self, failure: Option<&TaskError>) {
+        // The task is done from here on (its done-callbacks run next, on this thread): no
+        // longer running, so that `stats()` read from a callback counts it once (as done),
+        // as `running_tasks` does. The loop sets `RUNNING` again at its next task.
+        self.slot.set(IDLE);
         let run_time = self.start.map(|t| t.elapsed());
         let outcome = match failure {
             None => {
@@ -1175,6 +1195,7 @@ fn worker_main(shared: Arc<Shared>, id: WorkerId) {
     blocking::set_thread_hook(Some(Arc::new(Hook {
         shared: shared.clone(),
         slot: slot.clone(),
+        resume: AtomicU8::new(RUNNING),
     })));
 
     // Nothing a task, its result, a callback, a waiter or an initializer does can unwind

@@ -98,11 +98,11 @@ fn cancelled_finished_not_lost_behind_shutdown() {
 }
 
 /// A progress display reads `stats()` from each future's done-callback. The thread pool's
-/// snapshot derives `submitted` as `succeeded + failed + running + …`, and while callbacks
-/// run the worker has already counted the task as succeeded but its slot still says
-/// RUNNING: the one task is counted twice (`submitted` 2, `running` 1, `done` 1).
+/// snapshot derives `submitted` as `succeeded + failed + running + …`; while callbacks run
+/// the worker has already counted the task as succeeded, so its slot must no longer say
+/// RUNNING (it used to: the one task was counted twice, `submitted` 2, `running` 1).
 #[test]
-fn defect_stats_in_a_done_callback_count_the_task_twice() {
+fn stats_in_a_done_callback_count_the_task_once() {
     let pool = ThreadPoolExecutor::new(1).unwrap();
     let gate = Gate::new();
     let g = gate.clone();
