@@ -727,11 +727,14 @@ const SUBS: usize = 1 << SUB_BITS;
 const BUCKETS: usize = SUBS + (64 - SUB_BITS as usize) * SUBS;
 
 /// A lock-free histogram of durations (nanoseconds), log-linear: 8 buckets per power of
-/// two, so a percentile read from it is within ~6% of the true value. Recording is two
-/// relaxed increments (and a load, plus a rare `fetch_max`).
+/// two, so a percentile read from it is within ~6% of the true value (and clamped to the
+/// exact min and max: one value, or all-equal values, read back exactly). Recording is two
+/// relaxed increments (and two loads, plus a rare `fetch_min` or `fetch_max`).
 struct Histogram {
     buckets: Box<[AtomicU64]>,
     sum_ns: AtomicU64,
+    /// `u64::MAX` until a value is recorded.
+    min_ns: AtomicU64,
     max_ns: AtomicU64,
 }
 
@@ -740,6 +743,7 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             sum_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
             max_ns: AtomicU64::new(0),
         }
     }
@@ -772,7 +776,10 @@ impl Histogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        // A new maximum is rare: read first, write only then.
+        // A new minimum or maximum is rare: read first, write only then.
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.fetch_min(ns, Ordering::Relaxed);
+        }
         if ns > self.max_ns.load(Ordering::Relaxed) {
             self.max_ns.fetch_max(ns, Ordering::Relaxed);
         }
@@ -786,6 +793,10 @@ impl Histogram {
             .collect();
         let count: u64 = counts.iter().sum();
         let max = Duration::from_nanos(self.max_ns.load(Ordering::Relaxed));
+        // A racing `record` may have counted its bucket but not yet lowered `min` (or raised
+        // `max`): a percentile is then off by that, for this snapshot only. Kept at most
+        // `max`, so that the clamp below cannot panic (`u64::MAX` before any value).
+        let min = Duration::from_nanos(self.min_ns.load(Ordering::Relaxed)).min(max);
         let sum = self.sum_ns.load(Ordering::Relaxed);
         let pct = |q: f64| -> Option<Duration> {
             if count == 0 {
@@ -799,7 +810,7 @@ impl Histogram {
                 if seen >= rank {
                     let (lo, hi) = bucket_range(b);
                     let mid = lo + (hi - lo) / 2;
-                    return Some(Duration::from_nanos(mid).min(max));
+                    return Some(Duration::from_nanos(mid).clamp(min, max));
                 }
             }
             Some(max)
@@ -815,8 +826,8 @@ impl Histogram {
     }
 }
 
-/// Run-time percentiles (from a histogram: each within ~6% of the exact value; `max` is
-/// exact). `None` until a task with a known run time finished.
+/// Run-time percentiles (from a histogram: each within ~6% of the exact value, and never
+/// below the shortest or above the longest run time; `max` is exact). `None` until a task with a known run time finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunTimes {

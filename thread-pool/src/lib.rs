@@ -374,8 +374,9 @@ impl ThreadPoolExecutor {
     ///
     /// Counts are exact once the pool is idle; read while tasks run, the numbers are not
     /// one instant's state. Run times: while a subscriber listens every task is timed,
-    /// otherwise one task in 32 per worker (timing costs as much as a no-op task), so
-    /// `run_times.count` counts the timed tasks and the percentiles are those of a sample.
+    /// otherwise one task in 32 per worker, from each worker's first (timing costs as much
+    /// as a no-op task), so `run_times.count` counts the timed tasks and the percentiles are
+    /// those of a sample.
     ///
     /// # Examples
     ///

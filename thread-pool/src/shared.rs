@@ -156,9 +156,9 @@ struct GoneCounts {
 
 const GONE_KEPT: usize = 64;
 
-/// Without a subscriber, one task in this many (per worker) is timed for the run-time
-/// percentiles of [`Shared::stats`]: two clock reads cost about as much as a whole no-op
-/// task, so timing every one would be far from free. With a subscriber every task is timed
+/// Without a subscriber, one task in this many (per worker, from its first) is timed for
+/// the run-time percentiles of [`Shared::stats`]: two clock reads cost about as much as a
+/// whole no-op task, so timing every one would be far from free. With a subscriber every task is timed
 /// (its `Finished` event carries its run time).
 const SAMPLE_EVERY: u32 = 32;
 
@@ -529,8 +529,9 @@ impl Shared {
             deposited,
             spinning,
         } = idle;
-        // Counts the tasks this worker ran, to time one in `SAMPLE_EVERY`.
-        let mut sample: u32 = 0;
+        // Counts the tasks this worker ran, to time one in `SAMPLE_EVERY`: its first (so that
+        // a short run has run times too), then every `SAMPLE_EVERY`-th.
+        let mut sample: u32 = SAMPLE_EVERY - 1;
         loop {
             #[cfg(test)]
             test::maybe_unwind(self);
