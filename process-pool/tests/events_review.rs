@@ -1,8 +1,8 @@
 //! Review of `events()` / `stats()` (issue 15 point 4), as a user would hit them.
 //!
-//! Tests named `defect_*` reproduce a defect (they fail until it is fixed); the others guard
-//! a property that matters. Every blocking wait is bounded; no sleep is used as
-//! synchronisation.
+//! Each test guards a property that matters; those whose doc says "it used to" reproduced a
+//! defect the review found (named `defect_*` until it was fixed). Every blocking wait is
+//! bounded; no sleep is used as synchronisation.
 
 mod util;
 

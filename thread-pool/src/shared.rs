@@ -564,7 +564,9 @@ impl Shared {
                 if !job.run(&mut hooks) {
                     // Cancelled while queued: noticed now, never ran.
                     bump(&slot.counts.cancelled);
-                    if let (true, Some(id)) = (listened, hooks.task) {
+                    // Asked again, as in `before_publish` (a slow path): a subscriber that
+                    // came meanwhile gets it.
+                    if let (true, Some(id)) = (listened || self.events.is_active(), hooks.task) {
                         self.events
                             .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
                     }
