@@ -55,12 +55,12 @@
 //!
 //! # Back-pressure: none
 //!
-//! Each subscriber has a buffer of at most [`DEFAULT_CAPACITY`] events (or
-//! [`EventBus::subscribe_with_capacity`]), whose memory is taken as it fills: an idle
-//! subscription costs a few hundred bytes. A subscriber that does not keep up loses the
-//! events that do not fit, and [`Events::dropped`] counts them: the pool never waits for a
-//! slow observer. The final [`Event::Shutdown`] always arrives. Dropping the [`Events`]
-//! unsubscribes.
+//! Each subscriber has a bounded buffer ([`DEFAULT_CAPACITY`] events, or
+//! [`EventBus::subscribe_with_capacity`]; it grows as events come, so a large bound costs
+//! memory only when the subscriber falls that far behind). A subscriber that does not keep
+//! up loses the events that do not fit, and [`Events::dropped`] counts them: the pool never
+//! waits for a slow observer. The final event ([`EventBus::close_with`], an executor's
+//! `Shutdown`) is never lost. Dropping the [`Events`] unsubscribes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -423,8 +423,10 @@ pub const DEFAULT_CAPACITY: usize = 16 * 1024;
 /// One subscriber, as the bus holds it.
 struct Subscriber {
     id: u64,
-    /// An unbounded channel (it allocates as it fills, in small blocks), held to `cap`
-    /// events by `deliver`: a subscription costs nothing up front, whatever its capacity.
+    /// An unbounded channel held to `cap` events by the bus (a bounded crossbeam channel
+    /// would allocate and touch its whole buffer, ~1 MB at the default capacity, when it is
+    /// made; this one grows in blocks of 31 as events come). Sends happen under the bus's
+    /// lock, and the receiver only takes away, so the length check cannot be overtaken.
     tx: Sender<Event>,
     cap: usize,
     shared: Arc<SubShared>,
@@ -484,14 +486,12 @@ impl EventBus {
         self.subscribe_with_capacity(DEFAULT_CAPACITY)
     }
 
-    /// Subscribes, with a buffer of `capacity` events (at least 1). The buffer's memory is
-    /// taken as events arrive, not up front: a huge capacity (`usize::MAX`, "unbounded") is
-    /// fine, and costs only what the subscriber leaves unread.
+    /// Subscribes, with a buffer of `capacity` events (at least 1). The buffer grows as
+    /// events come (in blocks of 31), up to `capacity`: a large capacity costs memory only
+    /// when the subscriber falls that far behind.
     ///
     /// On a bus already [closed](Self::close), the stream is empty and ended.
     pub fn subscribe_with_capacity(&self, capacity: usize) -> Events {
-        // Unbounded, capped by `deliver`: a bounded channel would allocate (and touch) every
-        // slot now, ~1 MiB for the default capacity, and abort on a huge one.
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(SubShared::default());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -551,8 +551,8 @@ impl EventBus {
     }
 
     /// As [`close`](Self::close), after sending `last` to every subscriber (the executor's
-    /// [`Event::Shutdown`]). The final event is never lost: it is delivered even to a
-    /// subscriber whose buffer is full (one event past its capacity).
+    /// [`Event::Shutdown`]). The final event is never lost: a subscriber whose buffer is
+    /// full gets it anyway (one past its capacity).
     pub fn close_with(&self, last: Option<Event>) {
         let mut subs = self.inner.subs();
         if self.inner.closed.swap(true, Ordering::Relaxed) {
@@ -578,22 +578,24 @@ impl EventBus {
     }
 }
 
-/// Sends to one subscriber, unless its buffer holds `cap` events already (then the event is
-/// lost and counted); true if the subscriber is gone.
-///
-/// Called under the bus's list lock, so no other sender adds to the channel between the
-/// length check and the send: the buffer never exceeds `cap` (the reader only shortens it).
+/// Sends to one subscriber; true if it is gone.
 fn deliver(s: &Subscriber, e: Event) -> bool {
     if s.tx.len() >= s.cap {
-        // (A subscriber that is gone is not here: dropping `Events` unsubscribes.)
         s.shared.dropped.fetch_add(1, Ordering::Relaxed);
         return false;
     }
-    matches!(s.tx.try_send(e), Err(TrySendError::Disconnected(_)))
+    match s.tx.try_send(e) {
+        Ok(()) => false,
+        Err(TrySendError::Full(_)) => {
+            s.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        Err(TrySendError::Disconnected(_)) => true,
+    }
 }
 
-/// Sends the final event to one subscriber, past its capacity if need be (never blocking
-/// the executor, never lost).
+/// Sends the final event to one subscriber, full or not (one past its capacity at most:
+/// never blocking the executor, never lost).
 fn force(s: &Subscriber, e: Event) {
     let _ = s.tx.try_send(e);
 }
@@ -673,11 +675,7 @@ impl Events {
 
     /// The next event if one is buffered, without waiting.
     pub fn try_recv(&self) -> Option<Event> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(e),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// Every event buffered now, without waiting.
@@ -727,13 +725,11 @@ const SUBS: usize = 1 << SUB_BITS;
 const BUCKETS: usize = SUBS + (64 - SUB_BITS as usize) * SUBS;
 
 /// A lock-free histogram of durations (nanoseconds), log-linear: 8 buckets per power of
-/// two, so a percentile read from it is within ~6% of the true value (and clamped to the
-/// exact min and max: one value, or all-equal values, read back exactly). Recording is two
-/// relaxed increments (and two loads, plus a rare `fetch_min` or `fetch_max`).
+/// two, so a percentile read from it is within ~6% of the true value. Recording is two
+/// relaxed increments (and a load, plus a rare `fetch_max`).
 struct Histogram {
     buckets: Box<[AtomicU64]>,
     sum_ns: AtomicU64,
-    /// `u64::MAX` until a value is recorded.
     min_ns: AtomicU64,
     max_ns: AtomicU64,
 }
@@ -776,12 +772,12 @@ impl Histogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        // A new minimum or maximum is rare: read first, write only then.
-        if ns < self.min_ns.load(Ordering::Relaxed) {
-            self.min_ns.fetch_min(ns, Ordering::Relaxed);
-        }
+        // A new extreme is rare: read first, write only then.
         if ns > self.max_ns.load(Ordering::Relaxed) {
             self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.fetch_min(ns, Ordering::Relaxed);
         }
     }
 
@@ -793,9 +789,6 @@ impl Histogram {
             .collect();
         let count: u64 = counts.iter().sum();
         let max = Duration::from_nanos(self.max_ns.load(Ordering::Relaxed));
-        // A racing `record` may have counted its bucket but not yet lowered `min` (or raised
-        // `max`): a percentile is then off by that, for this snapshot only. Kept at most
-        // `max`, so that the clamp below cannot panic (`u64::MAX` before any value).
         let min = Duration::from_nanos(self.min_ns.load(Ordering::Relaxed)).min(max);
         let sum = self.sum_ns.load(Ordering::Relaxed);
         let pct = |q: f64| -> Option<Duration> {
@@ -810,6 +803,8 @@ impl Histogram {
                 if seen >= rank {
                     let (lo, hi) = bucket_range(b);
                     let mid = lo + (hi - lo) / 2;
+                    // Within the exact extremes: one task's (or equal tasks') percentiles
+                    // are its run time.
                     return Some(Duration::from_nanos(mid).clamp(min, max));
                 }
             }
@@ -826,8 +821,8 @@ impl Histogram {
     }
 }
 
-/// Run-time percentiles (from a histogram: each within ~6% of the exact value, and never
-/// below the shortest or above the longest run time; `max` is exact). `None` until a task with a known run time finished.
+/// Run-time percentiles (from a histogram: each within ~6% of the exact value, and within
+/// the exact minimum and maximum; `max` is exact). `None` until a task with a known run time finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunTimes {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use cfutures_core::events::{Event, Events, Stats, TaskOutcome};
+use cfutures_core::events::{Event, EventBus, Events, Stats, TaskOutcome};
 use cfutures_core::{Broken, Executor, Future, Submit, SubmitError};
 use rustix::process::Signal;
 use serde::de::DeserializeOwned;
@@ -751,8 +751,9 @@ impl ProcessPoolExecutor {
     /// The stream buffers [`DEFAULT_CAPACITY`](cfutures_core::events::DEFAULT_CAPACITY)
     /// events; a subscriber that falls behind loses the newest and
     /// [`Events::dropped`] counts them (the pool never waits for it). With nobody
-    /// subscribed, the pool pays one relaxed atomic load per would-be event. See
-    /// [`cfutures_core::events`].
+    /// subscribed, the pool pays one relaxed atomic load per would-be event. Events are sent
+    /// where the pool's state changes, under its lock, to every subscriber in turn: each
+    /// subscriber adds a (non-blocking) send to every change. See [`cfutures_core::events`].
     ///
     /// ```
     /// use cfutures_core::events::{Event, TaskOutcome};
@@ -773,24 +774,19 @@ impl ProcessPoolExecutor {
     /// assert_eq!(fin.outcome(), Some(TaskOutcome::Ok));
     /// assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
     /// ```
-    ///
-    /// In a forked child (the pool belongs to the parent, see [`submit`](Self::submit)),
-    /// the stream is ended at once, as after a shutdown: no thread of the child would ever
-    /// end it.
     pub fn events(&self) -> Events {
         self.events_with_capacity(cfutures_core::events::DEFAULT_CAPACITY)
     }
 
-    /// As [`events`](Self::events), with a buffer of `capacity` events (its memory is taken
-    /// as events arrive: a huge capacity is fine).
+    /// As [`events`](Self::events), with a buffer of `capacity` events (it grows as events
+    /// come, up to `capacity`).
     pub fn events_with_capacity(&self, capacity: usize) -> Events {
         if self.check_process().is_err() {
-            // The parent's bus: its I/O thread (the one that ends the stream) is not in this
-            // process, and a parent thread may have held the bus's lock at the fork. An ended
-            // stream of a bus of our own instead.
-            let ended = cfutures_core::events::EventBus::new();
-            ended.close();
-            return ended.subscribe();
+            // A copy of the pool in a forked child: its I/O thread is the parent's, and
+            // nothing here would ever end the stream. An ended one, as after a shutdown.
+            let bus = EventBus::new();
+            bus.close();
+            return bus.subscribe();
         }
         self.shared.obs.bus.subscribe_with_capacity(capacity)
     }
@@ -800,9 +796,12 @@ impl ProcessPoolExecutor {
     /// counts; run-time percentiles. Kept whether anyone subscribed or not (a few relaxed
     /// atomic increments per task).
     ///
-    /// A `map` counts its chunks as tasks (each chunk is one task, unless its worker died and
-    /// it is retried item by item: then each item counts). In a forked child, the snapshot
-    /// is the parent's counts as they were at the fork.
+    /// A task is what was submitted: a `map` chunk counts once (not once per item), except
+    /// a chunk whose worker died under it with a retry policy, which runs again item by item
+    /// and then counts once per item. A future cancelled with
+    /// [`Future::cancel`](cfutures_core::Future::cancel) while queued counts as queued until
+    /// the pool notices (as `wait` counts it done only then). In a forked child of the
+    /// process that made the pool: the parent's counts as they were at the fork.
     ///
     /// ```
     /// use cfutures_process_pool::ProcessPoolExecutor;

@@ -501,3 +501,53 @@ fn bounded_drop(pool: ProcessPoolExecutor) {
     });
     rx.recv_timeout(WAIT).expect("the pool shut down in time");
 }
+
+/// In a forked child of the process that made the pool, `events()` is a stream that has
+/// already ended (the pool's I/O thread is the parent's: nothing would ever end it).
+#[test]
+fn events_in_a_forked_child_end_at_once() {
+    run_isolated(
+        "events_in_a_forked_child_end_at_once_alone",
+        Duration::from_secs(60),
+    );
+}
+
+#[test]
+#[ignore = "run by events_in_a_forked_child_end_at_once, in a process of its own"]
+fn events_in_a_forked_child_end_at_once_alone() {
+    if !isolated() {
+        return;
+    }
+    let pool = pool(1);
+    let events = pool.events();
+    pool.submit_fn(value, 1)
+        .unwrap()
+        .result_timeout(WAIT)
+        .unwrap();
+    // SAFETY: the child only subscribes, reads with a bound and `_exit`s (glibc keeps
+    // malloc usable in the child of a multi-threaded fork).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.events()
+                .recv_timeout(Duration::from_secs(2))
+                .is_err_and(|e| e.is_closed())
+        }))
+        .unwrap_or(false);
+        // SAFETY: ends the child without running destructors (the pool is the parent's).
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    assert!(child > 0);
+    let mut status = 0;
+    // SAFETY: waiting for our own child, with a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's stream did not end: {status:#x}"
+    );
+    bounded_drop(pool);
+    assert!(matches!(
+        collect(&events).last(),
+        Some(Event::Shutdown { .. })
+    ));
+}

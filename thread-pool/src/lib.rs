@@ -307,8 +307,7 @@ impl ThreadPoolExecutor {
         self.shared.live_threads()
     }
 
-    /// Worker threads waiting for work (a worker running the done-callbacks of the task it
-    /// just finished counts here too: the task is done, as the future says).
+    /// Worker threads waiting for work.
     pub fn idle_threads(&self) -> usize {
         self.shared.counts().idle
     }
@@ -318,14 +317,12 @@ impl ThreadPoolExecutor {
         self.shared.queued_tasks()
     }
 
-    /// Tasks running now (including those blocked on a future; not a task whose done-callbacks
-    /// run: it is done).
+    /// Tasks running now (including those blocked on a future).
     pub fn running_tasks(&self) -> usize {
         self.shared.counts().running
     }
 
-    /// Worker threads parked on a future (see "Nested waits" in the crate doc): in a task, or
-    /// in a done-callback or an initializer.
+    /// Worker threads whose task is parked on a future (see "Nested waits" in the crate doc).
     pub fn blocked_threads(&self) -> usize {
         self.shared.counts().blocked
     }

@@ -19,14 +19,14 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
-//! * `events`, `stats`, `run_times`, `drained_*` — `events()` and `stats()`. The submit path
-//!   path reads `events` once, each task run twice, as it starts and as it ends (a relaxed
-//!   load each while nobody subscribes; the second is skipped when the first found one). Task
-//!   counts live in each worker's [`Slot`], written by that worker alone (a load and a
-//!   store: [`bump`]); an exiting worker moves them to `registry.gone` under the registry
-//!   lock. Run times: every task while someone subscribes, else one in [`SAMPLE_EVERY`].
-//!   `Shutdown` ends the stream once the pool is closed and every worker has exited
-//!   ([`Shared::finish_events`]).
+//! * `events`, `stats`, `run_times`, `drained_*`, `draining` — `events()` and `stats()`.
+//!   The submit path reads `events` once, each task run twice, as it starts and as it ends
+//!   (a relaxed load each while nobody subscribes; the second is skipped when the first
+//!   found a subscriber). Task counts live in each worker's [`Slot`], written by that
+//!   worker alone (a load and a store: [`bump`]); an exiting worker moves them to
+//!   `registry.gone` under the registry lock. Run times: every task while someone
+//!   subscribes, else one in [`SAMPLE_EVERY`]. `Shutdown` ends the stream once the pool is
+//!   closed, every worker has exited and no drain is in flight ([`Shared::finish_events`]).
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
 //!   thread that exits while the pool lives (a retiring compensating thread, a replaced
 //!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
@@ -106,11 +106,7 @@ const SPIN_MASK: usize = SLEEP_ONE - 1;
 const STARTING: u8 = 0;
 const IDLE: u8 = 1;
 const RUNNING: u8 = 2;
-/// Blocked inside a task.
 const BLOCKED: u8 = 3;
-/// Blocked outside a task: in a done-callback of the task it ran, or in its initializer
-/// (counted as blocked, not as running a task).
-const WAITING: u8 = 4;
 
 /// One worker thread's slot: its state, its wake-up flag, its number and its task counts.
 pub(crate) struct Slot {
@@ -128,7 +124,9 @@ pub(crate) struct Slot {
 /// line shared with another writer on the per-task path.
 #[derive(Default)]
 struct TaskCounts {
-    /// Tasks that ran on this worker and ended with a value...
+    /// Tasks that started on this worker (their futures moved to RUNNING).
+    started: AtomicU64,
+    /// Of those, the ones that ended with a value...
     succeeded: AtomicU64,
     /// ... and with a failure (a panic, an error the task returned).
     failed: AtomicU64,
@@ -136,11 +134,15 @@ struct TaskCounts {
     cancelled: AtomicU64,
 }
 
-/// Adds one to a counter that only the calling thread writes. Relaxed: the counts order
-/// nothing; a reader sees some recent value (a snapshot is not one instant's state).
+/// Adds one to a counter that only the calling thread writes: a load and a store.
+///
+/// Release (a plain store on x86 and, like the load, no read-modify-write anywhere): a
+/// reader that loads a task's end count with Acquire then sees its start counted too, so
+/// `started − ended` (the tasks running) never goes negative and `submitted` never counts
+/// a task twice. The load is Relaxed: only this thread writes the counter.
 #[inline]
 fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
 }
 
 /// The task counts of the workers that have exited, and the last ones' own counts.
@@ -158,8 +160,8 @@ const GONE_KEPT: usize = 64;
 
 /// Without a subscriber, one task in this many (per worker, from its first) is timed for
 /// the run-time percentiles of [`Shared::stats`]: two clock reads cost about as much as a
-/// whole no-op task, so timing every one would be far from free. With a subscriber every task is timed
-/// (its `Finished` event carries its run time).
+/// whole no-op task, so timing every one would be far from free. With a subscriber every
+/// task is timed (its `Finished` event carries its run time).
 const SAMPLE_EVERY: u32 = 32;
 
 impl Slot {
@@ -735,21 +737,15 @@ impl Shared {
         }
     }
 
-    /// The worker of `slot` parks; returns the state to restore after (see `unblock`).
-    fn block(self: &Arc<Self>, slot: &Slot) -> u8 {
-        // Relaxed: only this worker writes its slot's state (and it is only read for counts).
-        let was = slot.state.load(Ordering::Relaxed);
-        slot.set(if was == RUNNING { BLOCKED } else { WAITING });
+    fn block(self: &Arc<Self>, slot: &Slot) {
+        slot.set(BLOCKED);
         self.blocked.fetch_add(1, Ordering::SeqCst);
         self.compensate();
-        was
     }
 
-    /// The worker of `slot` woke up: back to the state `block` returned (a done-callback
-    /// that blocked resumes as idle, not as running a task).
-    fn unblock(&self, slot: &Slot, was: u8) {
+    fn unblock(&self, slot: &Slot) {
         self.blocked.fetch_sub(1, Ordering::SeqCst);
-        slot.set(was);
+        slot.set(RUNNING);
     }
 
     // ----- breaking, shutting down ----------------------------------------------------
@@ -1003,13 +999,11 @@ impl Shared {
             }
             for slot in &r.slots {
                 let c = &slot.counts;
-                // Relaxed: statistics (see `bump`).
-                let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                // Acquire, ends before starts: pairs with `bump` (a task's end seen means
+                // its start is seen).
+                let ld = |a: &AtomicU64| a.load(Ordering::Acquire);
                 let (ok, bad, can) = (ld(&c.succeeded), ld(&c.failed), ld(&c.cancelled));
-                // Running: what the slot says (as `running_tasks`), not a count per task.
-                if matches!(slot.state.load(Ordering::Relaxed), RUNNING | BLOCKED) {
-                    running += 1;
-                }
+                running += ld(&c.started).saturating_sub(ok + bad);
                 succeeded += ok;
                 failed += bad;
                 cancelled += can;
@@ -1045,7 +1039,6 @@ impl Shared {
                     c.running += 1;
                     c.blocked += 1
                 }
-                WAITING => c.blocked += 1,
                 _ => {}
             }
         }
@@ -1060,19 +1053,14 @@ mod test;
 struct Hook {
     shared: Arc<Shared>,
     slot: Arc<Slot>,
-    /// The slot's state before the park, restored after it (this worker's only).
-    resume: AtomicU8,
 }
 
 impl BlockingHook for Hook {
     fn before_park(&self) {
-        let was = self.shared.block(&self.slot);
-        // Relaxed: written and read by this worker's thread only.
-        self.resume.store(was, Ordering::Relaxed);
+        self.shared.block(&self.slot);
     }
     fn after_park(&self) {
-        self.shared
-            .unblock(&self.slot, self.resume.load(Ordering::Relaxed));
+        self.shared.unblock(&self.slot);
     }
 }
 
@@ -1121,6 +1109,7 @@ pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
 impl RunHooks for WorkerHooks<'_> {
     #[inline]
     fn started(&mut self) {
+        bump(&self.slot.counts.started);
         if let (true, Some(id)) = (self.listened, self.task) {
             self.shared
                 .events
@@ -1133,10 +1122,6 @@ impl RunHooks for WorkerHooks<'_> {
 
     #[inline]
     fn before_publish(&mut self, failure: Option<&TaskError>) {
-        // The task is done from here on (its done-callbacks run next, on this thread): no
-        // longer running, so that `stats()` read from a callback counts it once (as done),
-        // as `running_tasks` does. The loop sets `RUNNING` again at its next task.
-        self.slot.set(IDLE);
         let run_time = self.start.map(|t| t.elapsed());
         let outcome = match failure {
             None => {
@@ -1198,7 +1183,6 @@ fn worker_main(shared: Arc<Shared>, id: WorkerId) {
     blocking::set_thread_hook(Some(Arc::new(Hook {
         shared: shared.clone(),
         slot: slot.clone(),
-        resume: AtomicU8::new(RUNNING),
     })));
 
     // Nothing a task, its result, a callback, a waiter or an initializer does can unwind

@@ -220,3 +220,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_huge_capacity_costs_nothing_up_front() {
+    let bus = EventBus::new();
+    // 2^40 events: allocated as they come, never up front.
+    let subs: Vec<Events> = (0..64)
+        .map(|_| bus.subscribe_with_capacity(1 << 40))
+        .collect();
+    bus.emit(Event::shutdown);
+    for s in &subs {
+        assert!(matches!(s.try_recv(), Some(Event::Shutdown { .. })));
+    }
+}
+
+#[test]
+fn one_task_s_percentiles_are_its_run_time() {
+    let rec = StatsRecorder::new();
+    rec.finished(
+        None,
+        TaskOutcome::Ok,
+        false,
+        Some(Duration::from_nanos(1000)),
+    );
+    let r = rec.snapshot().run_times;
+    let d = Some(Duration::from_nanos(1000));
+    assert_eq!((r.p50, r.p90, r.p99, r.max, r.mean), (d, d, d, d, d));
+}
