@@ -41,6 +41,9 @@ where
     T::Output: Send + Sync,
 {
     fn run(self, hooks: &mut WorkerHooks<'_>) -> bool {
+        // The id is the promise's address: a register move and a store, no load. The hooks
+        // need it for a task's events (read only when someone listens).
+        hooks.task = Some(self.promise.id());
         self.promise.run_with(self.task, hooks)
     }
 

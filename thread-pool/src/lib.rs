@@ -147,8 +147,8 @@
 //! started on which thread, finished with its outcome and run time; threads started; the
 //! pool broken or shut down), and [`stats`](ThreadPoolExecutor::stats) gives counts and
 //! run-time percentiles at any time. Python offers neither. Nearly free while nobody
-//! subscribes: one relaxed atomic load per submit and per task, and counts that each worker
-//! keeps for itself.
+//! subscribes: one relaxed atomic load per submit and two per task (as it starts and as it
+//! ends), and counts that each worker keeps for itself.
 //!
 //! # Generic code
 //!
@@ -339,9 +339,10 @@ impl ThreadPoolExecutor {
     /// [`worker_name(n)`](Self::worker_name). Tasks are named by their futures' ids
     /// ([`Future::id`]).
     ///
-    /// **Cost**: while nobody subscribes, one relaxed atomic load per submit and per task
-    /// run. With a subscriber, each event is built and sent (a bounded channel per
-    /// subscriber), and every task is timed.
+    /// **Cost**: while nobody subscribes, one relaxed atomic load per submit and two per
+    /// task run (as it starts, and again as it ends, so that a subscriber that comes while a
+    /// task runs gets its `Finished`). With a subscriber, each event is built and sent (a
+    /// channel per subscriber, capped in length), and every task is timed.
     ///
     /// # Examples
     ///
@@ -370,8 +371,9 @@ impl ThreadPoolExecutor {
     ///
     /// Counts are exact once the pool is idle; read while tasks run, the numbers are not
     /// one instant's state. Run times: while a subscriber listens every task is timed,
-    /// otherwise one task in 32 per worker (timing costs as much as a no-op task), so
-    /// `run_times.count` counts the timed tasks and the percentiles are those of a sample.
+    /// otherwise one task in 32 per worker, from each worker's first (timing costs as much
+    /// as a no-op task), so `run_times.count` counts the timed tasks and the percentiles are
+    /// those of a sample.
     ///
     /// # Examples
     ///

@@ -19,13 +19,14 @@
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
 //! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
-//! * `events`, `stats`, `run_times`, `drained_*` — `events()` and `stats()`. The submit path
-//!   and each task run read `events` once (one relaxed load while nobody subscribes). Task
-//!   counts live in each worker's [`Slot`], written by that worker alone (a load and a
-//!   store: [`bump`]); an exiting worker moves them to `registry.gone` under the registry
-//!   lock. Run times: every task while someone subscribes, else one in [`SAMPLE_EVERY`].
-//!   `Shutdown` ends the stream once the pool is closed and every worker has exited
-//!   ([`Shared::finish_events`]).
+//! * `events`, `stats`, `run_times`, `drained_*`, `draining` — `events()` and `stats()`.
+//!   The submit path reads `events` once, each task run twice, as it starts and as it ends
+//!   (a relaxed load each while nobody subscribes; the second is skipped when the first
+//!   found a subscriber). Task counts live in each worker's [`Slot`], written by that
+//!   worker alone (a load and a store: [`bump`]); an exiting worker moves them to
+//!   `registry.gone` under the registry lock. Run times: every task while someone
+//!   subscribes, else one in [`SAMPLE_EVERY`]. `Shutdown` ends the stream once the pool is
+//!   closed, every worker has exited and no drain is in flight ([`Shared::finish_events`]).
 //! * `registry` — per-worker slots (for the counts users can watch) and join handles. A
 //!   thread that exits while the pool lives (a retiring compensating thread, a replaced
 //!   one) is joined by the next thread that starts or exits ([`Shared::reap`]), so its
@@ -157,10 +158,10 @@ struct GoneCounts {
 
 const GONE_KEPT: usize = 64;
 
-/// Without a subscriber, one task in this many (per worker) is timed for the run-time
-/// percentiles of [`Shared::stats`]: two clock reads cost about as much as a whole no-op
-/// task, so timing every one would be far from free. With a subscriber every task is timed
-/// (its `Finished` event carries its run time).
+/// Without a subscriber, one task in this many (per worker, from its first) is timed for
+/// the run-time percentiles of [`Shared::stats`]: two clock reads cost about as much as a
+/// whole no-op task, so timing every one would be far from free. With a subscriber every
+/// task is timed (its `Finished` event carries its run time).
 const SAMPLE_EVERY: u32 = 32;
 
 impl Slot {
@@ -222,6 +223,10 @@ pub(crate) struct Shared {
     /// queued (slow paths).
     drained_cancelled: AtomicU64,
     drained_failed: AtomicU64,
+    /// Drains in progress (`shutdown(cancel_futures)`, a breaking pool): the stream's
+    /// `Shutdown` waits for them, so that the `Finished` of each task they drain comes
+    /// before it (see [`Shared::finish_events`]).
+    draining: AtomicUsize,
 }
 
 thread_local! {
@@ -268,6 +273,7 @@ impl Shared {
             run_times: StatsRecorder::new(),
             drained_cancelled: AtomicU64::new(0),
             drained_failed: AtomicU64::new(0),
+            draining: AtomicUsize::new(0),
         })
     }
 
@@ -525,8 +531,9 @@ impl Shared {
             deposited,
             spinning,
         } = idle;
-        // Counts the tasks this worker ran, to time one in `SAMPLE_EVERY`.
-        let mut sample: u32 = 0;
+        // Counts the tasks this worker ran, to time one in `SAMPLE_EVERY`: its first (so that
+        // a short run has run times too), then every `SAMPLE_EVERY`-th.
+        let mut sample: u32 = SAMPLE_EVERY - 1;
         loop {
             #[cfg(test)]
             test::maybe_unwind(self);
@@ -542,14 +549,16 @@ impl Shared {
                 }
                 *deposited = false;
                 slot.set(RUNNING);
-                // One relaxed load decides the task's events; its id only if someone listens.
-                let task = self.events.is_active().then(|| job.id());
+                // One relaxed load decides the task's `Started` (and its `Finished`, unless
+                // someone subscribes while it runs: see `before_publish`).
+                let listened = self.events.is_active();
                 sample = sample.wrapping_add(1);
                 let mut hooks = WorkerHooks {
                     shared: self,
                     slot,
-                    task,
-                    timed: task.is_some() || sample % SAMPLE_EVERY == 0,
+                    task: None,
+                    listened,
+                    timed: listened || sample % SAMPLE_EVERY == 0,
                     start: None,
                     deposited,
                     spinning,
@@ -557,7 +566,9 @@ impl Shared {
                 if !job.run(&mut hooks) {
                     // Cancelled while queued: noticed now, never ran.
                     bump(&slot.counts.cancelled);
-                    if let Some(id) = task {
+                    // Asked again, as in `before_publish` (a slow path): a subscriber that
+                    // came meanwhile gets it.
+                    if let (true, Some(id)) = (listened || self.events.is_active(), hooks.task) {
                         self.events
                             .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
                     }
@@ -767,27 +778,57 @@ impl Shared {
         if self.close(BROKEN) {
             let broken = self.broken.get().expect("set above");
             self.events.emit(|| Event::broken(broken.to_string()));
-            while let Some(job) = self.queue.pop() {
-                let task = self.events.is_active().then(|| job.id());
-                job.fail(broken.clone());
-                // Relaxed: a statistic.
-                self.drained_failed.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = task {
-                    self.events
-                        .send(Event::finished(id, None, TaskOutcome::Broken, None));
-                }
-            }
+            self.drain(
+                |job| {
+                    // Relaxed: a statistic.
+                    self.drained_failed.fetch_add(1, Ordering::Relaxed);
+                    job.fail(broken.clone());
+                },
+                TaskOutcome::Broken,
+            );
         }
         self.wake_all();
         self.finish_events();
     }
 
-    /// Ends the event stream with `Shutdown` once the pool is closed and every worker has
-    /// exited (no event can follow then: no task is queued, none can be submitted, no
-    /// thread runs one). Called wherever one of those becomes true; the first call that
-    /// sees all three closes the stream (closing is idempotent).
+    /// Empties the queue of a closed pool, ending each task with `end` (which completes its
+    /// future: done-callbacks run here) after its `Finished` with `outcome` is sent.
+    ///
+    /// The `Finished` goes first, as a worker's does (before the outcome is visible), and
+    /// `draining` counts this drain so that the stream's `Shutdown` cannot come between a
+    /// pop and that `Finished` (a worker that sees the queue empty may exit meanwhile; it is
+    /// then this thread's `finish_events`, after the drain, that ends the stream).
+    fn drain(&self, mut end: impl FnMut(RawJob), outcome: TaskOutcome) {
+        // SeqCst, before the first pop: a worker's `finish_events` that finds the queue
+        // empty (a SeqCst load of the queue's head, after our SeqCst pop in the single total
+        // order) then loads `draining` later in that order, so it sees this increment (or
+        // the decrement below, when every `Finished` is already sent).
+        self.draining.fetch_add(1, Ordering::SeqCst);
+        while let Some(job) = self.queue.pop() {
+            if self.events.is_active() {
+                self.events
+                    .send(Event::finished(job.id(), None, outcome, None));
+            }
+            end(job);
+        }
+        // SeqCst: a worker's `finish_events` that saw the increment above left the stream
+        // open; it decremented `live` before loading `draining`, so our `finish_events`
+        // (after this, in the same total order) sees `live` at 0 and ends the stream.
+        self.draining.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Ends the event stream with `Shutdown` once the pool is closed, every worker has
+    /// exited, and no drain is in flight (no event can follow then: no task is queued, none
+    /// can be submitted, no thread runs one or still has a drained one to report). Called
+    /// wherever one of those becomes true; the first call that sees them all closes the
+    /// stream (closing is idempotent).
     fn finish_events(&self) {
-        if self.is_closed() && self.live.load(Ordering::SeqCst) == 0 && self.queue.is_empty() {
+        // SeqCst loads: see `drain`.
+        if self.is_closed()
+            && self.live.load(Ordering::SeqCst) == 0
+            && self.queue.is_empty()
+            && self.draining.load(Ordering::SeqCst) == 0
+        {
             self.events.close_with(Some(Event::shutdown()));
         }
     }
@@ -796,16 +837,14 @@ impl Shared {
     pub(crate) fn shutdown(self: &Arc<Self>, wait: bool, cancel_futures: bool) {
         self.close(SHUTDOWN);
         if cancel_futures {
-            while let Some(job) = self.queue.pop() {
-                let task = self.events.is_active().then(|| job.id());
-                job.cancel();
-                // Relaxed: a statistic.
-                self.drained_cancelled.fetch_add(1, Ordering::Relaxed);
-                if let Some(id) = task {
-                    self.events
-                        .send(Event::finished(id, None, TaskOutcome::Cancelled, None));
-                }
-            }
+            self.drain(
+                |job| {
+                    // Relaxed: a statistic.
+                    self.drained_cancelled.fetch_add(1, Ordering::Relaxed);
+                    job.cancel();
+                },
+                TaskOutcome::Cancelled,
+            );
         }
         self.wake_all();
         self.finish_events();
@@ -1033,8 +1072,10 @@ impl BlockingHook for Hook {
 pub(crate) struct WorkerHooks<'a> {
     shared: &'a Shared,
     slot: &'a Slot,
-    /// The task's future, if someone listened when the worker took it.
-    task: Option<FutureId>,
+    /// The task's future (set by the job as it runs).
+    pub(crate) task: Option<FutureId>,
+    /// Someone listened when the worker took the task: it reports `Started` and `Finished`.
+    listened: bool,
     timed: bool,
     start: Option<Instant>,
     deposited: &'a mut bool,
@@ -1057,6 +1098,7 @@ pub(crate) fn test_hooks<R>(f: impl FnOnce(&mut WorkerHooks<'_>) -> R) -> R {
         shared: &shared,
         slot: &slot,
         task: None,
+        listened: false,
         timed: false,
         start: None,
         deposited: &mut deposited,
@@ -1068,7 +1110,7 @@ impl RunHooks for WorkerHooks<'_> {
     #[inline]
     fn started(&mut self) {
         bump(&self.slot.counts.started);
-        if let Some(id) = self.task {
+        if let (true, Some(id)) = (self.listened, self.task) {
             self.shared
                 .events
                 .send(Event::started(id, self.slot.id, None));
@@ -1096,10 +1138,15 @@ impl RunHooks for WorkerHooks<'_> {
                 .run_times
                 .finished(None, outcome, true, run_time);
         }
-        if let Some(id) = self.task {
-            self.shared
-                .events
-                .send(Event::finished(id, Some(self.slot.id), outcome, run_time));
+        // Asked again if nobody listened when the task started (one more relaxed load, only
+        // then): a subscriber that came while the task ran gets its `Finished`, as the bus
+        // promises for every action after `subscribe()` returned (the `Started` came before).
+        if self.listened || self.shared.events.is_active() {
+            if let Some(id) = self.task {
+                self.shared
+                    .events
+                    .send(Event::finished(id, Some(self.slot.id), outcome, run_time));
+            }
         }
         // Become idle *before* the outcome is visible: a caller that submits again as soon
         // as it has the result reuses this thread (Python's `test_idle_thread_reuse`,

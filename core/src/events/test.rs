@@ -71,6 +71,29 @@ fn close_ends_the_stream_after_the_final_event_even_when_full() {
     );
 }
 
+/// A subscription takes its buffer's memory as events come: a "practically unbounded"
+/// capacity neither aborts nor allocates up front, and a full buffer stays at its cap.
+#[test]
+fn huge_capacity_costs_nothing_up_front() {
+    let bus = EventBus::new();
+    let huge = bus.subscribe_with_capacity(usize::MAX);
+    let also = bus.subscribe_with_capacity(1 << 40);
+    let small = bus.subscribe_with_capacity(3);
+    for _ in 0..100 {
+        bus.emit(|| Event::submitted(id(), None));
+    }
+    bus.close_with(Some(Event::shutdown()));
+    assert_eq!(
+        (huge.dropped(), also.dropped(), small.dropped()),
+        (0, 0, 97)
+    );
+    assert_eq!(huge.into_iter().count(), 101);
+    assert_eq!(also.into_iter().count(), 101);
+    let rest: Vec<Event> = small.into_iter().collect();
+    assert_eq!(rest.len(), 4, "the cap, then the final event past it");
+    assert!(matches!(rest[3], Event::Shutdown { .. }));
+}
+
 #[test]
 fn dropping_the_bus_ends_the_stream() {
     let bus = EventBus::new();
