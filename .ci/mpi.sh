@@ -87,8 +87,9 @@ cargo clippy -p cfutures-mpi --all-targets --features mpi -- -D warnings
 mstep "cfutures-mpi tests (--features mpi, release)"
 cargo test --release -p cfutures-mpi --features mpi --no-run
 # Each test drives its MPI processes under its own `timeout -k 10`; this bound is the
-# backstop for the whole run.
-timeout -k 10 420 cargo test --release -p cfutures-mpi --features mpi -- --nocapture
+# backstop for the whole run. One test at a time: each starts its own MPI job, and three
+# jobs on 2 cores would test the 1 s liveness deadline against the machine, not the code.
+timeout -k 10 420 cargo test --release -p cfutures-mpi --features mpi -- --nocapture --test-threads=1
 
 mstep "the tour's CPU-bound section on MPI ranks"
 timeout -k 10 600 cargo run -q --release -p cfutures-examples --features mpi --bin tour 3
