@@ -6,9 +6,9 @@
 mod util;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cfutures_core::events::{Event, Events, TaskOutcome};
+use cfutures_core::events::{Event, TaskOutcome};
 use cfutures_core::{Future, FutureId, Submit, TaskError, WorkerExit};
 use cfutures_process_pool::{ProcessPoolExecutor, RetryPolicy, WorkerDeathPolicy, WorkerOutput};
 use proptest::prelude::*;
@@ -60,29 +60,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Cancel),
         1 => Just(Op::TimeLimit),
     ]
-}
-
-fn pool(workers: usize) -> ProcessPoolExecutor {
-    ProcessPoolExecutor::builder()
-        .max_workers(workers)
-        .quiet_panics(true)
-        .worker_output(WorkerOutput::Null)
-        .build()
-        .unwrap()
-}
-
-/// Reads the stream to its end (`Shutdown`), within a bound.
-fn collect(events: &Events) -> Vec<Event> {
-    let deadline = Instant::now() + WAIT;
-    let mut all = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) => all.push(e),
-            Err(e) if e.is_closed() => return all,
-            Err(_) => panic!("the stream did not end within {WAIT:?}: {all:#?}"),
-        }
-    }
 }
 
 /// What the future says about how its task ended.
@@ -218,7 +195,7 @@ fn check_stream(all: &[Event], tasks: &[(FutureId, TaskOutcome)]) -> Result<(), 
 }
 
 fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
-    let pool = pool(workers);
+    let pool = quiet_pool(workers);
     let events = pool.events();
     /// How a task ended, once it did (asked after every task was submitted).
     type Ask = Box<dyn Fn() -> TaskOutcome>;
@@ -257,7 +234,7 @@ fn run_workload(ops: &[Op], workers: usize) -> Result<(), TestCaseError> {
         let _ = tx.send(pool.stats());
     });
     let stats = rx.recv_timeout(WAIT).expect("the pool shut down in time");
-    let all = collect(&events);
+    let all = collect_events(&events);
     prop_assert_eq!(events.dropped(), 0);
     // The model's expectations from the ops: a task that kills its worker is lost, one past
     // its time limit timed out (its worker killed); the others end as they say, except that a `cancel` that kills a worker just as its task's result
@@ -372,7 +349,7 @@ fn retried_then_quarantined() {
     assert_eq!((s.retried, s.quarantined, s.worker_deaths), (1, 1, 2));
     assert_eq!((s.failed, s.queued, s.running), (1, 0, 0));
     bounded_drop(pool);
-    let mine: Vec<&'static str> = collect(&events)
+    let mine: Vec<&'static str> = collect_events(&events)
         .iter()
         .filter(|e| e.task() == Some(f.id()))
         .map(|e| e.kind())
@@ -394,12 +371,12 @@ fn retried_then_quarantined() {
 
 #[test]
 fn worker_died_names_pid_exit_and_task() {
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let events = pool.events();
     let f = pool.submit_fn(abort, 0).unwrap();
     assert!(f.exception_timeout(WAIT).unwrap().unwrap().is_worker_died());
     bounded_drop(pool);
-    let all = collect(&events);
+    let all = collect_events(&events);
     let pids: HashMap<u64, u32> = all
         .iter()
         .filter_map(|e| match e {
@@ -439,7 +416,7 @@ fn a_broken_pool_says_so_then_shuts_down() {
     assert!(a.result_timeout(WAIT).unwrap_err().is_broken());
     assert!(b.result_timeout(WAIT).unwrap_err().is_broken());
     bounded_drop(pool);
-    let all = collect(&events);
+    let all = collect_events(&events);
     let kinds: Vec<&str> = all.iter().map(|e| e.kind()).collect();
     let broken = kinds.iter().position(|k| *k == "broken").expect("Broken");
     assert_eq!(kinds.last(), Some(&"shut down"));
@@ -453,7 +430,7 @@ fn a_broken_pool_says_so_then_shuts_down() {
 
 #[test]
 fn a_subscriber_that_never_reads_loses_events_not_time() {
-    let pool = pool(2);
+    let pool = quiet_pool(2);
     let stuck = pool.events_with_capacity(8);
     let fs: Vec<_> = (0..200)
         .map(|i| pool.submit_fn(value, i).unwrap())
@@ -466,7 +443,7 @@ fn a_subscriber_that_never_reads_loses_events_not_time() {
     assert_eq!(pool.stats().succeeded, 200);
     bounded_drop(pool);
     // The final event is never lost, even by a full buffer.
-    let rest = collect(&stuck);
+    let rest = collect_events(&stuck);
     assert!(
         matches!(rest.last(), Some(Event::Shutdown { .. })),
         "{rest:?}"
@@ -475,7 +452,7 @@ fn a_subscriber_that_never_reads_loses_events_not_time() {
 
 #[test]
 fn nobody_listening_costs_no_events_and_stats_still_count() {
-    let pool = pool(2);
+    let pool = quiet_pool(2);
     let fs: Vec<_> = (0..50).map(|i| pool.submit_fn(value, i).unwrap()).collect();
     for f in &fs {
         f.result_timeout(WAIT).unwrap();
@@ -488,7 +465,7 @@ fn nobody_listening_costs_no_events_and_stats_still_count() {
     let late = pool.events();
     assert!(late.try_recv().is_none());
     bounded_drop(pool);
-    let rest = collect(&late);
+    let rest = collect_events(&late);
     assert_eq!(rest.len(), 1, "{rest:?}");
 }
 
@@ -518,7 +495,7 @@ fn events_in_a_forked_child_end_at_once_alone() {
     if !isolated() {
         return;
     }
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let events = pool.events();
     pool.submit_fn(value, 1)
         .unwrap()
@@ -547,7 +524,7 @@ fn events_in_a_forked_child_end_at_once_alone() {
     );
     bounded_drop(pool);
     assert!(matches!(
-        collect(&events).last(),
+        collect_events(&events).last(),
         Some(Event::Shutdown { .. })
     ));
 }

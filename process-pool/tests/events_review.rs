@@ -9,36 +9,10 @@ mod util;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cfutures_core::events::{Event, Events, Stats, TaskOutcome};
+use cfutures_core::events::{Event, Stats, TaskOutcome};
 use cfutures_core::FutureId;
 use cfutures_process_pool::{ProcessPoolExecutor, WorkerOutput};
 use util::*;
-
-fn pool(workers: usize) -> ProcessPoolExecutor {
-    ProcessPoolExecutor::builder()
-        .max_workers(workers)
-        .quiet_panics(true)
-        .worker_output(WorkerOutput::Null)
-        .build()
-        .unwrap()
-}
-
-/// Reads the stream to its end, within [`WAIT`].
-fn collect(events: &Events) -> Vec<Event> {
-    let deadline = Instant::now() + WAIT;
-    let mut all = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(e) => all.push(e),
-            Err(e) if e.is_closed() => return all,
-            Err(_) => panic!(
-                "the stream did not end within {WAIT:?} ({} events)",
-                all.len()
-            ),
-        }
-    }
-}
 
 fn finished_of(all: &[Event], task: FutureId) -> Vec<&Event> {
     all.iter()
@@ -59,67 +33,11 @@ fn wait_running<T>(f: &cfutures_core::Future<T>) {
     }
 }
 
-/// A pool copied into a forked child refuses work (`check_process`), and its `shutdown`
-/// returns at once there; `events()` in the child must not subscribe to the parent's bus,
-/// which no thread of the child would ever close (it used to: iterating blocked forever).
-/// It is an ended stream, as after a shutdown. (The child here waits 2 s and exits with 1
-/// if no end came.)
-#[test]
-fn events_in_a_forked_child_end_at_once() {
-    let pool = pool(1);
-    // The pool is alive and idle in the parent.
-    assert_eq!(
-        *pool
-            .submit_fn(add_one, 1)
-            .unwrap()
-            .result_timeout(WAIT)
-            .unwrap(),
-        2
-    );
-    // SAFETY: the child subscribes (malloc and an uncontended mutex: the parent's pool is
-    // idle, no thread holds the bus's lock), reads with a timeout, and `_exit`s.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        let events = pool.events();
-        let code = match events.recv_timeout(Duration::from_secs(2)) {
-            Err(e) if e.is_closed() => 0,
-            Err(_) => 1,
-            Ok(_) => 2,
-        };
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    assert!(child > 0);
-    let deadline = Instant::now() + WAIT;
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child, without blocking.
-        let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
-        if r == child {
-            break;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: our own child.
-            unsafe { libc::kill(child, libc::SIGKILL) };
-            // SAFETY: reaps it.
-            unsafe { libc::waitpid(child, &mut status, 0) };
-            panic!("the forked child hung");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(libc::WIFEXITED(status));
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "in a forked child, pool.events() did not end (1: no event within 2 s)"
-    );
-}
-
 /// A progress display reads `stats()` from each future's done-callback: the task is counted
 /// done once, nothing is left running or queued.
 #[test]
 fn stats_in_a_done_callback_count_the_task_once() {
-    let pool = Arc::new(pool(1));
+    let pool = Arc::new(quiet_pool(1));
     let f = pool.submit_fn(sleep_ms, 50).unwrap();
     let (tx, rx) = mpsc::channel::<Stats>();
     let p = Arc::new(Mutex::new(Some(tx)));
@@ -141,7 +59,7 @@ fn stats_in_a_done_callback_count_the_task_once() {
 /// `Finished(Cancelled)` and no `Started`, `Shutdown` is last.
 #[test]
 fn stats_agree_with_futures_after_shutdown_cancel_futures() {
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let events = pool.events();
     let head = pool.submit_fn(sleep_ms, 200).unwrap();
     wait_running(&head);
@@ -157,7 +75,7 @@ fn stats_agree_with_futures_after_shutdown_cancel_futures() {
     assert_eq!((s.queued, s.running, s.done), (0, 0, 21), "{s:#?}");
     assert_eq!(s.cancelled, cancelled, "{s:#?}");
     assert_eq!(s.succeeded, 21 - cancelled, "{s:#?}");
-    let all = collect(&events);
+    let all = collect_events(&events);
     assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
     for f in &queued {
         let fin = finished_of(&all, f.id());
@@ -172,7 +90,7 @@ fn stats_agree_with_futures_after_shutdown_cancel_futures() {
 /// hang, the surplus is counted, `Shutdown` still arrives.
 #[test]
 fn full_subscriber_never_blocks_and_still_gets_shutdown() {
-    let pool = pool(2);
+    let pool = quiet_pool(2);
     let events = pool.events_with_capacity(1);
     let fs: Vec<_> = (0..300)
         .map(|i| pool.submit_fn(add_one, i).unwrap())
@@ -182,7 +100,7 @@ fn full_subscriber_never_blocks_and_still_gets_shutdown() {
     }
     pool.shutdown(true, false);
     assert!(events.dropped() >= 300 * 3 - 1, "{}", events.dropped());
-    let all = collect(&events);
+    let all = collect_events(&events);
     assert_eq!(
         all.len(),
         2,
@@ -195,7 +113,7 @@ fn full_subscriber_never_blocks_and_still_gets_shutdown() {
 /// (TimedOut)`, the counts say failed (not running), the worker is replaced.
 #[test]
 fn time_limit_kill_is_told_in_order_and_counted() {
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let events = pool.events();
     let slow = pool
         .submit_fn_with_timeout(sleep_ms, 10_000, Duration::from_millis(100))
@@ -211,7 +129,7 @@ fn time_limit_kill_is_told_in_order_and_counted() {
         (2, 1, 1, 0, 0)
     );
     assert_eq!(s.worker_deaths, 1, "{s:#?}");
-    let all = collect(&events);
+    let all = collect_events(&events);
     let fin = all
         .iter()
         .position(|e| e.task() == Some(slow.id()) && e.outcome().is_some())
@@ -228,7 +146,7 @@ fn time_limit_kill_is_told_in_order_and_counted() {
 /// `Finished`; a subscriber made after a shutdown is ended at once.
 #[test]
 fn drop_without_shutdown_ends_the_stream() {
-    let pool = pool(2);
+    let pool = quiet_pool(2);
     let events = pool.events();
     let fs: Vec<_> = (0..10)
         .map(|i| pool.submit_fn(add_one, i).unwrap())
@@ -239,12 +157,12 @@ fn drop_without_shutdown_ends_the_stream() {
     for f in &fs {
         f.result_timeout(WAIT).unwrap();
     }
-    let all = collect(&events);
+    let all = collect_events(&events);
     assert!(matches!(all.last(), Some(Event::Shutdown { .. })));
     for f in &fs {
         assert_eq!(finished_of(&all, f.id()).len(), 1);
     }
-    let late = self::pool(1);
+    let late = self::quiet_pool(1);
     late.shutdown(true, false);
     assert!(late.events().recv_timeout(WAIT).unwrap_err().is_closed());
 }
@@ -253,7 +171,7 @@ fn drop_without_shutdown_ends_the_stream() {
 /// `subscribe()` returned) is delivered.
 #[test]
 fn task_running_at_subscribe_has_its_finished() {
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let f = pool.submit_fn(sleep_ms, 1000).unwrap();
     wait_running(&f);
     let events = pool.events();
@@ -263,7 +181,7 @@ fn task_running_at_subscribe_has_its_finished() {
     }
     f.result_timeout(WAIT).unwrap();
     pool.shutdown(true, false);
-    let all = collect(&events);
+    let all = collect_events(&events);
     assert_eq!(finished_of(&all, f.id()).len(), 1, "{all:#?}");
 }
 
@@ -289,7 +207,7 @@ fn retired_workers_are_not_deaths() {
         );
     }
     pool.shutdown(true, false);
-    let all = collect(&events);
+    let all = collect_events(&events);
     assert!(
         !all.iter().any(|e| matches!(e, Event::WorkerDied { .. })),
         "{all:#?}"
@@ -310,7 +228,7 @@ fn retired_workers_are_not_deaths() {
 /// `Finished(Cancelled)`; counted cancelled (not failed), nothing left running.
 #[test]
 fn cancel_of_a_running_task_is_told_in_order_and_counted() {
-    let pool = pool(1);
+    let pool = quiet_pool(1);
     let events = pool.events();
     let path = pid_file("events-review-cancel");
     let f = pool
@@ -342,7 +260,7 @@ fn cancel_of_a_running_task_is_told_in_order_and_counted() {
         (2, 1, 0, 1, 0, 0),
         "{s:#?}"
     );
-    let all = collect(&events);
+    let all = collect_events(&events);
     let fin = all
         .iter()
         .position(|e| e.task() == Some(f.id()) && e.outcome().is_some())

@@ -165,3 +165,30 @@ pub fn resident_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A pool of `workers` whose task panics and output stay quiet (the event tests' pool).
+pub fn quiet_pool(workers: usize) -> cfutures_process_pool::ProcessPoolExecutor {
+    cfutures_process_pool::ProcessPoolExecutor::builder()
+        .max_workers(workers)
+        .quiet_panics(true)
+        .worker_output(cfutures_process_pool::WorkerOutput::Null)
+        .build()
+        .unwrap()
+}
+
+/// Reads an event stream to its end (`Shutdown`), within [`WAIT`].
+pub fn collect_events(events: &cfutures_core::events::Events) -> Vec<cfutures_core::events::Event> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut all = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events.recv_timeout(left) {
+            Ok(e) => all.push(e),
+            Err(e) if e.is_closed() => return all,
+            Err(_) => panic!(
+                "the stream did not end within {WAIT:?} ({} events)",
+                all.len()
+            ),
+        }
+    }
+}
