@@ -6,6 +6,8 @@
 
 mod util;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfutures_process_pool::ProcessPoolExecutor;
@@ -324,7 +326,7 @@ fn a_task_cannot_crash_the_parent_through_the_claim_page_alone() {
 #[test]
 fn a_second_concurrent_shutdown_wait_also_waits() {
     bounded("two shutdown(wait) calls", Duration::from_secs(90), || {
-        let pool = std::sync::Arc::new(ProcessPoolExecutor::new(1).unwrap());
+        let pool = Arc::new(ProcessPoolExecutor::new(1).unwrap());
         let f = pool.submit_fn(sleep_ms, 1500).unwrap();
         // Wait until it runs.
         let t0 = Instant::now();
@@ -352,6 +354,55 @@ fn a_second_concurrent_shutdown_wait_also_waits() {
 // H. At most once, under a storm of SIGSTOP/SIGCONT and SIGKILL: each task appends its id to
 //    a file (O_APPEND) before returning; no id may appear twice, every Ok must appear, and
 //    every future must resolve (value or WorkerDied).
+
+/// Workers stopped and killed until [`Storm::end`]: on beat `n` (beats `base_ms + n % spread`
+/// ms apart) a worker is SIGKILLed when `n % cycle == 0`, SIGSTOPped when it is 1 or 2, and
+/// every stopped worker is continued otherwise (and at the end).
+struct Storm {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Storm {
+    fn start(pool: &Arc<ProcessPoolExecutor>, cycle: u64, base_ms: u64, spread: u64) -> Storm {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pool, flag) = (pool.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut stopped: Vec<u32> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                n += 1;
+                let pids = pool.worker_pids();
+                if !pids.is_empty() {
+                    let p = pids[(n as usize * 7) % pids.len()];
+                    match n % cycle {
+                        0 => signal(p, libc::SIGKILL),
+                        1 | 2 => {
+                            signal(p, libc::SIGSTOP);
+                            stopped.push(p);
+                        }
+                        _ => {
+                            for p in stopped.drain(..) {
+                                signal(p, libc::SIGCONT);
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(base_ms + n % spread));
+            }
+            for p in stopped {
+                signal(p, libc::SIGCONT);
+            }
+        });
+        Storm { stop, thread }
+    }
+
+    /// Stops the storm; every worker it stopped is continued.
+    fn end(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
 
 fn log_once(arg: (String, u64)) -> u64 {
     use std::io::Write;
@@ -382,45 +433,13 @@ fn at_most_once_under_a_stop_and_kill_storm() {
 #[ignore = "run by at_most_once_under_a_stop_and_kill_storm"]
 fn at_most_once_under_a_stop_and_kill_storm_alone() {
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     if !isolated() {
         return;
     }
     let log = pid_file("review-h");
     let logs = log.to_string_lossy().into_owned();
     let pool = Arc::new(ProcessPoolExecutor::new(3).unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let storm = {
-        let (pool, stop) = (pool.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            let mut stopped: Vec<u32> = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let pids = pool.worker_pids();
-                if !pids.is_empty() {
-                    let p = pids[(n as usize * 7) % pids.len()];
-                    match n % 5 {
-                        0 => signal(p, libc::SIGKILL),
-                        1 | 2 => {
-                            signal(p, libc::SIGSTOP);
-                            stopped.push(p);
-                        }
-                        _ => {
-                            for p in stopped.drain(..) {
-                                signal(p, libc::SIGCONT);
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(3 + n % 11));
-            }
-            for p in stopped {
-                signal(p, libc::SIGCONT);
-            }
-        })
-    };
+    let storm = Storm::start(&pool, 5, 3, 11);
     let mut futures = Vec::new();
     let n: u64 = std::env::var("FAULTS_REVIEW_H_TASKS")
         .ok()
@@ -445,8 +464,7 @@ fn at_most_once_under_a_stop_and_kill_storm_alone() {
             Err(e) => other.push((i, format!("{e}"))),
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    storm.join().unwrap();
+    storm.end();
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     let mut runs: HashMap<u64, u32> = HashMap::new();
@@ -548,43 +566,11 @@ fn big_frames_under_a_storm_keep_their_answers() {
 #[test]
 #[ignore = "run by big_frames_under_a_storm_keep_their_answers"]
 fn big_frames_under_a_storm_keep_their_answers_alone() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     if !isolated() {
         return;
     }
     let pool = Arc::new(ProcessPoolExecutor::new(3).unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let storm = {
-        let (pool, stop) = (pool.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            let mut stopped: Vec<u32> = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let pids = pool.worker_pids();
-                if !pids.is_empty() {
-                    let p = pids[(n as usize * 7) % pids.len()];
-                    match n % 6 {
-                        0 => signal(p, libc::SIGKILL),
-                        1 | 2 => {
-                            signal(p, libc::SIGSTOP);
-                            stopped.push(p);
-                        }
-                        _ => {
-                            for p in stopped.drain(..) {
-                                signal(p, libc::SIGCONT);
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(2 + n % 13));
-            }
-            for p in stopped {
-                signal(p, libc::SIGCONT);
-            }
-        })
-    };
+    let storm = Storm::start(&pool, 6, 2, 13);
     let n: u64 = std::env::var("FAULTS_REVIEW_J_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -625,8 +611,7 @@ fn big_frames_under_a_storm_keep_their_answers_alone() {
             Err(e) => panic!("task {i}: {e}"),
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    storm.join().unwrap();
+    storm.end();
     eprintln!("faults_review J: ok {ok} died {died} cancelled {canc} (cancel() true {cancelled})");
     eprintln!(
         "faults_review J: cancel() returned true but the future ended otherwise: {after_cancel:?}"
