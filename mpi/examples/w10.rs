@@ -35,6 +35,10 @@ fn main() {
 }
 
 #[cfg(feature = "mpi")]
+#[path = "../tests/util/marked.rs"]
+mod marked;
+
+#[cfg(feature = "mpi")]
 mod bench {
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
@@ -496,53 +500,11 @@ mod bench {
 
     // ---- child processes: output in files, leftovers killed ----
 
-    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-    /// Runs `c` (already under `timeout`) with its output in files, not pipes: a process MPI
-    /// leaves behind (a singleton's `orted`, a worker of an mpi4py executor that cannot shut
-    /// down) must not hold the benchmark up by keeping a pipe open. Every process of the run
-    /// (marked by an environment variable that they all inherit) is killed once it returned.
+    /// Runs `c` (already under `timeout`, stdin closed) with its output in files and the
+    /// processes it leaves behind killed (see `tests/util/marked.rs`).
     fn run(mut c: Command) -> std::io::Result<std::process::Output> {
-        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mark = format!("{}-{n}", std::process::id());
-        let dir = std::env::temp_dir();
-        let (out_p, err_p) = (
-            dir.join(format!("cfutures-w10-{mark}.out")),
-            dir.join(format!("cfutures-w10-{mark}.err")),
-        );
-        c.env("CFUTURES_W10_RUN", &mark)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out_p)?)
-            .stderr(std::fs::File::create(&err_p)?);
-        let status = c.status();
-        kill_marked(&mark);
-        let out = status.map(|status| std::process::Output {
-            status,
-            stdout: std::fs::read(&out_p).unwrap_or_default(),
-            stderr: std::fs::read(&err_p).unwrap_or_default(),
-        });
-        let _ = std::fs::remove_file(&out_p);
-        let _ = std::fs::remove_file(&err_p);
-        out
-    }
-
-    /// SIGKILLs the processes whose environment has `CFUTURES_W10_RUN=<mark>`.
-    fn kill_marked(mark: &str) {
-        let needle = format!("CFUTURES_W10_RUN={mark}");
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
-                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            }
-        }
+        c.stdin(Stdio::null());
+        super::marked::run_marked(c, "CFUTURES_W10_RUN", "cfutures-w10")
     }
 
     // ---- the Python half ----

@@ -4,6 +4,8 @@
 
 use std::process::{Command, Output};
 
+mod marked;
+
 /// The test program (`src/bin/testprog.rs`).
 pub const PROG: &str = env!("CARGO_BIN_EXE_cfutures-mpi-testprog");
 
@@ -57,54 +59,10 @@ fn base(secs: u32) -> Command {
     c
 }
 
-static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// Runs `c` with its output in files, not pipes: a process MPI leaves behind (a singleton's
-/// `orted` that missed its parent's death was seen once) must not hold the test up by
-/// keeping a pipe open. Every process of the run (marked by an environment variable that
-/// they all inherit) is killed once `timeout` returned.
-fn run(mut c: Command) -> Output {
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mark = format!("{}-{n}", std::process::id());
-    let dir = std::env::temp_dir();
-    let (out_p, err_p) = (
-        dir.join(format!("cfutures-mpi-test-{mark}.out")),
-        dir.join(format!("cfutures-mpi-test-{mark}.err")),
-    );
-    c.env("CFUTURES_MPI_TEST_RUN", &mark)
-        .stdout(std::fs::File::create(&out_p).expect("output file"))
-        .stderr(std::fs::File::create(&err_p).expect("output file"));
-    let status = c.status().expect("run the test program");
-    kill_marked(&mark);
-    let out = Output {
-        status,
-        stdout: std::fs::read(&out_p).unwrap_or_default(),
-        stderr: std::fs::read(&err_p).unwrap_or_default(),
-    };
-    let _ = std::fs::remove_file(&out_p);
-    let _ = std::fs::remove_file(&err_p);
-    out
-}
-
-/// SIGKILLs the processes whose environment has `CFUTURES_MPI_TEST_RUN=<mark>` (leftovers
-/// of this run only).
-fn kill_marked(mark: &str) {
-    let needle = format!("CFUTURES_MPI_TEST_RUN={mark}");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
-            eprintln!("killing a process left behind by the run: {pid}");
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-    }
+/// Runs `c` through [`marked::run_marked`] (output in files, leftovers killed).
+fn run(c: Command) -> Output {
+    marked::run_marked(c, "CFUTURES_MPI_TEST_RUN", "cfutures-mpi-test")
+        .expect("run the test program")
 }
 
 /// The program alone (spawn mode from a singleton), under a `secs` kill-after timeout.
