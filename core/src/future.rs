@@ -26,11 +26,13 @@ use crate::blocking::{self, Backoff};
 use crate::deadlock::Frame;
 use crate::error::{log_caught_panic, Broken, Deadlock, Error, InvalidState, TaskError};
 use crate::state::{self, StateCell, Transition};
+use crate::state_arc::StateArc;
 use crate::sync::{self, AtomicU16, AtomicU32, Mutex, Ordering, Thread, UnsafeCell};
 
-/// The shared state's `Arc` (loom's under `cfg(loom)`, so `into_result`'s `get_mut` is
-/// modelled); waiters stay in std `Arc`s (they are `dyn`).
-type Shared<T> = sync::Arc<Inner<T>>;
+/// The shared state's reference-counted pointer, with memory from per-thread slabs
+/// (loom's `Arc` under `cfg(loom)`, so `into_result`'s `get_mut` is modelled); waiters stay
+/// in std `Arc`s (they are `dyn`).
+type Shared<T> = StateArc<Inner<T>>;
 use crate::task::Task;
 use crate::waiter::{Completion, FutureId, Waitable, Waiter, WaiterKey};
 
@@ -878,7 +880,7 @@ impl<T> Future<T> {
             if self.inner.handles.load(Ordering::Acquire) > 1 {
                 return Err(self);
             }
-            if let Some(inner) = sync::Arc::get_mut(&mut self.inner) {
+            if let Some(inner) = StateArc::get_mut(&mut self.inner) {
                 let out = inner.value.get_mut().take();
                 return Ok(out.expect("FINISHED always has an outcome").map_err(|e| *e));
             }
@@ -969,7 +971,7 @@ impl<T> Future<T> {
         if self.inner.handles.load(Ordering::Acquire) > 1 {
             return None;
         }
-        let inner = sync::Arc::get_mut(&mut self.inner)?;
+        let inner = StateArc::get_mut(&mut self.inner)?;
         let out = inner.value.get_mut().take()?;
         Some(out.map_err(|e| *e))
     }
@@ -990,7 +992,7 @@ impl<T> Drop for Future<T> {
 
 impl<T> PartialEq for Future<T> {
     fn eq(&self, other: &Self) -> bool {
-        sync::Arc::ptr_eq(&self.inner, &other.inner)
+        StateArc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -1089,7 +1091,7 @@ impl<T> Promise<T> {
     /// A new promise with a pending future; get handles with [`future`](Self::future).
     pub fn new() -> Self {
         Promise {
-            inner: sync::Arc::new(Inner::new(0)),
+            inner: StateArc::new(Inner::new(0)),
         }
     }
 
@@ -1318,20 +1320,18 @@ pub trait RunHooks {
 pub fn pending<T>() -> (Promise<T>, Future<T>) {
     // The handle is counted at creation: one atomic increment less than
     // `Promise::new().future()` on every submit.
-    let inner = sync::Arc::new(Inner::new(1));
-    let f = Future {
-        inner: inner.clone(),
-    };
-    (Promise { inner }, f)
+    // So is the state's second reference (`StateArc::pair`).
+    let (inner, handle) = StateArc::pair(Inner::new(1));
+    (Promise { inner }, Future { inner: handle })
 }
 
 #[cfg(all(test, not(loom)))]
 mod layout {
-    /// The shared state of a `Future<u64>` (with `Arc`'s two counters) stays within what
-    /// malloc serves from 80-byte chunks.
+    /// The shared state of a `Future<u64>` (with its counter and slab pointer) takes an
+    /// 80-byte slot: a 1 KiB slab holds 12 of them.
     #[test]
-    fn future_state_fits_an_80_byte_chunk() {
+    fn future_state_fits_an_80_byte_slot() {
         let size = std::mem::size_of::<super::Inner<u64>>() + 2 * std::mem::size_of::<usize>();
-        assert!(size <= 72, "{size} bytes");
+        assert!(size <= 80, "{size} bytes");
     }
 }

@@ -122,6 +122,7 @@ mod executor;
 mod future;
 pub mod panics;
 mod state;
+mod state_arc;
 mod sync;
 mod task;
 mod waiter;

@@ -1,21 +1,21 @@
 //! The synchronisation primitives core uses, in one place so that `cfg(loom)` can swap them
 //! for loom's model-checked versions.
 //!
-//! Under loom: atomics, `Mutex`, `Arc` (of a future's shared state), `UnsafeCell`, thread
+//! Under loom: atomics, `Mutex`, `UnsafeCell`, thread
 //! handles, `park` / `yield_now` and thread-locals are loom's; spinning is replaced by a loom
 //! yield; time does not exist (a timed park is a plain park, so models never use deadlines).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::thread::{current, park, yield_now, Thread};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::thread::{current, park, yield_now, Thread};
 
