@@ -107,7 +107,10 @@ pub(crate) struct Frame {
     /// The task's name (see [`Named`](crate::Named)), or null: a pointer to an `Arc<str>`
     /// owned by the `Named` task's `run`, which resets it before that value goes away.
     name: Cell<*const Arc<str>>,
-    parent: *const Frame,
+    /// The frame that was innermost before this one (set by [`Frame::enter`]). A `Cell`, so
+    /// that setting it through `&self` leaves the pointer `TOP` holds to this frame valid
+    /// (a write through `&mut self` after taking that pointer would invalidate it).
+    parent: Cell<*const Frame>,
 }
 
 sync::thread_local! {
@@ -123,13 +126,14 @@ impl Frame {
         Frame {
             id: Cell::new(id.0),
             name: Cell::new(ptr::null()),
-            parent: ptr::null(),
+            parent: Cell::new(ptr::null()),
         }
     }
 
     /// Makes this the thread's innermost frame until the guard drops.
-    pub(crate) fn enter(&mut self) -> Entered<'_> {
-        self.parent = TOP.with(|t| t.replace(self as *const Frame));
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        let this: *const Frame = self;
+        self.parent.set(TOP.with(|t| t.replace(this)));
         Entered(self)
     }
 }
@@ -146,7 +150,7 @@ impl Entered<'_> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        TOP.with(|t| t.set(self.0.parent));
+        TOP.with(|t| t.set(self.0.parent.get()));
     }
 }
 
@@ -203,7 +207,7 @@ fn held_by_this_thread() -> Vec<(usize, Option<Arc<str>>)> {
             let name = (!name.is_null()).then(|| unsafe { (*name).clone() });
             held.push((id, name));
         }
-        f = frame.parent;
+        f = frame.parent.get();
     }
     held
 }

@@ -1244,7 +1244,7 @@ impl<T> Promise<T> {
         hooks.started();
         // While the task runs, this thread counts as running the future, for deadlock
         // detection (a thread-local write: see `crate::deadlock`).
-        let mut frame = Frame::new(self.inner.id());
+        let frame = Frame::new(self.inner.id());
         let running = frame.enter();
         // A panic becomes the task's failure, with its location (see `crate::panics`).
         let out = crate::panics::catch(|| task.run()).and_then(|r| r);
