@@ -21,10 +21,15 @@
 //! A slot is not reused on its own: a slab's memory is returned when *all* of its slots are
 //! released. Futures are usually dropped in batches or in the order they were made, and
 //! then slabs empty as fast as single blocks would; a program that keeps one future of
-//! every slab alive for long holds a whole slab (about 1 KiB) per kept future. Each thread
-//! also holds the unused rest of its current slab of each size (at most 16 slabs), returned
-//! when the thread exits. States larger than `MAX_SLOT` (256) bytes, or aligned to more than
-//! `ALIGN` (16), are allocated on their own, as `Arc` would.
+//! every slab alive for long holds a whole slab (about 1 KiB) per kept future. So does a
+//! program whose threads each make one long-lived future and little else (a thread per
+//! task): that future's slab is the thread's own. Each thread also keeps its current slab
+//! of each size alive (at most 16 slabs, ~1 KiB each, whatever part of them is still
+//! unused), until it hands out their last slots or exits; a thread that never runs its
+//! thread-local destructors (the other threads of a process, in a child forked from it)
+//! never gives those back. States larger than 256 bytes with the 16-byte header (`T` up to
+//! 240 bytes on 64-bit targets go into slabs), or aligned to more than 16, are allocated on
+//! their own, as `Arc` would.
 //!
 //! # Safety argument
 //!
@@ -42,8 +47,9 @@
 //!    slot is aligned and large enough for the `ArcInner<T>` it holds.
 //! 4. `StateArc<T>` is `Send`/`Sync` exactly when `Arc<T>` is: `T: Send + Sync`.
 //!
-//! Under `cfg(loom)` this is loom's `Arc` behind the same methods, so the models check the
-//! reference counting of the states (the slabs are plain memory, tested in this module).
+//! Under `cfg(loom)` this is loom's `Arc` behind the same methods: the loom models check how
+//! `future.rs` uses the handles, not this module's own atomics (`strong`, `live`), which
+//! this module's tests check under Miri (`.ci/miri.sh`), leaks included.
 
 #[cfg(not(loom))]
 pub(crate) use imp::StateArc;
@@ -61,7 +67,7 @@ mod imp {
 
     /// Slot alignment, and the step between slot sizes.
     const ALIGN: usize = 16;
-    /// The largest state (with its counter and slab pointer) served from slabs.
+    /// The largest state (`ArcInner`: with its counter and slab pointer) served from slabs.
     const MAX_SLOT: usize = 256;
     /// The slot bytes of one slab (the slab holds `SLAB_BYTES / slot size` slots, at least 1).
     const SLAB_BYTES: usize = 1024;
@@ -165,6 +171,15 @@ mod imp {
         if base.is_null() {
             alloc::handle_alloc_error(layout);
         }
+        // A `#[global_allocator]` that itself made states of this class (inside `alloc`
+        // above) may have refilled `cur` meanwhile: give that slab's unused slots back
+        // before `cur` forgets it, or the slab would never be freed.
+        let stale = cur.get();
+        if stale.next != stale.end {
+            let unused = (stale.end as usize - stale.next as usize) / size;
+            // SAFETY: as in `Cache::drop`: counted, unused, never released slots.
+            unsafe { release(stale.slab, unused) };
+        }
         let slab = base as *mut Slab;
         // SAFETY: `base` is a fresh block of `bytes` bytes, aligned for `Slab`.
         unsafe {
@@ -234,7 +249,7 @@ mod imp {
 
     impl<T> StateArc<T> {
         /// A new state with `handles` handles counted (1 or 2), returned as the first
-        /// handle; the caller makes the others with [`Self::counted_clone`].
+        /// handle; the caller makes the others by copying the pointer (see [`Self::pair`]).
         #[inline]
         fn with_count(data: T, handles: usize) -> Self {
             let layout = Layout::new::<ArcInner<T>>();
@@ -375,13 +390,18 @@ mod imp {
         }
     }
 
+    /// The slab a state lives in (null: a block of its own), and that slab's `live` count.
     #[cfg(test)]
-    pub(super) fn cached_slots(size: usize) -> usize {
-        let class = (size - 1) / ALIGN;
-        CACHE.with(|c| {
-            let cur = c.0[class].get();
-            (cur.end as usize - cur.next as usize) / class_size(class)
-        })
+    pub(super) fn slab_of<T>(this: &StateArc<T>) -> (usize, usize) {
+        let slab = this.inner().slab;
+        if slab.is_null() {
+            return (0, 0);
+        }
+        // SAFETY: `this` holds a slot of the slab, which keeps it alive.
+        (
+            slab as usize,
+            unsafe { &(*slab).live }.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -429,7 +449,7 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
-    use super::imp::cached_slots;
+    use super::imp::slab_of;
     use super::StateArc;
 
     /// Counts drops, to check each state is dropped exactly once.
@@ -483,24 +503,49 @@ mod tests {
             )*};
         }
         check!(1 8 16 24 40 100 200 232 240 241 300 4096);
+        // A state aligned to 16 (the slots' alignment) lands on 16-byte boundaries.
+        #[repr(align(16))]
+        struct A16([u8; 40]);
+        let v: Vec<_> = (0..100).map(|i| StateArc::new(A16([i; 40]))).collect();
+        for (i, s) in v.iter().enumerate() {
+            assert_eq!((&**s as *const A16 as usize) % 16, 0);
+            assert!(
+                slab_of(s).0 != 0,
+                "a 16-aligned state of 40 bytes is served from a slab"
+            );
+            assert!(s.0.iter().all(|&b| b == i as u8));
+        }
         let big: Vec<_> = (0..10).map(|i| StateArc::new([i as u128; 64])).collect();
         assert!(big.iter().enumerate().all(|(i, b)| b[63] == i as u128));
     }
 
     #[test]
     fn a_panicking_drop_still_gives_the_slot_back() {
-        struct Bomb;
+        /// Panics when dropped once armed. Its state is in the same size class as a
+        /// `u64`'s.
+        struct Bomb(bool);
         impl Drop for Bomb {
             fn drop(&mut self) {
-                panic!("bomb");
+                if self.0 {
+                    panic!("bomb");
+                }
             }
         }
-        let before = cached_slots(std::mem::size_of::<usize>() * 2);
-        let r = std::panic::catch_unwind(|| drop(StateArc::new(Bomb)));
+        // A bomb in the same slab as a keeper (they are made one after the other, so in
+        // different slabs only if the keeper took a slab's last slot).
+        let (keeper, bomb) = loop {
+            let keeper = StateArc::new(0u64);
+            let mut bomb = StateArc::new(Bomb(false));
+            if slab_of(&keeper).0 != 0 && slab_of(&keeper).0 == slab_of(&bomb).0 {
+                StateArc::get_mut(&mut bomb).unwrap().0 = true;
+                break (keeper, bomb);
+            }
+        };
+        let live = slab_of(&keeper).1;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(bomb)));
         assert!(r.is_err());
-        // The thread's cache moved on by exactly the one slot (or refilled).
-        let after = cached_slots(std::mem::size_of::<usize>() * 2);
-        assert!(after + 1 == before || before == 0, "{before} -> {after}");
+        // The bomb's slot was released although its drop unwound.
+        assert_eq!(slab_of(&keeper).1, live - 1);
     }
 
     /// States made on one thread and dropped on others, in every order, while the making
