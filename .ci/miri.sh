@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Miri over core's unsafe code: the future states' slabs (`state_arc`), the deadlock
+# Miri over the unsafe code of core and the thread pool, under Stacked Borrows with Miri's
+# leak and data-race checks: the future states' slabs (`state_arc`), the deadlock
 # detector's per-thread frame stack (`tests/deadlock.rs`), `map_chunk`'s in-place buffers
-# (`tests/map_chunk.rs`), and the future's value cell and handle cast, which all of these
-# go through (`tests/waiter.rs` waits on them from other threads), under Stacked Borrows with
-# Miri's leak and data-race checks. About 3 minutes of tests on 2 cores (`tests/future.rs`
-# adds 2 more: run it by hand when changing `future.rs`'s unsafe code).
+# (`tests/map_chunk.rs`), the thread pool's inline job storage (`thread-pool/src/job.rs`),
+# and the future's value cell and handle cast, which all of these go through
+# (`tests/waiter.rs` waits on futures from other threads). About 3 minutes of tests on 2
+# cores. Run by hand when changing their unsafe code (too slow for every run):
+# core's `tests/future.rs` (2 min) and the combinators' `tests/map_vec.rs`. The process
+# pool's unsafe code is system calls, which Miri does not run.
 #
 # Needs a nightly toolchain with the `miri` and `rust-src` components: installed here with
 # rustup (3 tries; `--allow-downgrade` takes the newest nightly that has Miri). Fails loudly
@@ -32,3 +35,4 @@ cargo +nightly miri setup
 export MIRIFLAGS="-Zmiri-disable-isolation"
 cargo +nightly miri test -p cfutures-core --lib state_arc
 cargo +nightly miri test -p cfutures-core --test deadlock --test map_chunk --test waiter
+cargo +nightly miri test -p cfutures-thread-pool --lib job
