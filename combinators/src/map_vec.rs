@@ -341,6 +341,11 @@ pub(crate) fn run<F, A, R>(
             Ok(fut) => futures.push(fut),
             Err(e) => {
                 cancel_all(&futures);
+                // What holds user code's drops (items, `f`, values written) goes while `e`
+                // is still a local, so a panic there drops `e` as it unwinds: a panic in
+                // a local's drop after the return value is built leaks that value
+                // (rust-lang/rust#47949; Miri's leak check found it here).
+                drop((rest, output, f));
                 return Err(e);
             }
         }
@@ -351,6 +356,8 @@ pub(crate) fn run<F, A, R>(
             // From `i` on: on a timeout, the awaited chunk too (Python's
             // `_result_or_cancel`); a finished future ignores the cancel.
             cancel_all(&futures[i..]);
+            // As above: the values written (user drops) go while `e` is a local.
+            drop(output);
             return Err(e);
         }
     }
