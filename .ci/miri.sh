@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Miri over the unsafe code of core and the thread pool, under Stacked Borrows with Miri's
-# leak and data-race checks: the future states' slabs (`state_arc`), the deadlock
+# Miri over the unsafe code of core, the thread pool and `map_vec`, under Stacked Borrows with
+# Miri's leak and data-race checks: the future states' slabs (`state_arc`), the deadlock
 # detector's per-thread frame stack (`tests/deadlock.rs`), `map_chunk`'s in-place buffers
 # (`tests/map_chunk.rs`), the thread pool's inline job storage (`thread-pool/src/job.rs`),
+# `map_vec`'s shared output buffer on its failure paths (`combinators/tests/map_vec.rs`),
 # and the future's value cell and handle cast, which all of these go through
 # (`tests/waiter.rs` waits on futures from other threads). About 3 minutes of tests on 2
 # cores. Run by hand when changing their unsafe code (too slow for every run):
-# core's `tests/future.rs` (2 min) and the combinators' `tests/map_vec.rs`. The process
+# core's `tests/future.rs` (2 min) and the rest of `map_vec.rs` (12 min). The process
 # pool's unsafe code is system calls, which Miri does not run.
 #
 # Needs a nightly toolchain with the `miri` and `rust-src` components: installed here with
@@ -36,3 +37,5 @@ export MIRIFLAGS="-Zmiri-disable-isolation"
 cargo +nightly miri test -p cfutures-core --lib state_arc
 cargo +nightly miri test -p cfutures-core --test deadlock --test map_chunk --test waiter
 cargo +nightly miri test -p cfutures-thread-pool --lib job
+cargo +nightly miri test -p cfutures-combinators --test map_vec -- \
+  a_panicking_drop first_failure refused_after_shutdown cancelled_chunks
