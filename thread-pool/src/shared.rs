@@ -18,7 +18,11 @@
 //! * `idle`, `sleeping`, `sleepers` — the sleep protocol, below.
 //! * `live`, `blocked` — threads alive (or reserved and starting), and those blocked on a
 //!   future or in `shutdown(wait)` (see "Compensation").
-//! * `closed` — a copy of "a flag is set" for workers, on a line submits do not write.
+//! * `closed` — for workers, on a line submits do not write: a flag is set *and* every
+//!   submit it accepted has queued its task. Set by `close` after the count drained, so
+//!   the workers' exit condition is `closed` and an empty queue: it must not read the
+//!   count, which refused submits raise for an instant after the shutdown woke everyone
+//!   (a worker that read it then would park for good).
 //! * `events`, `stats`, `run_times`, `drained_*`, `draining` — `events()` and `stats()`.
 //!   The submit path reads `events` once, each task run twice, as it starts and as it ends
 //!   (a relaxed load each while nobody subscribes; the second is skipped when the first
@@ -513,13 +517,11 @@ impl Shared {
     /// The exit condition: shut down or broken, no submit in flight (then the queue only
     /// shrinks).
     fn closing_and_drained(&self) -> bool {
-        // SeqCst: `closed` is set after the flag; seeing it unset only delays the exit.
-        if !self.closed.load(Ordering::SeqCst) {
-            return false;
-        }
-        // SeqCst: ordered with `submit`'s increment (see `submit`).
-        let s = self.state.load(Ordering::SeqCst);
-        s & FLAGS != 0 && s & !FLAGS == 0 && self.queue.is_empty()
+        // SeqCst: the sleep protocol's re-check (module doc): `close` sets `closed` before
+        // it wakes everyone. Once set, no task can be queued any more (every accepted
+        // submit has queued its task, which this load then sees: `close` acquired their
+        // decrements before the store), so an empty queue stays empty.
+        self.closed.load(Ordering::SeqCst) && self.queue.is_empty()
     }
 
     /// The worker loop; returns true if the worker retired (`live` already counts it gone).
@@ -754,7 +756,6 @@ impl Shared {
     fn close(&self, flag: usize) -> bool {
         // SeqCst: see `submit`.
         let prev = self.state.fetch_or(flag, Ordering::SeqCst);
-        self.closed.store(true, Ordering::SeqCst);
         let mut backoff = Backoff::new();
         // Acquire: pairs with the submits' Release decrements: their tasks are queued.
         while self.state.load(Ordering::Acquire) & !FLAGS != 0 {
@@ -764,6 +765,8 @@ impl Shared {
                 backoff.snooze();
             }
         }
+        // Only now (see `closed`): every accepted task is queued; later submits are refused.
+        self.closed.store(true, Ordering::SeqCst);
         prev & flag == 0
     }
 

@@ -283,6 +283,50 @@ fn concurrent_submits_and_shutdown_lose_no_task() {
     }
 }
 
+/// Submits refused after the shutdown began still count themselves in flight for an
+/// instant. A worker that checked the exit condition in such an instant, after the
+/// shutdown had woken everyone, used to park for good, and `shutdown(wait)` never returned
+/// (found by Miri's scheduler on the test above). Threads that keep submitting after the
+/// refusals hold that instant open most of the time.
+#[test]
+fn refused_submits_racing_shutdown_wait_do_not_strand_a_worker() {
+    for _ in 0..200 {
+        let pool = Arc::new(ThreadPoolExecutor::new(2).unwrap());
+        // Both workers started and idle.
+        let warm: Vec<_> = (0..2).map(|_| pool.submit(|| ()).unwrap()).collect();
+        for f in &warm {
+            f.result_timeout(LIMIT).unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusers: Vec<_> = (0..2)
+            .map(|_| {
+                let (p, stop) = (pool.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = p.submit(|| ());
+                    }
+                })
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let p = pool.clone();
+        let shutter = std::thread::spawn(move || {
+            p.shutdown(true, false);
+            tx.send(()).unwrap();
+        });
+        let done = rx.recv_timeout(LIMIT);
+        stop.store(true, Ordering::Relaxed);
+        for r in refusers {
+            r.join().unwrap();
+        }
+        assert!(
+            done.is_ok(),
+            "shutdown(wait) hung while submits were being refused"
+        );
+        shutter.join().unwrap();
+    }
+}
+
 /// Panics when dropped: a task capturing one panics in its drop if it never runs.
 struct PanicOnDrop;
 
