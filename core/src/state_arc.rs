@@ -115,14 +115,19 @@ mod imp {
         fn drop(&mut self) {
             // The thread exits: give back the slots it never handed out (point 2).
             for (class, cur) in self.0.iter().enumerate() {
-                let cur = cur.get();
-                if cur.next != cur.end {
-                    let unused = (cur.end as usize - cur.next as usize) / class_size(class);
-                    // SAFETY: the slab is live: its unused slots are counted in `live`
-                    // and have not been released.
-                    unsafe { release(cur.slab, unused) };
-                }
+                give_back_unused(cur.get(), class_size(class));
             }
+        }
+    }
+
+    /// Releases the slots a thread's current slab (of slots `size` bytes apart) has not
+    /// handed out, as the thread forgets that slab; nothing for `NONE`.
+    fn give_back_unused(cur: Current, size: usize) {
+        if cur.next != cur.end {
+            let unused = (cur.end as usize - cur.next as usize) / size;
+            // SAFETY: the slab is live: its unused slots are counted in `live` and have not
+            // been released (the thread forgets the slab now, so it releases them once).
+            unsafe { release(cur.slab, unused) };
         }
     }
 
@@ -174,12 +179,7 @@ mod imp {
         // A `#[global_allocator]` that itself made states of this class (inside `alloc`
         // above) may have refilled `cur` meanwhile: give that slab's unused slots back
         // before `cur` forgets it, or the slab would never be freed.
-        let stale = cur.get();
-        if stale.next != stale.end {
-            let unused = (stale.end as usize - stale.next as usize) / size;
-            // SAFETY: as in `Cache::drop`: counted, unused, never released slots.
-            unsafe { release(stale.slab, unused) };
-        }
+        give_back_unused(cur.get(), size);
         let slab = base as *mut Slab;
         // SAFETY: `base` is a fresh block of `bytes` bytes, aligned for `Slab`.
         unsafe {

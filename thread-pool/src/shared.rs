@@ -514,8 +514,8 @@ impl Shared {
 
     // ----- the worker -----------------------------------------------------------------
 
-    /// The exit condition: shut down or broken, no submit in flight (then the queue only
-    /// shrinks).
+    /// The exit condition: shut down or broken with every accepted task queued (`closed`),
+    /// and the queue empty (it only shrinks then).
     fn closing_and_drained(&self) -> bool {
         // SeqCst: the sleep protocol's re-check (module doc): `close` sets `closed` before
         // it wakes everyone. Once set, no task can be queued any more (every accepted
